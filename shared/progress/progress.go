@@ -1,0 +1,186 @@
+// Package progress defines the record that tracks one certificate provisioning
+// process through the pipeline, its states, and the compare-and-set transitions
+// between them. Stores persist Records; the pipeline advances them.
+package progress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// State is where a process stands in the adapter's pipeline.
+type State string
+
+// The states, in pipeline order. UPLOADED, FAILED and CLAIMED_ELSEWHERE are terminal.
+const (
+	// StateReceived: the notification was accepted; nothing was asked of the API yet.
+	StateReceived State = "RECEIVED"
+	// StateClaimed: the claim succeeded for this deployment's caller instance id.
+	StateClaimed State = "CLAIMED"
+	// StateSigning: the bytes to sign are recorded and signData is (about to be) called.
+	// A retry that finds this state must not call signData blindly (invariant 1).
+	StateSigning State = "SIGNING"
+	// StatePolling: signData started; the poller waits for the signature.
+	StatePolling State = "POLLING"
+	// StateSigned: the signature verified and the CSR is assembled; waiting for the CA.
+	StateSigned State = "SIGNED"
+	// StateIssuing: the CA was (about to be) asked with RequestID.
+	StateIssuing State = "ISSUING"
+	// StateIssued: the certificate is stored; the upload is pending.
+	StateIssued State = "ISSUED"
+	// StateFailing: a permanent failure is decided; setFailure is pending.
+	StateFailing State = "FAILING"
+	// StateUploaded: the certificate was uploaded. Terminal.
+	StateUploaded State = "UPLOADED"
+	// StateFailed: the process failed (reported with setFailure, or failed by the API). Terminal.
+	StateFailed State = "FAILED"
+	// StateClaimedElsewhere: another adapter instance holds the claim. Terminal.
+	StateClaimedElsewhere State = "CLAIMED_ELSEWHERE"
+)
+
+// Terminal reports whether no further work happens in state s.
+func (s State) Terminal() bool {
+	return s == StateUploaded || s == StateFailed || s == StateClaimedElsewhere
+}
+
+// Record is the progress of one process: one Firestore document per process.
+// Field names are the document's field names.
+type Record struct {
+	// Key is the document id (see Key); it is not stored as a field.
+	Key         string `firestore:"-" json:"key"`
+	Customer    string `firestore:"customer" json:"customer"`
+	ProcessID   string `firestore:"processId" json:"processId"`
+	ProcessName string `firestore:"processName" json:"processName"`
+	State       State  `firestore:"state" json:"state"`
+	// Version increases by one on every write.
+	Version   int64        `firestore:"version" json:"version"`
+	CreatedAt time.Time    `firestore:"createdAt" json:"createdAt"`
+	UpdatedAt time.Time    `firestore:"updatedAt" json:"updatedAt"`
+	History   []Change `firestore:"history" json:"history"`
+
+	CAConnectionRef string `firestore:"caConnectionRef,omitempty" json:"caConnectionRef,omitempty"`
+	ProfileRef      string `firestore:"profileRef,omitempty" json:"profileRef,omitempty"`
+	// KeyType is "RSA-2048" or "EC-P256", from the process's SubjectPublicKeyInfo.
+	KeyType            string `firestore:"keyType,omitempty" json:"keyType,omitempty"`
+	SignatureAlgorithm string `firestore:"signatureAlgorithm,omitempty" json:"signatureAlgorithm,omitempty"`
+	// SignData holds the exact bytes sent to signData (the DER CertificationRequestInfo).
+	SignData []byte `firestore:"signData,omitempty" json:"signData,omitempty"`
+	// SignDataCalls counts signData calls made (at most one may reach the client).
+	SignDataCalls int    `firestore:"signDataCalls" json:"signDataCalls"`
+	OperationName string `firestore:"operationName,omitempty" json:"operationName,omitempty"`
+	// Deadline is when polling gives up and the process is failed.
+	Deadline   time.Time `firestore:"deadline" json:"deadline"`
+	PollCount  int       `firestore:"pollCount" json:"pollCount"`
+	NextPollAt time.Time `firestore:"nextPollAt" json:"nextPollAt"`
+	// SignedAt is when the adapter first saw the client's signature.
+	SignedAt time.Time `firestore:"signedAt" json:"signedAt"`
+	CSR      []byte    `firestore:"csr,omitempty" json:"csr,omitempty"`
+	// RequestID is the idempotency key sent to the CA.
+	RequestID      string    `firestore:"requestId,omitempty" json:"requestId,omitempty"`
+	IssueAttempts  int       `firestore:"issueAttempts" json:"issueAttempts"`
+	CertificatePEM string    `firestore:"certificatePem,omitempty" json:"certificatePem,omitempty"`
+	IssuedAt       time.Time `firestore:"issuedAt" json:"issuedAt"`
+	// CADuration is how long the CA took to issue, for the added-latency figure.
+	CADuration time.Duration `firestore:"caDuration" json:"caDuration"`
+	UploadedAt time.Time     `firestore:"uploadedAt" json:"uploadedAt"`
+	// LeaseUntil guards a step with an external side effect (signData, the CA):
+	// while it is in the future another delivery backs off instead of acting.
+	LeaseUntil time.Time `firestore:"leaseUntil" json:"leaseUntil"`
+	// Attempts counts deliveries that found work to do.
+	Attempts  int    `firestore:"attempts" json:"attempts"`
+	LastError string `firestore:"lastError,omitempty" json:"lastError,omitempty"`
+	// FailureMessage is what setFailure tells the device (or what the API reported).
+	FailureMessage string `firestore:"failureMessage,omitempty" json:"failureMessage,omitempty"`
+	// FailureReported is true once setFailure succeeded or the API had failed the process itself.
+	FailureReported bool `firestore:"failureReported" json:"failureReported"`
+	// ExpireAt is the Firestore TTL field: set when the record becomes terminal.
+	ExpireAt *time.Time `firestore:"expireAt" json:"expireAt,omitempty"`
+}
+
+// Change is one state change, kept in the record's history.
+type Change struct {
+	From State     `firestore:"from" json:"from"`
+	To   State     `firestore:"to" json:"to"`
+	At   time.Time `firestore:"at" json:"at"`
+}
+
+// Key is the document id for a customer's process. Neither part may contain ':'
+// (the notification decoder enforces a strict character set).
+func Key(customer, processID string) string { return customer + ":" + processID }
+
+// Clone returns a deep copy of r.
+func (r *Record) Clone() *Record {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.History = slices.Clone(r.History)
+	c.SignData = slices.Clone(r.SignData)
+	c.CSR = slices.Clone(r.CSR)
+	if r.ExpireAt != nil {
+		t := *r.ExpireAt
+		c.ExpireAt = &t
+	}
+	return &c
+}
+
+// Errors every store returns for these conditions (wrapped or not).
+var (
+	ErrNotFound = errors.New("progress record not found")
+	ErrExists   = errors.New("progress record already exists")
+)
+
+// Updater is the part of a store that Transition needs.
+type Updater interface {
+	// Update reads the record in a transaction, calls fn on it and, if fn returns
+	// nil, writes it back with Version+1 and UpdatedAt set. If fn returns an error
+	// nothing is written and Update returns that error. fn may run more than once
+	// when the transaction is retried on contention.
+	Update(ctx context.Context, key string, fn func(r *Record) error) (*Record, error)
+}
+
+// StateError says a transition found the record in a state it does not start from.
+type StateError struct {
+	Key     string
+	Want    []State
+	Current *Record
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("progress %s: state is %s, want one of %v", e.Key, e.Current.State, e.Want)
+}
+
+// Transition moves the record from one of the states in from to state to, in one
+// transaction, applying mutate to the record first. It returns a *StateError
+// (with the current record) when the record is in no state of from: that is how
+// a duplicate delivery learns it has nothing to do. When to is terminal the TTL
+// field is set to now+ttl.
+func Transition(ctx context.Context, s Updater, key string, from []State, to State, now time.Time, ttl time.Duration, mutate func(r *Record) error) (*Record, error) {
+	rec, err := s.Update(ctx, key, func(r *Record) error {
+		if !slices.Contains(from, r.State) {
+			return &StateError{Key: key, Want: from, Current: r.Clone()}
+		}
+		if mutate != nil {
+			if err := mutate(r); err != nil {
+				return err
+			}
+		}
+		if r.State != to {
+			r.History = append(r.History, Change{From: r.State, To: to, At: now})
+		}
+		r.State = to
+		if to.Terminal() {
+			exp := now.Add(ttl)
+			r.ExpireAt = &exp
+			r.LeaseUntil = time.Time{}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("progress transition %s to %s: %w", key, to, err)
+	}
+	return rec, nil
+}
