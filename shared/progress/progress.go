@@ -56,10 +56,10 @@ type Record struct {
 	ProcessName string `firestore:"processName" json:"processName"`
 	State       State  `firestore:"state" json:"state"`
 	// Version increases by one on every write.
-	Version   int64        `firestore:"version" json:"version"`
-	CreatedAt time.Time    `firestore:"createdAt" json:"createdAt"`
-	UpdatedAt time.Time    `firestore:"updatedAt" json:"updatedAt"`
-	History   []Change `firestore:"history" json:"history"`
+	Version   int64     `firestore:"version" json:"version"`
+	CreatedAt time.Time `firestore:"createdAt" json:"createdAt"`
+	UpdatedAt time.Time `firestore:"updatedAt" json:"updatedAt"`
+	History   []Change  `firestore:"history" json:"history"`
 
 	CAConnectionRef string `firestore:"caConnectionRef,omitempty" json:"caConnectionRef,omitempty"`
 	ProfileRef      string `firestore:"profileRef,omitempty" json:"profileRef,omitempty"`
