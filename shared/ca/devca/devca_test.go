@@ -125,7 +125,7 @@ func TestNewSettings(t *testing.T) {
 		name, settings, wantErr string
 	}{
 		{"files", `{"certFile":"` + certFile + `","keyFile":"` + keyFile + `"}`, ""},
-		{"unknown field", `{"certfile":"x"}`, "unknown field"},
+		{"unknown field", `{"certPath":"x"}`, "unknown field"},
 		{"cert without key", `{"certFile":"` + certFile + `"}`, "certFile needs keyFile"},
 		{"bad validity", `{"validity":"soon"}`, "validity"},
 		{"key does not match", `{"certFile":"` + certFile + `","keyEnv":"CA_KEY"}`, "does not match"},
