@@ -63,6 +63,9 @@ type Record struct {
 
 	CAConnectionRef string `firestore:"caConnectionRef,omitempty" json:"caConnectionRef,omitempty"`
 	ProfileRef      string `firestore:"profileRef,omitempty" json:"profileRef,omitempty"`
+	// SPKI is the process's DER SubjectPublicKeyInfo: the signature and the
+	// issued certificate are checked against it.
+	SPKI []byte `firestore:"spki,omitempty" json:"spki,omitempty"`
 	// KeyType is "RSA-2048" or "EC-P256", from the process's SubjectPublicKeyInfo.
 	KeyType            string `firestore:"keyType,omitempty" json:"keyType,omitempty"`
 	SignatureAlgorithm string `firestore:"signatureAlgorithm,omitempty" json:"signatureAlgorithm,omitempty"`
@@ -78,6 +81,9 @@ type Record struct {
 	// SignedAt is when the adapter first saw the client's signature.
 	SignedAt time.Time `firestore:"signedAt" json:"signedAt"`
 	CSR      []byte    `firestore:"csr,omitempty" json:"csr,omitempty"`
+	// ChallengeExpiresAt is when a fetched SCEP challenge inside the CSR expires
+	// (zero: it does not). A signature that arrives later fails the process.
+	ChallengeExpiresAt time.Time `firestore:"challengeExpiresAt" json:"challengeExpiresAt"`
 	// RequestID is the idempotency key sent to the CA.
 	RequestID      string    `firestore:"requestId,omitempty" json:"requestId,omitempty"`
 	IssueAttempts  int       `firestore:"issueAttempts" json:"issueAttempts"`
@@ -120,6 +126,7 @@ func (r *Record) Clone() *Record {
 	c.History = slices.Clone(r.History)
 	c.SignData = slices.Clone(r.SignData)
 	c.CSR = slices.Clone(r.CSR)
+	c.SPKI = slices.Clone(r.SPKI)
 	if r.ExpireAt != nil {
 		t := *r.ExpireAt
 		c.ExpireAt = &t
