@@ -1,0 +1,266 @@
+// Package config loads the adapter's settings once at start: the deployment's
+// endpoints and schedule from environment variables, and the adapter config
+// (CA connections, profiles, allowed customers) from JSON. Every problem is
+// reported at once, so one failed deploy shows all of them.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/profile"
+)
+
+// Lookup reads an environment variable; os.LookupEnv in production, a map in tests.
+type Lookup func(name string) (string, bool)
+
+// MapLookup returns a Lookup over m.
+func MapLookup(m map[string]string) Lookup {
+	return func(name string) (string, bool) { v, ok := m[name]; return v, ok }
+}
+
+// Defaults of the environment settings.
+const (
+	DefaultAPIEndpoint         = "https://chromemanagement.googleapis.com/"
+	DefaultFirestoreCollection = "certprovProcesses"
+	DefaultTasksMaxAttempts    = 10
+	DefaultRecordTTL           = 30 * 24 * time.Hour
+)
+
+// DefaultPoll is the default poll schedule (see the README's Performance section
+// for the measurement that chose it).
+var DefaultPoll = PollSchedule{
+	Initial:    2 * time.Second,
+	Multiplier: 1.5,
+	Max:        60 * time.Second,
+	Jitter:     0.2,
+	Deadline:   24 * time.Hour,
+}
+
+// PollSchedule says when the poller asks for the signature again: Initial after
+// signData, then each delay times Multiplier up to Max, each randomised by
+// ±Jitter (a fraction), until Deadline after signData.
+type PollSchedule struct {
+	Initial    time.Duration
+	Multiplier float64
+	Max        time.Duration
+	Jitter     float64
+	Deadline   time.Duration
+}
+
+// Config is everything the functions need.
+type Config struct {
+	Project             string
+	CallerInstanceID    string
+	APIEndpoint         string
+	Emulated            bool // APIEndpoint was overridden: no auth
+	FirestoreDatabase   string
+	FirestoreCollection string
+	FirestoreEmulator   string
+	TasksEmulator       string
+	PollQueue           string
+	IssueQueue          string
+	PollURL             string
+	IssueURL            string
+	TasksServiceAccount string
+	TasksMaxAttempts    int
+	Poll                PollSchedule
+	RecordTTL           time.Duration
+	LogLevel            slog.Level
+	Adapter             Adapter
+}
+
+// Adapter is the adapter config (JSON, from CERTPROV_CONFIG or CERTPROV_CONFIG_FILE).
+type Adapter struct {
+	// AllowedCustomers lists the customer ids whose notifications are accepted.
+	AllowedCustomers []string `json:"allowedCustomers"`
+	// CAConnections maps a caConnectionAdapterConfigReference to a CA connection.
+	CAConnections map[string]CAConnection `json:"caConnections"`
+	// Profiles maps a profileAdapterConfigReference to a generic profile.
+	Profiles map[string]profile.Profile `json:"profiles"`
+}
+
+// CAConnection names a connector type and its settings, which the connector
+// validates itself.
+type CAConnection struct {
+	Type     string          `json:"type"`
+	Settings json.RawMessage `json:"settings,omitempty"`
+}
+
+// Allowed reports whether notifications of customer are accepted.
+func (a *Adapter) Allowed(customer string) bool {
+	return slices.Contains(a.AllowedCustomers, customer)
+}
+
+// ParseAdapter decodes and validates an adapter config. Unknown fields are errors.
+func ParseAdapter(data []byte, connectorTypes []string) (Adapter, error) {
+	var a Adapter
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return Adapter{}, fmt.Errorf("adapter config: %w", err)
+	}
+	if dec.More() {
+		return Adapter{}, errors.New("adapter config: trailing data after the JSON object")
+	}
+	return a, a.Validate(connectorTypes)
+}
+
+// Validate reports every problem of a at once. connectorTypes lists the known
+// connector types.
+func (a *Adapter) Validate(connectorTypes []string) error {
+	var errs []error
+	if len(a.AllowedCustomers) == 0 {
+		errs = append(errs, errors.New("allowedCustomers is empty: no notification would be accepted"))
+	}
+	for i, c := range a.AllowedCustomers {
+		if c == "" || strings.ContainsAny(c, ":/ ") {
+			errs = append(errs, fmt.Errorf("allowedCustomers[%d]: %q is not a customer id", i, c))
+		}
+	}
+	if len(a.CAConnections) == 0 {
+		errs = append(errs, errors.New("caConnections is empty"))
+	}
+	for _, ref := range sortedKeys(a.CAConnections) {
+		c := a.CAConnections[ref]
+		if !slices.Contains(connectorTypes, c.Type) {
+			errs = append(errs, fmt.Errorf("caConnections[%q].type: unknown connector type %q (known: %s)", ref, c.Type, strings.Join(connectorTypes, ", ")))
+		}
+	}
+	for _, ref := range sortedKeys(a.Profiles) {
+		p := a.Profiles[ref]
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("profiles[%q]: %w", ref, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Load reads the environment settings and the adapter config through env.
+func Load(env Lookup, connectorTypes []string) (*Config, error) {
+	var errs []error
+	get := func(name, def string) string {
+		if v, ok := env(name); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := get(name, "")
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a positive duration (e.g. 30s)", name, v))
+			return def
+		}
+		return d
+	}
+	num := func(name string, def float64, lo, hi float64) float64 {
+		v := get(name, "")
+		if v == "" {
+			return def
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < lo || f > hi {
+			errs = append(errs, fmt.Errorf("%s: %q is not a number from %g to %g", name, v, lo, hi))
+			return def
+		}
+		return f
+	}
+	c := &Config{
+		Project:             get("GOOGLE_CLOUD_PROJECT", ""),
+		APIEndpoint:         get("CERTPROV_API_ENDPOINT", DefaultAPIEndpoint),
+		FirestoreDatabase:   get("FIRESTORE_DATABASE", "(default)"),
+		FirestoreCollection: get("FIRESTORE_COLLECTION", DefaultFirestoreCollection),
+		FirestoreEmulator:   get("FIRESTORE_EMULATOR_HOST", ""),
+		TasksEmulator:       get("CLOUD_TASKS_EMULATOR_HOST", ""),
+		PollQueue:           get("TASKS_POLL_QUEUE", ""),
+		IssueQueue:          get("TASKS_ISSUE_QUEUE", ""),
+		PollURL:             get("POLL_SIGNATURE_URL", ""),
+		IssueURL:            get("ISSUE_CERTIFICATE_URL", ""),
+		TasksServiceAccount: get("TASKS_SERVICE_ACCOUNT", ""),
+		TasksMaxAttempts:    int(num("TASKS_MAX_ATTEMPTS", DefaultTasksMaxAttempts, 1, 100)),
+		Poll: PollSchedule{
+			Initial:    dur("POLL_INITIAL_DELAY", DefaultPoll.Initial),
+			Multiplier: num("POLL_MULTIPLIER", DefaultPoll.Multiplier, 1, 10),
+			Max:        dur("POLL_MAX_DELAY", DefaultPoll.Max),
+			Jitter:     num("POLL_JITTER", DefaultPoll.Jitter, 0, 0.9),
+			Deadline:   dur("POLL_DEADLINE", DefaultPoll.Deadline),
+		},
+		RecordTTL: dur("RECORD_TTL", DefaultRecordTTL),
+	}
+	c.Emulated = c.APIEndpoint != DefaultAPIEndpoint
+	c.CallerInstanceID = get("CALLER_INSTANCE_ID", "")
+	if c.CallerInstanceID == "" {
+		if c.Project == "" {
+			errs = append(errs, errors.New("CALLER_INSTANCE_ID: not set and GOOGLE_CLOUD_PROJECT is empty, so no stable default exists"))
+		} else {
+			c.CallerInstanceID = "certprov-adapter-" + c.Project
+		}
+	}
+	if c.Poll.Max < c.Poll.Initial {
+		errs = append(errs, fmt.Errorf("POLL_MAX_DELAY %s is shorter than POLL_INITIAL_DELAY %s", c.Poll.Max, c.Poll.Initial))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", get("LOG_LEVEL", "")))
+	}
+	if c.TasksEmulator == "" {
+		for _, name := range []string{"GOOGLE_CLOUD_PROJECT", "TASKS_POLL_QUEUE", "TASKS_ISSUE_QUEUE", "POLL_SIGNATURE_URL", "ISSUE_CERTIFICATE_URL", "TASKS_SERVICE_ACCOUNT"} {
+			if get(name, "") == "" {
+				errs = append(errs, fmt.Errorf("%s: required (unless CLOUD_TASKS_EMULATOR_HOST is set)", name))
+			}
+		}
+	}
+	raw, err := adapterJSON(env)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		a, err := ParseAdapter(raw, connectorTypes)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.Adapter = a
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	return c, nil
+}
+
+func adapterJSON(env Lookup) ([]byte, error) {
+	inline, _ := env("CERTPROV_CONFIG")
+	file, _ := env("CERTPROV_CONFIG_FILE")
+	switch {
+	case inline != "" && file != "":
+		return nil, errors.New("CERTPROV_CONFIG and CERTPROV_CONFIG_FILE are both set: choose one")
+	case inline != "":
+		return []byte(inline), nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("CERTPROV_CONFIG_FILE: %w", err)
+		}
+		return b, nil
+	}
+	return nil, errors.New("CERTPROV_CONFIG or CERTPROV_CONFIG_FILE: the adapter config is required")
+}

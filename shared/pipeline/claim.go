@@ -1,0 +1,376 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/cpapi"
+	"github.com/chromeos-certprov/adapter/shared/csr"
+	"github.com/chromeos-certprov/adapter/shared/logging"
+	"github.com/chromeos-certprov/adapter/shared/notification"
+	"github.com/chromeos-certprov/adapter/shared/profile"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+)
+
+// Claim handles one Pub/Sub notification: it reads the process, claims it,
+// builds what the client signs and calls signData, recording each step first.
+// It returns an error only when Pub/Sub should deliver the message again.
+func (p *Pipeline) Claim(ctx context.Context, data []byte) error {
+	p.init()
+	ev, format, err := notification.Decode(data)
+	if err != nil {
+		// A malformed message never gets better: acknowledge it.
+		p.logger(ctx).Error("malformed notification acknowledged", slog.String("reason", err.Error()), slog.Int("size", len(data)))
+		return nil
+	}
+	ctx = withProcess(ctx, p.logger(ctx), ev.CustomerID, ev.ProcessID)
+	if p.Allowed == nil || !p.Allowed(ev.CustomerID) {
+		p.logger(ctx).Warn("notification for a customer not in allowedCustomers acknowledged")
+		return nil
+	}
+	key := progress.Key(ev.CustomerID, ev.ProcessID)
+	now := p.Now().UTC()
+	rec, err := p.Store.Create(ctx, &progress.Record{
+		Key: key, Customer: ev.CustomerID, ProcessID: ev.ProcessID, ProcessName: ev.Name(),
+		State: progress.StateReceived, CreatedAt: now, UpdatedAt: now,
+		History: []progress.Change{{To: progress.StateReceived, At: now}},
+	})
+	switch {
+	case errors.Is(err, progress.ErrExists):
+		if rec, err = p.Store.Get(ctx, key); err != nil {
+			return fmt.Errorf("claim %s: read progress: %w", key, err)
+		}
+		p.logger(ctx).Info("notification for a known process", slog.String("state", string(rec.State)))
+	case err != nil:
+		return fmt.Errorf("claim %s: create progress: %w", key, err)
+	default:
+		p.logger(ctx).Info("state transition", slog.String("state", string(progress.StateReceived)), slog.String("format", string(format)))
+	}
+	if err := p.crash("claim:after-create"); err != nil {
+		return err
+	}
+	return p.advance(ctx, rec, 0)
+}
+
+// withProcess returns ctx with a logger that names the process.
+func withProcess(ctx context.Context, l *slog.Logger, customer, process string) context.Context {
+	return logging.WithLogger(ctx, l.With(slog.String("process_id", process), slog.String("customer", customer)))
+}
+
+// advance drives rec forward from whatever state it is in, as far as this
+// delivery can take it. retry is the delivery's retry count (0 for Pub/Sub).
+func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int) error {
+	for range 16 { // each step moves the state on; the bound guards against a bug looping
+		var next *progress.Record
+		var err error
+		switch rec.State {
+		case progress.StateReceived:
+			next, err = p.claimProcess(ctx, rec)
+		case progress.StateClaimed:
+			next, err = p.startSigning(ctx, rec)
+		case progress.StateSigning:
+			next, err = p.resumeSigning(ctx, rec)
+		case progress.StatePolling:
+			// The poll task carries on; make sure it exists (a no-op if it does).
+			return p.enqueuePoll(ctx, rec, rec.NextPollAt)
+		case progress.StateSigned, progress.StateIssuing, progress.StateIssued:
+			return p.enqueueIssue(ctx, rec, time.Time{})
+		case progress.StateFailing:
+			_, err = p.reportFailure(ctx, rec, retry)
+			return err
+		default:
+			return nil // terminal: a duplicate
+		}
+		if err != nil {
+			if cur, ok := stale(err); ok {
+				rec = cur // someone else moved it: carry on from there
+				continue
+			}
+			return err
+		}
+		if next == nil || next.State == rec.State {
+			return nil
+		}
+		rec = next
+	}
+	return fmt.Errorf("advance %s: too many steps", rec.Key)
+}
+
+// claimProcess reads the process and claims it.
+func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+	proc, err := p.API.Get(ctx, rec.ProcessName)
+	if err != nil {
+		if cpapi.IsNotFound(err) {
+			return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateFailed, func(r *progress.Record) error {
+				r.LastError = "the process does not exist: " + err.Error()
+				r.FailureReported = true // nothing to report to
+				return nil
+			})
+		}
+		return nil, p.apiError(ctx, rec, "get process", err)
+	}
+	if proc.FailureMessage != "" {
+		return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateFailed, func(r *progress.Record) error {
+			r.FailureMessage, r.FailureReported = proc.FailureMessage, true
+			r.LastError = "the process had already failed"
+			return nil
+		})
+	}
+	if err := p.crash("claim:before-claim"); err != nil {
+		return nil, err
+	}
+	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
+		if errors.Is(err, cpapi.ErrClaimRefused) {
+			return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimedElsewhere, func(r *progress.Record) error {
+				r.LastError = err.Error()
+				return nil
+			})
+		}
+		return nil, p.apiError(ctx, rec, "claim", err)
+	}
+	if err := p.crash("claim:after-claim"); err != nil {
+		return nil, err
+	}
+	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
+		r.Attempts++
+		return nil
+	})
+}
+
+// apiError turns an API failure into a retry (transient) or a permanent failure.
+func (p *Pipeline) apiError(ctx context.Context, rec *progress.Record, what string, err error) error {
+	if cpapi.Transient(err) {
+		return fmt.Errorf("%s %s: %w", what, rec.Key, err)
+	}
+	// A 4xx from the API on our own request: nothing a retry can change.
+	_, ferr := p.fail(ctx, rec, fmt.Sprintf("%s: %v", what, err), "The certificate provisioning service refused a request from the adapter. Contact your administrator.")
+	return ferr
+}
+
+// startSigning resolves the configuration for the process, builds the CSR body
+// and calls signData once, recording the intent and the bytes first.
+func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+	proc, err := p.API.Get(ctx, rec.ProcessName)
+	if err != nil {
+		return nil, p.apiError(ctx, rec, "get process", err)
+	}
+	plan, perr := p.plan(ctx, rec, proc)
+	if perr != nil {
+		var pe *planError
+		if errors.As(perr, &pe) {
+			_, err := p.fail(ctx, rec, pe.reason, pe.message)
+			return nil, err
+		}
+		return nil, perr // transient (e.g. fetching a SCEP challenge)
+	}
+	now := p.Now().UTC()
+	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateClaimed}, progress.StateSigning, func(r *progress.Record) error {
+		r.CAConnectionRef, r.ProfileRef = plan.caRef, plan.profileRef
+		r.SPKI, r.KeyType, r.SignatureAlgorithm = plan.spki, string(plan.keyType), plan.algorithm
+		r.SignData = plan.signData
+		r.ChallengeExpiresAt = plan.challengeExpires
+		r.RequestID = RequestID(r.Key)
+		r.SignDataCalls++
+		r.LeaseUntil = now.Add(p.Lease)
+		r.Deadline = now.Add(p.Schedule.Deadline)
+		r.NextPollAt = now.Add(p.pollDelay(0))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The first poll is enqueued before signData: if this instance dies now,
+	// the poller finds the intent and resumes (the hand-off is durable).
+	if err := p.enqueuePoll(ctx, rec, rec.NextPollAt); err != nil {
+		return nil, err
+	}
+	return p.callSignData(ctx, rec)
+}
+
+// callSignData calls signData for a record in SIGNING whose lease this
+// delivery holds, then records the operation.
+func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+	if err := p.crash("sign:before-signData"); err != nil {
+		return nil, err
+	}
+	op, err := p.API.SignData(ctx, rec.ProcessName, rec.SignData, rec.SignatureAlgorithm)
+	if err != nil {
+		if cpapi.Transient(err) {
+			// Maybe applied, maybe not: never call again blindly. The retry
+			// reads the process once the lease has passed.
+			_, _ = p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
+				r.LastError = "signData: " + err.Error()
+				return nil
+			})
+			return nil, fmt.Errorf("signData %s: %w", rec.Key, err)
+		}
+		_, ferr := p.fail(ctx, rec, "signData: "+err.Error(), "The certificate provisioning service refused to ask this device for its signature. Contact your administrator.")
+		return nil, ferr
+	}
+	if err := p.crash("sign:after-signData"); err != nil {
+		return nil, err
+	}
+	return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {
+		r.OperationName = op
+		r.LeaseUntil = time.Time{}
+		return nil
+	})
+}
+
+// resumeSigning handles a record left in SIGNING (a crash or a lost answer
+// around signData): it asks the process, not the client, whether signData
+// started.
+func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+	if p.Now().Before(rec.LeaseUntil) {
+		return nil, errBusy
+	}
+	proc, err := p.API.Get(ctx, rec.ProcessName)
+	if err != nil {
+		return nil, p.apiError(ctx, rec, "get process", err)
+	}
+	if proc.FailureMessage != "" {
+		return p.apiFailed(ctx, rec, proc.FailureMessage)
+	}
+	if proc.SignData != "" || proc.Signature != "" {
+		// signData reached the client: poll the process itself for the signature.
+		return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {
+			r.LeaseUntil = time.Time{}
+			r.LastError = "signData's answer was lost; polling the process"
+			return nil
+		})
+	}
+	// The call never reached the API: take the lease and call it.
+	now := p.Now().UTC()
+	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StateSigning, func(r *progress.Record) error {
+		if now.Before(r.LeaseUntil) {
+			return errBusy
+		}
+		r.LeaseUntil = now.Add(p.Lease)
+		r.SignDataCalls++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p.callSignData(ctx, rec)
+}
+
+// apiFailed records that the API has already failed the process.
+func (p *Pipeline) apiFailed(ctx context.Context, rec *progress.Record, msg string) (*progress.Record, error) {
+	return p.transition(ctx, rec.Key, nonTerminal, progress.StateFailed, func(r *progress.Record) error {
+		r.FailureMessage, r.FailureReported = msg, true
+		r.LastError = "the API failed the process: " + msg
+		return nil
+	})
+}
+
+var nonTerminal = []progress.State{
+	progress.StateReceived, progress.StateClaimed, progress.StateSigning, progress.StatePolling,
+	progress.StateSigned, progress.StateIssuing, progress.StateIssued, progress.StateFailing,
+}
+
+// plan is what the configuration and the process say to request.
+type plan struct {
+	caRef, profileRef string
+	spki              []byte
+	keyType           csr.KeyType
+	algorithm         string
+	signData          []byte
+	challengeExpires  time.Time
+}
+
+// planError is a permanent problem with the process or the configuration.
+type planError struct{ reason, message string }
+
+func (e *planError) Error() string { return e.reason }
+
+func (p *Pipeline) plan(ctx context.Context, rec *progress.Record, proc *cpapi.Process) (*plan, error) {
+	pl := &plan{}
+	spki, err := base64.StdEncoding.DecodeString(proc.SubjectPublicKeyInfo)
+	if err != nil || len(spki) == 0 {
+		return nil, &planError{"the process has no valid subjectPublicKeyInfo", "The device sent no usable public key. Try again, or contact your administrator."}
+	}
+	pl.spki = spki
+	if _, kt, err := csr.ParseKey(spki); err != nil {
+		return nil, &planError{err.Error(), "This device's key was refused: " + err.Error() + ". Ask your administrator to configure an RSA-2048 or ECDSA P-256 key."}
+	} else {
+		pl.keyType = kt
+	}
+	pl.algorithm = csr.SignatureAlgorithm(pl.keyType)
+	if proc.SignatureAlgorithm != "" && proc.SignatureAlgorithm != pl.algorithm {
+		return nil, &planError{fmt.Sprintf("the process asks for %s but its key is %s", proc.SignatureAlgorithm, pl.keyType), "The device's signature algorithm does not match its key. Contact your administrator."}
+	}
+	switch {
+	case proc.GenericCaConnection != nil:
+		pl.caRef = proc.GenericCaConnection.CaConnectionAdapterConfigReference
+	case proc.ScepCaConnection != nil:
+		pl.caRef = proc.ScepCaConnection.CaConnectionAdapterConfigReference
+	}
+	issuer, ok := p.CAs[pl.caRef]
+	if !ok {
+		return nil, &planError{fmt.Sprintf("unknown CA connection reference %q", pl.caRef), fmt.Sprintf("The certificate authority connection %q is not configured in the adapter. Ask your administrator to add it.", pl.caRef)}
+	}
+	vars := processVars(rec, proc)
+	var tmpl csr.Template
+	switch {
+	case proc.ScepProfile != nil:
+		pl.profileRef = "scepProfile"
+		sp := proc.ScepProfile
+		s := profile.Scep{
+			CommonName: sp.SubjectCommonName, Organization: sp.Organization, OrganizationalUnits: sp.OrganizationalUnits,
+			Locality: sp.Locality, State: sp.State, Country: sp.Country, KeyUsages: sp.KeyUsages,
+			CertificateTemplateName: sp.CertificateTemplateName,
+		}
+		for _, san := range sp.SubjectAltNames {
+			s.SubjectAltNames = append(s.SubjectAltNames, profile.SAN{Type: san.Type, Value: san.Value})
+		}
+		tmpl, err = profile.RenderScep(s, vars)
+	case proc.GenericProfile != nil:
+		pl.profileRef = proc.GenericProfile.ProfileAdapterConfigReference
+		prof, ok := p.Profiles[pl.profileRef]
+		if !ok {
+			return nil, &planError{fmt.Sprintf("unknown profile reference %q", pl.profileRef), fmt.Sprintf("The certificate profile %q is not configured in the adapter. Ask your administrator to add it.", pl.profileRef)}
+		}
+		tmpl, err = prof.Render(vars)
+	default:
+		return nil, &planError{"the process has no profile", "The certificate profile is missing from this request. Contact your administrator."}
+	}
+	if err != nil {
+		return nil, &planError{"profile " + pl.profileRef + ": " + err.Error(), "The certificate could not be filled in: " + err.Error() + ". Contact your administrator."}
+	}
+	if ch, ok := issuer.(Challenger); ok {
+		pw, exp, err := ch.Challenge(ctx, rec.Key)
+		if err != nil {
+			if isPermanentCA(err) {
+				return nil, &planError{"challenge: " + err.Error(), userMessage(err, "The adapter could not get an enrollment challenge from the certificate authority. Contact your administrator.")}
+			}
+			return nil, fmt.Errorf("challenge for %s: %w", rec.Key, err)
+		}
+		tmpl.ChallengePassword, pl.challengeExpires = pw, exp
+	}
+	body, err := csr.BuildRequestInfo(spki, tmpl)
+	if err != nil {
+		return nil, &planError{"build the CSR body: " + err.Error(), "The certificate request could not be built: " + err.Error() + ". Contact your administrator."}
+	}
+	pl.signData = body
+	return pl, nil
+}
+
+// processVars are the template variables of a process.
+func processVars(rec *progress.Record, proc *cpapi.Process) profile.Vars {
+	var email, userID, deviceID, serial string
+	if u := proc.ChromeOsUserSession; u != nil {
+		email, userID = u.UserPrimaryEmail, u.UserDirectoryApiId
+		if d := u.ChromeOsDevice; d != nil {
+			deviceID, serial = d.DeviceDirectoryApiId, d.SerialNumber
+		}
+	}
+	if d := proc.ChromeOsDevice; d != nil {
+		deviceID, serial = d.DeviceDirectoryApiId, d.SerialNumber
+	}
+	return profile.NewVars(rec.Customer, rec.ProcessID, proc.ProvisioningProfileId, email, userID, deviceID, serial)
+}

@@ -1,0 +1,210 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/ca"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+)
+
+// Issue handles one issue task: it asks the CA for the certificate (once per
+// process), stores it, checks it and uploads it, or reports the failure.
+// retry is the task's retry count. It returns an error only when the queue
+// should deliver the task again.
+func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
+	p.init()
+	rec, _, err := p.load(ctx, body, "issue")
+	if rec == nil {
+		return err
+	}
+	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
+	for range 4 {
+		switch rec.State {
+		case progress.StateSigned, progress.StateIssuing:
+			rec, err = p.issue(ctx, rec, retry)
+		case progress.StateIssued:
+			rec, err = p.upload(ctx, rec, retry)
+		case progress.StateFailing:
+			_, err = p.reportFailure(ctx, rec, retry)
+			return err
+		default:
+			return nil // terminal, or not this function's turn: a duplicate
+		}
+		if err != nil {
+			if cur, ok := stale(err); ok {
+				rec = cur
+				continue
+			}
+			return err
+		}
+		if rec == nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// issue calls the CA with the process's request id. It returns the record in
+// ISSUED, or nil when the CA answered "pending" and a later task asks again.
+func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
+	now := p.Now().UTC()
+	if rec.State == progress.StateIssuing && now.Before(rec.LeaseUntil) {
+		return nil, errBusy
+	}
+	issuer, ok := p.CAs[rec.CAConnectionRef]
+	if !ok {
+		return p.fail(ctx, rec, fmt.Sprintf("unknown CA connection reference %q", rec.CAConnectionRef),
+			fmt.Sprintf("The certificate authority connection %q is not configured in the adapter. Ask your administrator to add it.", rec.CAConnectionRef))
+	}
+	if !rec.ChallengeExpiresAt.IsZero() && now.After(rec.ChallengeExpiresAt) {
+		return p.fail(ctx, rec, "the SCEP challenge expired at "+rec.ChallengeExpiresAt.Format(time.RFC3339)+" before the device signed",
+			"The device signed too late: the enrollment challenge had expired. The device will try again; keep it online.")
+	}
+	if !now.Before(rec.Deadline) && rec.State == progress.StateIssuing {
+		return p.fail(ctx, rec, "the CA had not issued by the deadline", "The certificate authority did not issue the certificate in time. Contact your administrator.")
+	}
+	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateSigned, progress.StateIssuing}, progress.StateIssuing, func(r *progress.Record) error {
+		if r.State == progress.StateIssuing && now.Before(r.LeaseUntil) {
+			return errBusy
+		}
+		r.LeaseUntil = now.Add(p.Lease)
+		r.IssueAttempts++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.crash("issue:before-ca"); err != nil {
+		return nil, err
+	}
+	var validity time.Duration
+	var template string
+	if prof, ok := p.Profiles[rec.ProfileRef]; ok {
+		validity, template = prof.ValidityDuration(), prof.TemplateName
+	}
+	start := time.Now()
+	issued, err := issuer.Issue(ctx, ca.Request{CSR: rec.CSR, RequestID: rec.RequestID, Validity: validity, TemplateName: template})
+	caTime := time.Since(start)
+	if err != nil {
+		return p.caFailure(ctx, rec, err, retry)
+	}
+	if err := p.crash("issue:after-ca"); err != nil {
+		return nil, err
+	}
+	// Nothing is uploaded that was not checked.
+	if err := p.check(ctx, issuer, rec, issued); err != nil {
+		return p.fail(ctx, rec, "the issued certificate failed its check: "+err.Error(),
+			"The certificate authority returned a certificate that does not match this device. Contact your administrator.")
+	}
+	leaf := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issued.Leaf.Raw}))
+	return p.transition(ctx, rec.Key, []progress.State{progress.StateIssuing}, progress.StateIssued, func(r *progress.Record) error {
+		r.CertificatePEM = leaf
+		r.IssuedAt = p.Now().UTC()
+		r.CADuration = caTime
+		r.LeaseUntil = time.Time{}
+		return nil
+	})
+}
+
+// check verifies that the leaf chains to the CA's roots and holds the
+// process's key.
+func (p *Pipeline) check(ctx context.Context, issuer Issuer, rec *progress.Record, issued *ca.Issued) error {
+	if issued == nil || issued.Leaf == nil {
+		return errors.New("the CA returned no certificate")
+	}
+	if !bytes.Equal(issued.Leaf.RawSubjectPublicKeyInfo, rec.SPKI) {
+		return errors.New("its public key is not the device's key")
+	}
+	roots, err := issuer.Roots(ctx)
+	if err != nil {
+		return fmt.Errorf("read the CA's certificates: %w", err)
+	}
+	opts := x509.VerifyOptions{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: p.Now()}
+	for _, r := range roots {
+		opts.Roots.AddCert(r)
+	}
+	for _, c := range issued.Chain {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := issued.Leaf.Verify(opts); err != nil {
+		return fmt.Errorf("it does not chain to the configured CA: %w", err)
+	}
+	return nil
+}
+
+func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err error, retry int) (*progress.Record, error) {
+	var ce *ca.Error
+	errors.As(err, &ce)
+	switch ca.KindOf(err) {
+	case ca.Pending:
+		wait := time.Minute
+		if ce != nil && ce.RetryAfter > 0 {
+			wait = ce.RetryAfter
+		}
+		next, uerr := p.transition(ctx, rec.Key, []progress.State{progress.StateIssuing}, progress.StateIssuing, func(r *progress.Record) error {
+			r.LeaseUntil = time.Time{}
+			r.LastError = "the CA answered pending: " + err.Error()
+			return nil
+		})
+		if uerr != nil {
+			return nil, uerr
+		}
+		p.logger(ctx).Info("CA pending; asking again later", slog.Duration("retry_after", wait))
+		return nil, p.enqueueIssue(ctx, next, p.Now().Add(wait))
+	case ca.Permanent:
+		msg := "The certificate authority refused the request. Contact your administrator."
+		if ce != nil && ce.UserMessage != "" {
+			msg = ce.UserMessage
+		}
+		return p.fail(ctx, rec, "CA refused: "+err.Error(), msg)
+	}
+	if p.lastAttempt(retry) {
+		return p.fail(ctx, rec, "CA unavailable on the last attempt: "+err.Error(),
+			"The certificate authority could not be reached. The device will try again later.")
+	}
+	_, _ = p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
+		r.LeaseUntil = time.Time{} // the call is over: a retry may go ahead
+		r.LastError = "CA: " + err.Error()
+		return nil
+	})
+	return nil, fmt.Errorf("issue %s: %w", rec.Key, err)
+}
+
+// upload sends the stored certificate. A retry uploads the same one.
+func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
+	if err := p.crash("upload:before-upload"); err != nil {
+		return nil, err
+	}
+	err := p.API.UploadCertificate(ctx, rec.ProcessName, rec.CertificatePEM)
+	if err != nil {
+		if isTransientAPI(err) && !p.lastAttempt(retry) {
+			return nil, fmt.Errorf("upload %s: %w", rec.Key, err)
+		}
+		// Refused: maybe the process failed meanwhile on Google's side.
+		if proc, gerr := p.API.Get(ctx, rec.ProcessName); gerr == nil {
+			if proc.FailureMessage != "" {
+				return p.apiFailed(ctx, rec, proc.FailureMessage)
+			}
+			if proc.IssuedCertificate != "" {
+				err = nil // an earlier upload went through; its answer was lost
+			}
+		}
+		if err != nil {
+			return p.fail(ctx, rec, "uploadCertificate: "+err.Error(), "The certificate could not be delivered to this device. Try again later; if it repeats, contact your administrator.")
+		}
+	}
+	if err := p.crash("upload:after-upload"); err != nil {
+		return nil, err
+	}
+	return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
+		r.UploadedAt = p.Now().UTC()
+		return nil
+	})
+}

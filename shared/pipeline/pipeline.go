@@ -1,0 +1,261 @@
+// Package pipeline is the adapter's work: it moves one certificate
+// provisioning process from its notification to an uploaded certificate (or a
+// reported failure), one durable step at a time. Each step reads the process's
+// progress record, acts, and advances the record with a compare-and-set, so a
+// duplicate delivery or a crash at any line leaves nothing lost or doubled.
+//
+// The three entry points, Claim, Poll and Issue, are what the three functions
+// call; they return an error only when a retry by the platform can help.
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/ca"
+	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/cpapi"
+	"github.com/chromeos-certprov/adapter/shared/logging"
+	"github.com/chromeos-certprov/adapter/shared/profile"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tasks"
+)
+
+// Store keeps the progress records.
+type Store interface {
+	Get(ctx context.Context, key string) (*progress.Record, error)
+	Create(ctx context.Context, rec *progress.Record) (*progress.Record, error)
+	Update(ctx context.Context, key string, fn func(r *progress.Record) error) (*progress.Record, error)
+}
+
+// Enqueuer hands a task to the next function. A task name used before is a no-op.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, t tasks.Task) error
+}
+
+// API is the Certificate Provisioning API (cpapi.Client).
+type API interface {
+	Get(ctx context.Context, name string) (*cpapi.Process, error)
+	Claim(ctx context.Context, name, callerID string) error
+	SignData(ctx context.Context, name string, data []byte, algorithm string) (string, error)
+	GetOperation(ctx context.Context, opName string) (*cpapi.Operation, error)
+	UploadCertificate(ctx context.Context, name, certPEM string) error
+	SetFailure(ctx context.Context, name, message string) error
+}
+
+// Issuer is a CA connection.
+type Issuer interface {
+	// Issue requests a certificate; errors are *ca.Error with a kind. A retry
+	// with the same RequestID never yields a second certificate.
+	Issue(ctx context.Context, req ca.Request) (*ca.Issued, error)
+	// Roots are the CA certificates an issued leaf must chain to.
+	Roots(ctx context.Context) ([]*x509.Certificate, error)
+}
+
+// Challenger is a CA connection whose CSR carries a challenge password (SCEP).
+type Challenger interface {
+	Challenge(ctx context.Context, processKey string) (password string, expires time.Time, err error)
+}
+
+// Pipeline holds what every step needs. Build it once per instance.
+type Pipeline struct {
+	Store    Store
+	Tasks    Enqueuer
+	API      API
+	CAs      map[string]Issuer
+	Profiles map[string]profile.Profile
+	// Allowed reports whether a customer's notifications are accepted.
+	Allowed  func(customer string) bool
+	CallerID string
+	Schedule config.PollSchedule
+	// TTL is how long finished records are kept.
+	TTL time.Duration
+	// MaxAttempts is the task queues' max attempts: the last attempt turns a
+	// transient failure into a reported one instead of an error nobody retries.
+	MaxAttempts int
+	// Lease bounds how long a step with an external side effect (signData, the
+	// CA) may run before another delivery may take over; default 2 minutes.
+	Lease time.Duration
+	Log   *slog.Logger
+	// Now and Jitter are replaceable in tests; defaults time.Now and rand.Float64.
+	Now    func() time.Time
+	Jitter func() float64
+	// Crash, when set, is called at every point where an instance could die
+	// (before and after each external call and store write); a non-nil error
+	// aborts the step there as a crash would. For the fault campaign and tests.
+	Crash func(point string) error
+
+	once sync.Once
+}
+
+func (p *Pipeline) init() {
+	p.once.Do(func() {
+		if p.Now == nil {
+			p.Now = time.Now
+		}
+		if p.Jitter == nil {
+			p.Jitter = rand.Float64
+		}
+		if p.Log == nil {
+			p.Log = logging.Discard
+		}
+		if p.Lease <= 0 {
+			p.Lease = 2 * time.Minute
+		}
+		if p.MaxAttempts <= 0 {
+			p.MaxAttempts = config.DefaultTasksMaxAttempts
+		}
+		if p.Schedule.Initial <= 0 {
+			p.Schedule = config.DefaultPoll
+		}
+		if p.TTL <= 0 {
+			p.TTL = config.DefaultRecordTTL
+		}
+	})
+}
+
+// errCrash marks a simulated crash.
+type crashError struct{ point string }
+
+func (e *crashError) Error() string { return "simulated crash at " + e.point }
+
+// IsCrash reports whether err is a simulated crash.
+func IsCrash(err error) bool {
+	var c *crashError
+	return errors.As(err, &c)
+}
+
+func (p *Pipeline) crash(point string) error {
+	if p.Crash == nil {
+		return nil
+	}
+	if err := p.Crash(point); err != nil {
+		return &crashError{point: point}
+	}
+	return nil
+}
+
+// TaskBody is the JSON body of poll and issue tasks.
+type TaskBody struct {
+	Key string `json:"key"`
+	// Poll is the poll count the task was enqueued for; a task whose count is
+	// stale is a duplicate.
+	Poll int `json:"poll,omitempty"`
+	// Attempt is the issue attempt the task was enqueued for.
+	Attempt int `json:"attempt,omitempty"`
+}
+
+// taskID is a task-name-safe id for a record key.
+func taskID(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:16])
+}
+
+// RequestID is the CA idempotency key of a record key.
+func RequestID(key string) string {
+	sum := sha256.Sum256([]byte("certprov-request:" + key))
+	return hex.EncodeToString(sum[:16])
+}
+
+func (p *Pipeline) enqueuePoll(ctx context.Context, r *progress.Record, at time.Time) error {
+	body, _ := json.Marshal(TaskBody{Key: r.Key, Poll: r.PollCount})
+	t := tasks.Task{Queue: tasks.QueuePoll, Name: fmt.Sprintf("poll-%s-%d", taskID(r.Key), r.PollCount), Body: body, ScheduleTime: at}
+	if err := p.Tasks.Enqueue(ctx, t); err != nil {
+		return fmt.Errorf("enqueue poll %d of %s: %w", r.PollCount, r.Key, err)
+	}
+	return nil
+}
+
+func (p *Pipeline) enqueueIssue(ctx context.Context, r *progress.Record, at time.Time) error {
+	body, _ := json.Marshal(TaskBody{Key: r.Key, Attempt: r.IssueAttempts})
+	t := tasks.Task{Queue: tasks.QueueIssue, Name: fmt.Sprintf("issue-%s-%d", taskID(r.Key), r.IssueAttempts), Body: body, ScheduleTime: at}
+	if err := p.Tasks.Enqueue(ctx, t); err != nil {
+		return fmt.Errorf("enqueue issue of %s: %w", r.Key, err)
+	}
+	return nil
+}
+
+// pollDelay is the wait before poll n (0-based): Initial·Multiplier^n capped at
+// Max, randomised by ±Jitter.
+func (p *Pipeline) pollDelay(n int) time.Duration {
+	d := float64(p.Schedule.Initial) * math.Pow(p.Schedule.Multiplier, float64(n))
+	if d > float64(p.Schedule.Max) {
+		d = float64(p.Schedule.Max)
+	}
+	d *= 1 + p.Schedule.Jitter*(2*p.Jitter()-1)
+	return time.Duration(d)
+}
+
+// transition advances rec and logs the change once.
+func (p *Pipeline) transition(ctx context.Context, key string, from []progress.State, to progress.State, mutate func(r *progress.Record) error) (*progress.Record, error) {
+	now := p.Now().UTC()
+	var prev progress.State
+	rec, err := progress.Transition(ctx, p.Store, key, from, to, now, p.TTL, func(r *progress.Record) error {
+		prev = r.State
+		r.UpdatedAt = now
+		if mutate != nil {
+			return mutate(r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if prev != to {
+		p.logTransition(ctx, rec, prev)
+	}
+	return rec, nil
+}
+
+func (p *Pipeline) logTransition(ctx context.Context, r *progress.Record, from progress.State) {
+	attrs := []any{
+		slog.String("process_id", r.ProcessID),
+		slog.String("customer", r.Customer),
+		slog.String("state", string(r.State)),
+		slog.String("from_state", string(from)),
+		slog.Int64("elapsed_ms", p.Now().Sub(r.CreatedAt).Milliseconds()),
+	}
+	if r.CAConnectionRef != "" {
+		attrs = append(attrs, slog.String("ca_connection_ref", r.CAConnectionRef))
+	}
+	if r.ProfileRef != "" {
+		attrs = append(attrs, slog.String("profile_ref", r.ProfileRef))
+	}
+	level := slog.LevelInfo
+	switch r.State {
+	case progress.StateUploaded:
+		attrs = append(attrs, slog.Int64("time_to_certificate_ms", r.UploadedAt.Sub(r.CreatedAt).Milliseconds()), slog.Int("poll_count", r.PollCount))
+	case progress.StateFailing, progress.StateFailed:
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.String("reason", r.LastError), slog.String("failure_message", r.FailureMessage))
+	case progress.StatePolling:
+		if from == progress.StatePolling {
+			return
+		}
+	}
+	p.logger(ctx).Log(ctx, level, "state transition", attrs...)
+}
+
+// stale reports whether err says the record had moved on (a duplicate).
+func stale(err error) (*progress.Record, bool) {
+	var se *progress.StateError
+	if errors.As(err, &se) {
+		return se.Current, true
+	}
+	return nil, false
+}
+
+// errBusy says another delivery holds the lease: retry later.
+var errBusy = errors.New("another delivery is working on this process; retry later")
+
+func (p *Pipeline) logger(ctx context.Context) *slog.Logger { return logging.FromOr(ctx, p.Log) }

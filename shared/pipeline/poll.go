@@ -1,0 +1,188 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/csr"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+)
+
+// Poll handles one poll task: it asks whether the client has signed, and
+// either enqueues the next poll or verifies the signature, assembles the CSR
+// and hands over to Issue. retry is the task's retry count. It returns an
+// error only when the queue should deliver the task again.
+func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
+	p.init()
+	rec, tb, err := p.load(ctx, body, "poll")
+	if rec == nil {
+		return err
+	}
+	switch rec.State {
+	case progress.StateSigning:
+		if _, err := p.resumeSigning(ctx, rec); err != nil {
+			if cur, ok := stale(err); ok {
+				return p.advance(ctx, cur, retry)
+			}
+			return err
+		}
+		return nil
+	case progress.StatePolling:
+		if tb.Poll < rec.PollCount {
+			// A duplicate or stale task: make sure the current one exists.
+			return p.enqueuePoll(ctx, rec, rec.NextPollAt)
+		}
+		return p.pollOnce(ctx, rec, retry)
+	}
+	return p.advance(ctx, rec, retry)
+}
+
+// load decodes a task body and reads its record. A nil record with a nil
+// error means the task is acknowledged (malformed or unknown).
+func (p *Pipeline) load(ctx context.Context, body []byte, what string) (*progress.Record, TaskBody, error) {
+	var tb TaskBody
+	if err := json.Unmarshal(body, &tb); err != nil || tb.Key == "" {
+		p.logger(ctx).Error("malformed "+what+" task acknowledged", slog.Int("size", len(body)))
+		return nil, tb, nil
+	}
+	rec, err := p.Store.Get(ctx, tb.Key)
+	if errors.Is(err, progress.ErrNotFound) {
+		p.logger(ctx).Error(what+" task for an unknown process acknowledged", slog.String("key", tb.Key))
+		return nil, tb, nil
+	}
+	if err != nil {
+		return nil, tb, fmt.Errorf("%s %s: read progress: %w", what, tb.Key, err)
+	}
+	return rec, tb, nil
+}
+
+// lastAttempt reports whether a failure now would not be retried by the queue.
+func (p *Pipeline) lastAttempt(retry int) bool { return retry+1 >= p.MaxAttempts }
+
+func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int) error {
+	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
+	now := p.Now().UTC()
+	if !now.Before(rec.Deadline) {
+		_, err := p.fail(ctx, rec, fmt.Sprintf("no signature after %d polls by the deadline %s", rec.PollCount, rec.Deadline.Format(time.RFC3339)),
+			"This device did not answer the certificate request in time. Make sure it is online and signed in, then try again.")
+		return err
+	}
+	sig, apiFailure, done, err := p.signature(ctx, rec)
+	if err != nil {
+		if !errors.Is(err, errPermanent) && !p.lastAttempt(retry) {
+			return err
+		}
+		if errors.Is(err, errPermanent) {
+			_, ferr := p.fail(ctx, rec, err.Error(), "The certificate provisioning service returned an unreadable answer. Contact your administrator.")
+			return ferr
+		}
+		// The last attempt of this task: carry on with the next poll instead.
+		p.logger(ctx).Warn("poll failed on its last attempt; scheduling the next poll", slog.String("reason", err.Error()))
+		done = false
+	}
+	if apiFailure != "" {
+		_, err := p.apiFailed(ctx, rec, apiFailure)
+		return err
+	}
+	if !done {
+		n := rec.PollCount
+		next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StatePolling, func(r *progress.Record) error {
+			if r.PollCount != n {
+				return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StatePolling}, Current: r.Clone()}
+			}
+			r.PollCount++
+			r.NextPollAt = now.Add(p.pollDelay(r.PollCount))
+			if r.NextPollAt.After(r.Deadline) {
+				r.NextPollAt = r.Deadline
+			}
+			return nil
+		})
+		if err != nil {
+			if _, ok := stale(err); ok {
+				return nil // a duplicate delivery advanced it
+			}
+			return err
+		}
+		if err := p.crash("poll:after-advance"); err != nil {
+			return err
+		}
+		return p.enqueuePoll(ctx, next, next.NextPollAt)
+	}
+	// Nothing goes to the CA unless the client's signature verifies.
+	if err := csr.Verify(rec.SPKI, rec.SignData, sig, rec.SignatureAlgorithm); err != nil {
+		_, ferr := p.fail(ctx, rec, "the client's signature does not verify: "+err.Error(),
+			"This device's signature did not verify, so no certificate was requested. Try again; if it repeats, contact your administrator.")
+		return ferr
+	}
+	der, err := csr.Assemble(rec.SignData, sig, rec.SignatureAlgorithm)
+	if err != nil {
+		_, ferr := p.fail(ctx, rec, "assemble the CSR: "+err.Error(), "The certificate request could not be assembled. Contact your administrator.")
+		return ferr
+	}
+	next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StateSigned, func(r *progress.Record) error {
+		r.CSR = der
+		r.SignedAt = now
+		r.PollCount++
+		return nil
+	})
+	if err != nil {
+		if _, ok := stale(err); ok {
+			return nil
+		}
+		return err
+	}
+	if err := p.crash("poll:after-signed"); err != nil {
+		return err
+	}
+	return p.enqueueIssue(ctx, next, time.Time{})
+}
+
+var errPermanent = errors.New("permanent")
+
+// signature asks the operation (or, when its name was lost, the process) for
+// the client's signature.
+func (p *Pipeline) signature(ctx context.Context, rec *progress.Record) (sig []byte, apiFailure string, done bool, err error) {
+	if rec.OperationName != "" {
+		op, err := p.API.GetOperation(ctx, rec.OperationName)
+		if err != nil {
+			if !isTransientAPI(err) {
+				return nil, "", false, fmt.Errorf("%w: operations.get: %v", errPermanent, err)
+			}
+			return nil, "", false, fmt.Errorf("operations.get %s: %w", rec.Key, err)
+		}
+		if !op.Done {
+			return nil, "", false, nil
+		}
+		if op.ErrorMessage != "" || op.ErrorCode != 0 {
+			msg := op.ErrorMessage
+			if msg == "" {
+				msg = fmt.Sprintf("signData failed with code %d", op.ErrorCode)
+			}
+			return nil, msg, true, nil
+		}
+		return op.Signature, "", true, nil
+	}
+	proc, err := p.API.Get(ctx, rec.ProcessName)
+	if err != nil {
+		if !isTransientAPI(err) {
+			return nil, "", false, fmt.Errorf("%w: get process: %v", errPermanent, err)
+		}
+		return nil, "", false, fmt.Errorf("get process %s: %w", rec.Key, err)
+	}
+	if proc.FailureMessage != "" {
+		return nil, proc.FailureMessage, true, nil
+	}
+	if proc.Signature == "" {
+		return nil, "", false, nil
+	}
+	sig, err = base64.StdEncoding.DecodeString(proc.Signature)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("%w: the process's signature is not base64", errPermanent)
+	}
+	return sig, "", true, nil
+}
