@@ -77,6 +77,8 @@ type Pipeline struct {
 	// Allowed reports whether a customer's notifications are accepted.
 	Allowed  func(customer string) bool
 	CallerID string
+	// Project is the Google Cloud project, for trace names in logs.
+	Project string
 	Schedule config.PollSchedule
 	// TTL is how long finished records are kept.
 	TTL time.Duration
