@@ -155,10 +155,16 @@ func describeUnparsed(spki []byte, parseErr error) *UnsupportedKeyError {
 	in := cryptobyte.String(spki)
 	var info, alg cryptobyte.String
 	var oid asn1.ObjectIdentifier
-	if !in.ReadASN1(&info, cbasn1.SEQUENCE) || !in.Empty() ||
-		!info.ReadASN1(&alg, cbasn1.SEQUENCE) ||
-		!alg.ReadASN1ObjectIdentifier(&oid) {
-		return &UnsupportedKeyError{Err: fmt.Errorf("not a DER SubjectPublicKeyInfo: %w", parseErr)}
+	switch {
+	case !in.ReadASN1(&info, cbasn1.SEQUENCE):
+		return &UnsupportedKeyError{Err: fmt.Errorf("the %d bytes given are not a DER SubjectPublicKeyInfo", len(spki))}
+	case !in.Empty():
+		return &UnsupportedKeyError{Err: fmt.Errorf("stray bytes (%d) follow the SubjectPublicKeyInfo", len(in))}
+	case !info.ReadASN1(&alg, cbasn1.SEQUENCE) || !alg.ReadASN1ObjectIdentifier(&oid):
+		if _, err := x509.ParsePKCS1PublicKey(spki); err == nil {
+			return &UnsupportedKeyError{Err: errors.New("a PKCS#1 RSAPublicKey was given where a SubjectPublicKeyInfo is expected")}
+		}
+		return &UnsupportedKeyError{Err: fmt.Errorf("the %d bytes given are not a DER SubjectPublicKeyInfo", len(spki))}
 	}
 	switch {
 	case oid.Equal(oidRSAEncryption):
