@@ -227,7 +227,7 @@ func TestParseKeyRefuses(t *testing.T) {
 				params.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 					b.AddASN1BigInt(new(big.Int).Lsh(big.NewInt(1), 2047)) // p
 					b.AddASN1BigInt(new(big.Int).Lsh(big.NewInt(1), 255))  // q
-					b.AddASN1BigInt(big.NewInt(2))                          // g
+					b.AddASN1BigInt(big.NewInt(2))                         // g
 				})
 				var y cryptobyte.Builder
 				y.AddASN1BigInt(big.NewInt(12345))
