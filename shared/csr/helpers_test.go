@@ -11,8 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
-	"fmt"
-	"net/url"
 	"sync"
 	"testing"
 	"unicode/utf16"
@@ -258,14 +256,3 @@ func spkiDER(oid asn1.ObjectIdentifier, params []byte, key []byte) []byte {
 	})
 	return b.BytesOrPanic()
 }
-
-func mustURL(t testing.TB, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-var _ = fmt.Sprint
