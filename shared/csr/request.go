@@ -178,9 +178,11 @@ func (t *Template) hasSAN() bool {
 // never quoted.
 func (t *Template) validate() error {
 	var errs []error
-	if len(t.Subject.ToRDNSequence()) == 0 && !t.hasSAN() {
+	rdns := t.Subject.ToRDNSequence()
+	if len(rdns) == 0 && !t.hasSAN() {
 		errs = append(errs, errors.New("the request has neither a subject nor a subject alternative name"))
 	}
+	errs = append(errs, checkSubject(rdns)...)
 	for _, n := range t.DNSNames {
 		if err := checkDNSName(n); err != nil {
 			errs = append(errs, fmt.Errorf("invalid DNS name %q: %w", n, err))
@@ -223,6 +225,61 @@ func (t *Template) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Subject attributes with an upper bound (RFC 5280 appendix A.1), which CAs
+// such as AD CS enforce. A request the CA refuses costs the client's only
+// signature, so they are checked before it signs.
+var subjectBounds = map[string]struct {
+	name string
+	max  int
+}{
+	"2.5.4.3":  {"common name", 64},
+	"2.5.4.5":  {"serial number", 64},
+	"2.5.4.6":  {"country", 2},
+	"2.5.4.7":  {"locality", 128},
+	"2.5.4.8":  {"state or province", 128},
+	"2.5.4.10": {"organization", 64},
+	"2.5.4.11": {"organizational unit", 64},
+	"2.5.4.17": {"postal code", 40},
+}
+
+func checkSubject(rdns pkix.RDNSequence) []error {
+	var errs []error
+	for _, rdn := range rdns {
+		for _, atv := range rdn {
+			v, ok := atv.Value.(string)
+			if !ok {
+				continue
+			}
+			b, bounded := subjectBounds[atv.Type.String()]
+			name := atv.Type.String()
+			if bounded {
+				name = b.name
+			}
+			n := utf8.RuneCountInString(v)
+			switch {
+			case !utf8.ValidString(v):
+				errs = append(errs, fmt.Errorf("invalid subject %s %q: not valid UTF-8", name, v))
+			case n == 0:
+				errs = append(errs, fmt.Errorf("invalid subject %s: empty", name))
+			case atv.Type.String() == "2.5.4.6" && (n != 2 || !isUpperASCII(v)):
+				errs = append(errs, fmt.Errorf("invalid subject country %q: want a two-letter ISO 3166 code such as \"US\"", v))
+			case bounded && n > b.max:
+				errs = append(errs, fmt.Errorf("invalid subject %s %q: %d characters, at most %d allowed", name, v, n, b.max))
+			}
+		}
+	}
+	return errs
+}
+
+func isUpperASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 func checkDNSName(name string) error {

@@ -278,6 +278,24 @@ func TestBuildRequestInfoRefuses(t *testing.T) {
 			wantErr: "csr: build request: the request has neither a subject nor a subject alternative name",
 		},
 		{
+			name: "bad subject attributes",
+			tmpl: Template{Subject: pkix.Name{
+				CommonName:         strings.Repeat("c", 65),
+				Country:            []string{"usa", "de"},
+				Organization:       []string{""},
+				OrganizationalUnit: []string{"ok", "bad\xff"},
+				Locality:           []string{strings.Repeat("l", 129)},
+			}},
+			wantErr: "csr: build request: " + strings.Join([]string{
+				`invalid subject country "usa": want a two-letter ISO 3166 code such as "US"`,
+				`invalid subject country "de": want a two-letter ISO 3166 code such as "US"`,
+				`invalid subject locality "` + strings.Repeat("l", 129) + `": 129 characters, at most 128 allowed`,
+				`invalid subject organization: empty`,
+				`invalid subject organizational unit "bad\xff": not valid UTF-8`,
+				`invalid subject common name "` + strings.Repeat("c", 65) + `": 65 characters, at most 64 allowed`,
+			}, "\n"),
+		},
+		{
 			name: "bad DNS names, each named",
 			tmpl: Template{Subject: cn, DNSNames: []string{
 				"good.example.com", "exa mple.com", "-bad.example.com", "host..example.com", "", "*",
