@@ -43,24 +43,29 @@ type Template struct {
 }
 
 var (
-	oidExtensionRequest    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}
-	oidChallengePassword   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}
-	oidExtSubjectAltName   = asn1.ObjectIdentifier{2, 5, 29, 17}
-	oidExtKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
-	oidExtExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
-	oidExtMSTemplateName   = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2}
-	oidUserPrincipalName   = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3}
-	oidSHA256WithRSA       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
-	oidECDSAWithSHA256     = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
-	tagBMPString           = cbasn1.Tag(30)
-	tagOtherName           = cbasn1.Tag(0).ContextSpecific().Constructed()
-	tagRFC822Name          = cbasn1.Tag(1).ContextSpecific()
-	tagDNSName             = cbasn1.Tag(2).ContextSpecific()
-	tagURI                 = cbasn1.Tag(6).ContextSpecific()
-	tagExplicit0           = cbasn1.Tag(0).ContextSpecific().Constructed()
-	tagRequestAttributes   = cbasn1.Tag(0).ContextSpecific().Constructed()
-	maxChallengePasswordCh = 255 // ub-challenge-password, RFC 2985
+	oidExtensionRequest  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}
+	oidChallengePassword = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}
+	oidExtSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+	oidExtKeyUsage       = asn1.ObjectIdentifier{2, 5, 29, 15}
+	oidExtExtKeyUsage    = asn1.ObjectIdentifier{2, 5, 29, 37}
+	oidExtMSTemplateName = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2}
+	oidUserPrincipalName = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3}
+	oidSHA256WithRSA     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
+	oidECDSAWithSHA256   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
 )
+
+var (
+	tagBMPString         = cbasn1.Tag(30)
+	tagOtherName         = cbasn1.Tag(0).ContextSpecific().Constructed() // GeneralName [0] IMPLICIT
+	tagRFC822Name        = cbasn1.Tag(1).ContextSpecific()
+	tagDNSName           = cbasn1.Tag(2).ContextSpecific()
+	tagURI               = cbasn1.Tag(6).ContextSpecific()
+	tagExplicit0         = cbasn1.Tag(0).ContextSpecific().Constructed() // OtherName value [0] EXPLICIT
+	tagRequestAttributes = cbasn1.Tag(0).ContextSpecific().Constructed() // attributes [0] IMPLICIT
+)
+
+// maxChallengePassword is ub-challenge-password (RFC 2985), in characters.
+const maxChallengePassword = 255
 
 // OIDs of the extended key usages crypto/x509 names (it does not export its table).
 var extKeyUsageOIDs = map[x509.ExtKeyUsage]asn1.ObjectIdentifier{
@@ -220,8 +225,8 @@ func (t *Template) validate() error {
 		switch {
 		case !utf8.ValidString(p):
 			errs = append(errs, errors.New("invalid challenge password: not valid UTF-8"))
-		case utf8.RuneCountInString(p) > maxChallengePasswordCh:
-			errs = append(errs, fmt.Errorf("invalid challenge password: %d characters, at most %d allowed", utf8.RuneCountInString(p), maxChallengePasswordCh))
+		case utf8.RuneCountInString(p) > maxChallengePassword:
+			errs = append(errs, fmt.Errorf("invalid challenge password: %d characters, at most %d allowed", utf8.RuneCountInString(p), maxChallengePassword))
 		}
 	}
 	return errors.Join(errs...)
