@@ -20,6 +20,9 @@ import (
 
 // Template is what the CSR asks for. Empty fields are left out of the request.
 type Template struct {
+	// Subject is encoded as crypto/x509 does (pkix.Name.ToRDNSequence):
+	// several values of one field, such as two OrganizationalUnit entries,
+	// share one multi-valued RDN. For one RDN each, put them in ExtraNames.
 	Subject pkix.Name
 
 	// Subject alternative names.
