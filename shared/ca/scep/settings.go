@@ -1,0 +1,198 @@
+package scep
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Settings of a SCEP CA connection: the "settings" object of a
+// caConnections entry of type "scep".
+type Settings struct {
+	// URL is the SCEP endpoint: ".../certsrv/mscep/mscep.dll" for NDES,
+	// ".../scep/<provisioner>" for step-ca.
+	URL string `json:"url"`
+	// CAFingerprint, when set, pins the CA: the SHA-256 of one CA certificate
+	// of GetCACert (hex, colons allowed). Every other certificate used (RA
+	// certificates, intermediates) must chain to it, and Roots returns only it.
+	CAFingerprint string `json:"caFingerprint,omitempty"`
+	// Challenge says where the challengePassword put into the CSR comes from.
+	Challenge ChallengeSettings `json:"challenge"`
+	// SignerKeyEnv names an environment variable (a secret) holding a PEM RSA
+	// private key for the adapter's own SCEP signer. Default: a key generated
+	// per instance. A fixed key helps when a CA encrypts a poll's answer to
+	// the key of the original request.
+	SignerKeyEnv string `json:"signerKeyEnv,omitempty"`
+	// Timeout bounds each HTTP request; default 30s.
+	Timeout string `json:"timeout,omitempty"`
+	// PollInterval is how long to wait before asking again about a PENDING
+	// request; default 30s.
+	PollInterval string `json:"pollInterval,omitempty"`
+}
+
+// ChallengeSettings selects the challenge password source.
+type ChallengeSettings struct {
+	// Type is "static" (one password from a secret), "ndes" (a one-time
+	// password fetched per process from NDES's mscep_admin page) or "none".
+	Type string `json:"type"`
+	// SecretEnv (static) names the environment variable holding the password.
+	SecretEnv string `json:"secretEnv,omitempty"`
+	// AdminURL (ndes) is the mscep_admin page, ".../certsrv/mscep_admin/".
+	AdminURL string `json:"adminUrl,omitempty"`
+	// UsernameEnv and PasswordEnv (ndes) name the environment variables with
+	// the account allowed to fetch challenges (HTTP basic authentication).
+	UsernameEnv string `json:"usernameEnv,omitempty"`
+	PasswordEnv string `json:"passwordEnv,omitempty"`
+	// Validity (ndes) is how long a fetched password stays usable; NDES's
+	// default is 60m.
+	Validity string `json:"validity,omitempty"`
+}
+
+// Challenge types.
+const (
+	ChallengeStatic = "static"
+	ChallengeNDES   = "ndes"
+	ChallengeNone   = "none"
+)
+
+const (
+	defaultTimeout      = 30 * time.Second
+	defaultPollInterval = 30 * time.Second
+	defaultNDESValidity = 60 * time.Minute
+)
+
+// config is Settings checked and resolved.
+type config struct {
+	url          *url.URL
+	fingerprint  []byte
+	challenge    string
+	secretEnv    string
+	adminURL     *url.URL
+	usernameEnv  string
+	passwordEnv  string
+	validity     time.Duration
+	signerKeyEnv string
+	timeout      time.Duration
+	pollInterval time.Duration
+}
+
+// parseSettings decodes settings strictly and reports every problem at once.
+func parseSettings(raw json.RawMessage) (*config, error) {
+	var s Settings
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("scep settings: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("scep settings: trailing data after the settings object")
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("scep settings: "+format, args...)) }
+	c := &config{signerKeyEnv: s.SignerKeyEnv}
+
+	if s.URL == "" {
+		bad("url is required")
+	} else if u, err := parseHTTPURL(s.URL); err != nil {
+		bad("url: %v", err)
+	} else {
+		c.url = u
+	}
+	if s.CAFingerprint != "" {
+		fp, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(s.CAFingerprint), ":", ""))
+		if err != nil || len(fp) != 32 {
+			bad("caFingerprint must be a SHA-256 in hex (64 hex digits, colons allowed)")
+		} else {
+			c.fingerprint = fp
+		}
+	}
+	c.timeout = duration(&errs, "timeout", s.Timeout, defaultTimeout)
+	c.pollInterval = duration(&errs, "pollInterval", s.PollInterval, defaultPollInterval)
+
+	ch := s.Challenge
+	c.challenge = ch.Type
+	unwanted := func(field, value string) {
+		if value != "" {
+			bad("challenge.%s is not used with challenge type %q", field, ch.Type)
+		}
+	}
+	switch ch.Type {
+	case ChallengeStatic:
+		if ch.SecretEnv == "" {
+			bad("challenge.secretEnv is required with challenge type %q", ch.Type)
+		}
+		c.secretEnv = ch.SecretEnv
+		unwanted("adminUrl", ch.AdminURL)
+		unwanted("usernameEnv", ch.UsernameEnv)
+		unwanted("passwordEnv", ch.PasswordEnv)
+		unwanted("validity", ch.Validity)
+	case ChallengeNDES:
+		if ch.AdminURL == "" {
+			bad("challenge.adminUrl is required with challenge type %q", ch.Type)
+		} else if u, err := parseHTTPURL(ch.AdminURL); err != nil {
+			bad("challenge.adminUrl: %v", err)
+		} else {
+			c.adminURL = u
+		}
+		if ch.UsernameEnv == "" {
+			bad("challenge.usernameEnv is required with challenge type %q", ch.Type)
+		}
+		if ch.PasswordEnv == "" {
+			bad("challenge.passwordEnv is required with challenge type %q", ch.Type)
+		}
+		c.usernameEnv, c.passwordEnv = ch.UsernameEnv, ch.PasswordEnv
+		c.validity = duration(&errs, "challenge.validity", ch.Validity, defaultNDESValidity)
+		unwanted("secretEnv", ch.SecretEnv)
+	case ChallengeNone:
+		unwanted("secretEnv", ch.SecretEnv)
+		unwanted("adminUrl", ch.AdminURL)
+		unwanted("usernameEnv", ch.UsernameEnv)
+		unwanted("passwordEnv", ch.PasswordEnv)
+		unwanted("validity", ch.Validity)
+	case "":
+		bad("challenge.type is required: %q, %q or %q", ChallengeStatic, ChallengeNDES, ChallengeNone)
+	default:
+		bad("challenge.type %q is unknown: want %q, %q or %q", ch.Type, ChallengeStatic, ChallengeNDES, ChallengeNone)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func parseHTTPURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL", s)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%q must not carry credentials; name them by environment variable instead", u.Redacted())
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%q must be an http or https URL", s)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%q has no host", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%q must not have a query or fragment", s)
+	}
+	return u, nil
+}
+
+func duration(errs *[]error, field, value string, def time.Duration) time.Duration {
+	if value == "" {
+		return def
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil || d <= 0 {
+		*errs = append(*errs, fmt.Errorf("scep settings: %s %q is not a positive duration (like \"30s\")", field, value))
+		return def
+	}
+	return d
+}
