@@ -64,12 +64,11 @@ type process struct {
 	setFailures int
 }
 
+// operation is a signData operation. Its outcome follows the process: only
+// the first one can be answered with a signature.
 type operation struct {
 	id      string
 	started time.Time
-	// failedMessage, when set, is the operation's own error (the second
-	// signData); otherwise its outcome follows the process.
-	failed string
 }
 
 // advance applies what the client has done by now: its signature or its
@@ -220,8 +219,6 @@ func (p *process) operationResource(op *operation) *operationJSON {
 		Metadata: &metadataJSON{Type: typeSignDataMetadata, StartTime: timestamp(op.started)},
 	}
 	switch {
-	case op.failed != "":
-		o.Done, o.Error = true, p.operationError(op, repeatedSignDataState, op.failed)
 	case op == p.ops[0] && p.signature != nil:
 		// Only the first signData is ever signed; it stays answered even if
 		// the process fails later.
@@ -331,7 +328,6 @@ func (e *Emulator) signData(p *process, body []byte, now time.Time) (any, *apiEr
 		// Chromium fails the process when asked for a second proof of
 		// possession: this operation and any still pending end with that
 		// error (the first stays answered if the client had signed).
-		op.failed = RepeatedSignDataMessage
 		p.fail(now, repeatedSignDataState, RepeatedSignDataMessage, "client")
 		return initial, nil
 	}
