@@ -211,7 +211,6 @@ func (e *Emulator) AddClient(ctx context.Context, spec ClientSpec) (string, erro
 		e.mu.Unlock()
 		return "", fmt.Errorf("cpemulator: add client: process %s already exists", p.name)
 	}
-	p.seq = len(e.order)
 	e.procs[p.name] = p
 	e.order = append(e.order, p)
 	e.mu.Unlock()

@@ -92,8 +92,8 @@ const (
 // Options configure an Emulator. The zero value works.
 type Options struct {
 	// Publish is called by AddClient (and Notify) with the
-	// CertificateProvisioningPubsubNotification of a new process. Nil: no
-	// notification.
+	// CertificateProvisioningPubsubNotification of a new process, and nil
+	// attributes (the API documents none). Nil: no notification.
 	Publish func(ctx context.Context, data []byte, attrs map[string]string) error
 	// Encoding of the notifications.
 	Encoding NotificationEncoding
@@ -114,7 +114,7 @@ type Options struct {
 	// Fault, when set, decides a fault per request before the random rates:
 	// anything but NoFault overrides them. method is one of the Method*
 	// constants, processName the process's resource name (also for
-	// operations.get).
+	// operations.get). It is called concurrently.
 	Fault func(method, processName string) Fault
 
 	// Now is the clock; default time.Now. Tests pass a settable clock so a

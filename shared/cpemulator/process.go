@@ -15,7 +15,6 @@ import (
 // process is one certificate provisioning process and its simulated client.
 type process struct {
 	// Fixed at creation.
-	seq           int
 	name          string
 	customer, id  string
 	kind          ClientKind
@@ -281,6 +280,11 @@ func (e *Emulator) claim(p *process, body []byte, now time.Time) (any, *apiError
 	return nil, errPrecondition("The certificate provisioning process has already been claimed by another caller instance.")
 }
 
+// signData asks the client to sign, once. Choice: a second request is
+// accepted (200, a new operation), as the API only relays it, and the client
+// then fails the process with RepeatedSignDataMessage: every operation not yet
+// answered ends with that error, and a violation is recorded (also when the
+// process had already ended and the request is refused).
 func (e *Emulator) signData(p *process, body []byte, now time.Time) (any, *apiError) {
 	req, aerr := decodeRequest(body, signRequest)
 	if aerr != nil {
@@ -352,7 +356,8 @@ func (e *Emulator) getOperation(p *process, opID string, now time.Time) (any, *a
 }
 
 // uploadCertificate accepts exactly one PEM CERTIFICATE whose public key is the
-// process's, once the client has signed. Choice: uploading the same
+// process's (byte for byte), as the ChromeOS client requires. Choice: it also
+// needs a claimed, unfailed process whose client has signed; uploading the same
 // certificate again succeeds (a retry after a lost answer) and is counted; a
 // different one is refused.
 func (e *Emulator) uploadCertificate(p *process, body []byte, now time.Time) (any, *apiError) {
@@ -424,7 +429,8 @@ func parseOnePEMCertificate(s string) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// setFailure fails the process with the adapter's message. Choice: the same
+// setFailure fails the process with the adapter's message. Choice: it needs a
+// claimed process (only the claimer should report), and the same
 // message again on a process the adapter already failed succeeds (a retry);
 // anything else on a failed process, and any call after an upload, is refused.
 func (e *Emulator) setFailure(p *process, body []byte, now time.Time) (any, *apiError) {
