@@ -106,8 +106,8 @@ type Connector struct {
 }
 
 var (
-	poolRE     = regexp.MustCompile(`^projects/([a-z0-9-]+|[0-9]+)/locations/([a-z0-9-]+)/caPools/([a-zA-Z0-9_-]{1,63})$`)
-	templateRE = regexp.MustCompile(`^projects/([a-z0-9-]+|[0-9]+)/locations/([a-z0-9-]+)/certificateTemplates/([a-zA-Z0-9_-]{1,63})$`)
+	poolRE     = regexp.MustCompile(`^projects/([a-z0-9.:-]+)/locations/([a-z0-9-]+)/caPools/([a-zA-Z0-9_-]{1,63})$`)
+	templateRE = regexp.MustCompile(`^projects/([a-z0-9.:-]+)/locations/([a-z0-9-]+)/certificateTemplates/([a-zA-Z0-9_-]{1,63})$`)
 	idRE       = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,63}$`)
 )
 
