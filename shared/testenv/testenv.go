@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,10 +24,11 @@ import (
 
 // Server is a stand-in process listening on Addr.
 type Server struct {
-	Name string
-	Addr string
-	cmd  *exec.Cmd
-	log  *os.File
+	Name    string
+	Addr    string
+	cmd     *exec.Cmd
+	log     *os.File
+	stopped atomic.Bool
 }
 
 var (
@@ -121,9 +123,13 @@ func Start(ctx context.Context, name, addr string, wait time.Duration, bin strin
 	return s, nil
 }
 
-// Stop kills the server's process group.
+// Stop kills the server's process group. It is safe to call more than once:
+// only the first call signals, so a reused process id is never hit.
 func (s *Server) Stop() {
 	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	if !s.stopped.CompareAndSwap(false, true) {
 		return
 	}
 	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
