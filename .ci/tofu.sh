@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Offline checks of terraform/ with OpenTofu, for CI (`bash .ci/tofu.sh`):
+#   1. tofu fmt -check -recursive terraform/
+#   2. tofu init + tofu validate against the real hashicorp/google schema
+#      (../shared/terraform/google-provider-schema.json, or
+#      $CERTPROV_PROVIDER_SCHEMA), served by the schema-only provider
+#      .ci/tofu/provider through a filesystem_mirror;
+#   3. a copy of terraform/ with an unknown argument injected must fail
+#      validate, naming the argument (proves step 2 can fail);
+#   4. the bundle that terraform would zip (file list and generated root file,
+#      evaluated by `tofu console`) must be what functions/bundle's test builds.
+# OpenTofu and the provider are built once and cached (.ci/tofu/build-*.sh).
+# Nothing is written into the repository: tofu works on a copy of terraform/.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+schema="${CERTPROV_PROVIDER_SCHEMA:-$repo/../shared/terraform/google-provider-schema.json}"
+if [[ ! -r "$schema" ]]; then
+  echo "tofu.sh: provider schema $schema not readable (set CERTPROV_PROVIDER_SCHEMA)" >&2
+  exit 1
+fi
+schema="$(cd "$(dirname "$schema")" && pwd)/$(basename "$schema")"
+
+step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
+
+step "build or reuse OpenTofu and the schema-only provider"
+tofu="$(bash "$repo/.ci/tofu/build-tofu.sh")"
+mirror="$(bash "$repo/.ci/tofu/build-provider.sh")"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+cat >"$work/tofu.tfrc" <<EOF
+provider_installation {
+  filesystem_mirror {
+    path    = "$mirror"
+    include = ["registry.opentofu.org/hashicorp/*"]
+  }
+}
+EOF
+export TF_CLI_CONFIG_FILE="$work/tofu.tfrc"
+export CERTPROV_PROVIDER_SCHEMA="$schema"
+export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
+unset TF_DATA_DIR TF_WORKSPACE
+
+# copy_module DIR: DIR/terraform becomes a copy of terraform/ (without local
+# state or provider caches) and DIR/{go.mod,go.sum,functions,shared} links to
+# the repository, so path.module/.. resolves as in the repository.
+copy_module() {
+  mkdir -p "$1"
+  (cd "$repo" && tar --exclude=./terraform/.terraform --exclude=./terraform/.build \
+    --exclude='./terraform/*.tfstate*' --exclude=./terraform/.terraform.lock.hcl -cf - ./terraform) |
+    (cd "$1" && tar -xf -)
+  for f in go.mod go.sum functions shared; do
+    if [[ -e "$repo/$f" ]]; then ln -s "$repo/$f" "$1/$f"; fi
+  done
+}
+
+step "tofu fmt -check -recursive terraform/"
+"$tofu" fmt -check -recursive -diff -no-color "$repo/terraform"
+echo "formatted"
+
+step "tofu init + validate"
+copy_module "$work/ok"
+(cd "$work/ok/terraform" && "$tofu" init -backend=false -no-color >"$work/init.log" 2>&1) ||
+  { cat "$work/init.log" >&2; exit 1; }
+(cd "$work/ok/terraform" && "$tofu" validate -no-color)
+
+step "validate must reject an unknown argument"
+# Each case: file, the line after which the wrong line goes, the wrong line,
+# and what the error must say.
+check_rejected() {
+  local name="$1" file="$2" anchor="$3" line="$4" want="$5"
+  local dir="$work/bad-$name"
+  copy_module "$dir"
+  cp -r "$work/ok/terraform/.terraform" "$work/ok/terraform/.terraform.lock.hcl" "$dir/terraform/"
+  awk -v anchor="$anchor" -v line="$line" '{ print } index($0, anchor) == 1 && !done { print line; done = 1 }' \
+    "$repo/terraform/$file" >"$dir/terraform/$file"
+  if cmp -s "$repo/terraform/$file" "$dir/terraform/$file"; then
+    echo "tofu.sh: case $name: anchor '$anchor' not found in terraform/$file" >&2
+    exit 1
+  fi
+  local out rc=0
+  out="$(cd "$dir/terraform" && "$tofu" validate -no-color 2>&1)" || rc=$?
+  if [[ $rc -eq 0 ]]; then
+    echo "tofu.sh: case $name: validate accepted terraform/$file with '$line'" >&2
+    exit 1
+  fi
+  if ! grep -qF -- "$want" <<<"$out" || ! grep -qF -- "$file" <<<"$out"; then
+    echo "tofu.sh: case $name: validate failed, but not with '$want' in $file:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  echo "case $name: rejected as expected: $want ($file)"
+}
+check_rejected resource-argument tasks.tf 'resource "google_cloud_tasks_queue" "poll" {' \
+  '  certprov_no_such_argument = "x"' 'An argument named "certprov_no_such_argument" is not expected here'
+check_rejected nested-block-argument function_issue.tf '  service_config {' \
+  '    ingress_setting = "ALLOW_ALL"' 'An argument named "ingress_setting" is not expected here'
+check_rejected archive-argument bundle.tf 'data "archive_file" "bundle" {' \
+  '  source_directory = ".."' 'An argument named "source_directory" is not expected here'
+
+step "bundle terraform would build = bundle functions/bundle builds"
+# tofu console needs values for the required variables; any will do, the
+# expressions below depend on none of them.
+(cd "$work/ok/terraform" && "$tofu" console -no-color \
+  -var project_id=offline-check -var 'publisher_members=["group:x@example.com"]' -var 'adapter_config={}' \
+  >"$work/bundle.json" <<'EOF'
+base64encode(jsonencode({files = sort(local.bundle_files), root_file = local.bundle_spec.root_file, root_content = local.bundle_root_file}))
+EOF
+)
+# console prints a quoted string; base64 keeps HCL's escaping out of the way.
+tr -d '"\n' <"$work/bundle.json" | base64 -d >"$work/bundle-terraform.json"
+(cd "$repo" && CERTPROV_TERRAFORM_BUNDLE="$work/bundle-terraform.json" \
+  go test -count=1 -run '^TestTerraformRendersSameBundle$' ./functions/bundle)
+
+step "done"

@@ -1,0 +1,49 @@
+# ClaimProcess (CloudEvent function): receives a notification pushed by the
+# claim subscription (pubsub.tf), gets and claims the process, builds the CSR
+# body, calls signData once and enqueues the first poll.
+#
+# Identity: google_service_account.claim (iam.tf). Invoked only by
+# google_service_account.claim_invoker, the push subscription's OIDC identity.
+
+resource "google_cloudfunctions2_function" "claim" {
+  project     = var.project_id
+  location    = var.region
+  name        = local.names.claim
+  description = "Certificate provisioning: claim a process and ask the client to sign (Pub/Sub push)."
+  labels      = var.labels
+
+  build_config {
+    runtime           = var.go_runtime
+    entry_point       = local.entry_points.claim
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.bundle.name
+      }
+    }
+  }
+
+  # No event_trigger: the push subscription in pubsub.tf is the trigger, because
+  # only a subscription of our own can have a dead-letter topic.
+  service_config {
+    service_account_email          = google_service_account.claim.email
+    min_instance_count             = 0
+    max_instance_count             = local.function_limits.claim.max_instances
+    available_memory               = local.function_limits.claim.memory
+    available_cpu                  = local.function_limits.claim.cpu
+    timeout_seconds                = local.function_limits.claim.timeout_seconds
+    ingress_settings               = var.http_ingress
+    all_traffic_on_latest_revision = true
+    environment_variables          = local.function_env
+  }
+
+  depends_on = [
+    google_project_service.enabled,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_storage_bucket_iam_member.build_source_reader,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_staging_objects,
+  ]
+}

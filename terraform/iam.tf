@@ -1,0 +1,251 @@
+# Identities and every grant they hold. Each function runs as its own service
+# account; the callers of the functions have identities of their own. Nothing
+# here, or anywhere in this module, grants to allUsers or allAuthenticatedUsers.
+#
+# | identity                          | acts as                              | holds (scope)                                                        |
+# |-----------------------------------|--------------------------------------|----------------------------------------------------------------------|
+# | claim  (NAME_PREFIX-claim@)       | ClaimProcess at run time             | datastore.user (project, IAM condition: this database)               |
+# |                                   |                                      | cloudtasks.enqueuer (poll queue)                                     |
+# |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
+# | poll   (NAME_PREFIX-poll@)        | PollSignature at run time            | datastore.user (project, IAM condition: this database)               |
+# |                                   |                                      | cloudtasks.enqueuer (poll queue, issue queue)                        |
+# |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
+# | issue  (NAME_PREFIX-issue@)       | IssueCertificate at run time         | datastore.user (project, IAM condition: this database)               |
+# |                                   |                                      | secretmanager.secretAccessor (each CA secret, secrets.tf)            |
+# |                                   |                                      | privateca.certificateRequester (each CAS pool, cas.tf)               |
+# | tasks  (NAME_PREFIX-tasks@)       | OIDC token on every poll/issue task  | run.invoker (poll service, issue service)                            |
+# | push   (NAME_PREFIX-push@)        | OIDC token of the claim subscription | run.invoker (claim service)                                          |
+# | build  (NAME_PREFIX-build@)       | Cloud Build, building the functions  | logging.logWriter (project: build logs)                              |
+# |                                   |                                      | artifactregistry.writer (functions repository)                       |
+# |                                   |                                      | storage.objectViewer (source bundle bucket)                          |
+# |                                   |                                      | storage.objectAdmin (project, IAM condition: GCF's staging bucket)   |
+# | Pub/Sub service agent (Google's)  | push delivery, dead-lettering        | iam.serviceAccountTokenCreator (push service account only)           |
+# |                                   |                                      | pubsub.publisher (dead-letter topic); pubsub.subscriber (claim sub.) |
+# | var.publisher_members             | the API publishing notifications     | pubsub.publisher (notification topic)                                |
+#
+# Not in GCP IAM: the Certificate Provisioning API authorizes the three function
+# identities through the Google Admin console (an admin role with the
+# certificate provisioning privilege, see the README), not through IAM.
+#
+# Deliberately not granted: logging.logWriter and monitoring.metricWriter to the
+# functions. Cloud Run collects what a function writes to stdout without any
+# role, and the metrics are log-based (monitoring.tf), so the functions need
+# neither.
+
+# --- Service accounts ------------------------------------------------------------
+
+resource "google_service_account" "claim" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-claim"
+  display_name = "certprov ClaimProcess"
+  description  = "Runs ClaimProcess. Firestore (this database), enqueues polls."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "poll" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-poll"
+  display_name = "certprov PollSignature"
+  description  = "Runs PollSignature. Firestore (this database), enqueues polls and issue tasks."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "issue" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-issue"
+  display_name = "certprov IssueCertificate"
+  description  = "Runs IssueCertificate. Firestore (this database), CA secrets, CAS pool."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "tasks" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-tasks"
+  display_name = "certprov Cloud Tasks invoker"
+  description  = "OIDC identity of poll and issue tasks. May only invoke PollSignature and IssueCertificate."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "claim_invoker" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-push"
+  display_name = "certprov Pub/Sub push invoker"
+  description  = "OIDC identity of the claim push subscription. May only invoke ClaimProcess."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-build"
+  display_name = "certprov function builds"
+  description  = "Cloud Build identity that builds the three functions from the source bundle."
+
+  depends_on = [google_project_service.enabled]
+}
+
+locals {
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # The functions' runtime identities, for the grants they share.
+  function_members = {
+    claim = google_service_account.claim.member
+    poll  = google_service_account.poll.member
+    issue = google_service_account.issue.member
+  }
+}
+
+# --- Firestore -------------------------------------------------------------------
+# Firestore has no IAM below the database (no per-collection or per-document
+# grants), so read/write of the progress documents is datastore.user on the
+# project, narrowed by an IAM condition to this deployment's database.
+
+resource "google_project_iam_member" "firestore_user" {
+  for_each = local.function_members
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = each.value
+
+  dynamic "condition" {
+    for_each = var.scope_firestore_grants ? [1] : []
+    content {
+      title       = "${var.name_prefix}-firestore-database"
+      description = "Only the certprov progress database."
+      expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.progress.name}\""
+    }
+  }
+}
+
+# --- Cloud Tasks: who enqueues where -----------------------------------------------
+# Enqueueing a task that carries the tasks service account's OIDC token also
+# needs iam.serviceAccounts.actAs on that one service account.
+
+resource "google_cloud_tasks_queue_iam_member" "claim_enqueues_poll" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_tasks_queue.poll.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = google_service_account.claim.member
+}
+
+resource "google_cloud_tasks_queue_iam_member" "poll_enqueues_poll" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_tasks_queue.poll.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = google_service_account.poll.member
+}
+
+resource "google_cloud_tasks_queue_iam_member" "poll_enqueues_issue" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_tasks_queue.issue.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = google_service_account.poll.member
+}
+
+resource "google_service_account_iam_member" "enqueuers_act_as_tasks" {
+  for_each = {
+    claim = google_service_account.claim.member
+    poll  = google_service_account.poll.member
+  }
+
+  service_account_id = google_service_account.tasks.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = each.value
+}
+
+# --- Invokers: who may call which function ------------------------------------------
+# A Cloud Functions (2nd gen) function is served by a Cloud Run service of the
+# same name; invoking it takes run.invoker on that service.
+
+resource "google_cloud_run_v2_service_iam_member" "tasks_invokes_poll" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.poll.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.tasks.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "tasks_invokes_issue" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.issue.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.tasks.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "push_invokes_claim" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.claim.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.claim_invoker.member
+}
+
+# --- Pub/Sub service agent -------------------------------------------------------------
+
+# Mints the push subscription's OIDC token as the push service account.
+resource "google_service_account_iam_member" "pubsub_agent_mints_push_tokens" {
+  service_account_id = google_service_account.claim_invoker.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}
+
+# Forwards undeliverable notifications to the dead-letter topic...
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_service_agent
+}
+
+# ...and acknowledges them on the claim subscription once forwarded.
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.claim.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# --- Build ---------------------------------------------------------------------------------
+
+resource "google_project_iam_member" "build_log_writer" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.build.member
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}
+
+resource "google_storage_bucket_iam_member" "build_source_reader" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
+# Cloud Functions copies the source into its own staging bucket
+# (gcf-v2-sources-PROJECT_NUMBER-REGION, created by the service, so it cannot
+# be a resource here) and the build reads it from there.
+resource "google_project_iam_member" "build_staging_objects" {
+  project = var.project_id
+  role    = "roles/storage.objectAdmin"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "${var.name_prefix}-gcf-staging-bucket"
+    description = "Only Cloud Functions' source staging bucket of this region."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}\")"
+  }
+}

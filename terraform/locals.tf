@@ -1,0 +1,63 @@
+# Names, URLs and the environment shared by the three functions.
+
+locals {
+  # One name per function; each function's Cloud Run service has the same name.
+  names = {
+    claim = "${var.name_prefix}-claim"
+    poll  = "${var.name_prefix}-poll"
+    issue = "${var.name_prefix}-issue"
+  }
+
+  entry_points = {
+    claim = "ClaimProcess"
+    poll  = "PollSignature"
+    issue = "IssueCertificate"
+  }
+
+  # Cloud Run's deterministic URL of each function's service,
+  # https://SERVICE-PROJECT_NUMBER.REGION.run.app. It is known before the
+  # functions exist, which PollSignature needs (it enqueues polls of itself, and
+  # a resource cannot read its own attributes), and it is a run.app URL, which
+  # ALLOW_INTERNAL_ONLY ingress requires of Pub/Sub and Cloud Tasks. The
+  # functions use it both as the task URL and as the OIDC audience.
+  run_urls = {
+    for k, name in local.names : k => "https://${name}-${data.google_project.this.number}.${var.region}.run.app"
+  }
+
+  # The runtime contract (notes/env.md): every function reads the same set.
+  function_env = merge(
+    {
+      GOOGLE_CLOUD_PROJECT  = var.project_id
+      CERTPROV_CONFIG       = var.adapter_config
+      FIRESTORE_DATABASE    = google_firestore_database.progress.name
+      FIRESTORE_COLLECTION  = var.firestore_collection
+      TASKS_POLL_QUEUE      = google_cloud_tasks_queue.poll.id
+      TASKS_ISSUE_QUEUE     = google_cloud_tasks_queue.issue.id
+      POLL_SIGNATURE_URL    = local.run_urls.poll
+      ISSUE_CERTIFICATE_URL = local.run_urls.issue
+      TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
+      TASKS_MAX_ATTEMPTS    = tostring(var.tasks_max_attempts)
+      RECORD_TTL            = var.record_ttl
+      LOG_LEVEL             = var.log_level
+    },
+    var.caller_instance_id == null ? {} : { CALLER_INSTANCE_ID = var.caller_instance_id },
+    {
+      for k, v in {
+        POLL_INITIAL_DELAY = var.poll_schedule.initial_delay
+        POLL_MULTIPLIER    = var.poll_schedule.multiplier
+        POLL_MAX_DELAY     = var.poll_schedule.max_delay
+        POLL_JITTER        = var.poll_schedule.jitter
+        POLL_DEADLINE      = var.poll_schedule.deadline
+      } : k => tostring(v) if v != null
+    },
+  )
+
+  # A function left out of var.function_limits gets the attribute defaults.
+  function_limits = {
+    for k in keys(local.names) : k => (
+      contains(keys(var.function_limits), k)
+      ? var.function_limits[k]
+      : { memory = "256Mi", cpu = null, max_instances = 10, timeout_seconds = 60 }
+    )
+  }
+}

@@ -1,0 +1,455 @@
+# Observability: log-based metrics built from the functions' structured logs,
+# one dashboard, and alert policies.
+#
+# Every state transition is logged once as JSON (shared/logging), which Cloud
+# Logging stores as jsonPayload on resource.type="cloud_run_revision":
+#   message="state transition", severity, state, from_state, process_id,
+#   customer, elapsed_ms, poll_count, reason (on failures), ca_connection_ref,
+#   profile_ref, time_to_certificate_ms (on UPLOADED).
+# A process ends in state UPLOADED, FAILED or CLAIMED_ELSEWHERE: those are the
+# "outcomes" counted below.
+
+locals {
+  # Log entries of the three functions' state transitions.
+  transition_filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=(${join(" OR ", [for n in values(local.names) : "\"${n}\""])})",
+    "jsonPayload.message=\"state transition\"",
+  ])
+  outcome_filter = "${local.transition_filter} AND jsonPayload.state=(\"UPLOADED\" OR \"FAILED\" OR \"CLAIMED_ELSEWHERE\")"
+
+  metric_types = {
+    enrollments         = "logging.googleapis.com/user/${google_logging_metric.enrollments.name}"
+    time_to_certificate = "logging.googleapis.com/user/${google_logging_metric.time_to_certificate.name}"
+    polls               = "logging.googleapis.com/user/${google_logging_metric.polls_per_enrollment.name}"
+    failures            = "logging.googleapis.com/user/${google_logging_metric.failures.name}"
+    past_deadline       = "logging.googleapis.com/user/${google_logging_metric.past_deadline.name}"
+  }
+}
+
+# --- Log-based metrics -------------------------------------------------------------
+
+resource "google_logging_metric" "enrollments" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/enrollments"
+  description = "Finished enrollments (processes), by outcome and customer."
+  filter      = local.outcome_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "certprov enrollments"
+    labels {
+      key         = "outcome"
+      value_type  = "STRING"
+      description = "UPLOADED, FAILED or CLAIMED_ELSEWHERE"
+    }
+    labels {
+      key         = "customer"
+      value_type  = "STRING"
+      description = "Google Workspace customer ID"
+    }
+  }
+  label_extractors = {
+    outcome  = "EXTRACT(jsonPayload.state)"
+    customer = "EXTRACT(jsonPayload.customer)"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_logging_metric" "time_to_certificate" {
+  project         = var.project_id
+  name            = "${var.name_prefix}/time_to_certificate"
+  description     = "Time from the notification to the uploaded certificate."
+  filter          = "${local.transition_filter} AND jsonPayload.state=\"UPLOADED\""
+  value_extractor = "EXTRACT(jsonPayload.time_to_certificate_ms)"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "ms"
+    display_name = "certprov time to certificate"
+  }
+  # 250 ms to about 48 days in doubling steps: online clients answer in
+  # seconds, offline ones in hours.
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 250
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_logging_metric" "polls_per_enrollment" {
+  project         = var.project_id
+  name            = "${var.name_prefix}/polls_per_enrollment"
+  description     = "operations.get calls per finished enrollment: the cost side of the poll schedule."
+  filter          = "${local.outcome_filter} AND jsonPayload.poll_count>=0"
+  value_extractor = "EXTRACT(jsonPayload.poll_count)"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "certprov polls per enrollment"
+    labels {
+      key         = "outcome"
+      value_type  = "STRING"
+      description = "UPLOADED, FAILED or CLAIMED_ELSEWHERE"
+    }
+  }
+  label_extractors = {
+    outcome = "EXTRACT(jsonPayload.state)"
+  }
+  bucket_options {
+    explicit_buckets {
+      bounds = [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597]
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_logging_metric" "failures" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/failures"
+  description = "Failed enrollments, by reason and by the state they failed in."
+  filter      = "${local.transition_filter} AND jsonPayload.state=\"FAILED\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "certprov failures"
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "Why the process failed (jsonPayload.reason)"
+    }
+    labels {
+      key         = "from_state"
+      value_type  = "STRING"
+      description = "State the process was in when it failed"
+    }
+  }
+  label_extractors = {
+    reason     = "EXTRACT(jsonPayload.reason)"
+    from_state = "EXTRACT(jsonPayload.from_state)"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# A transition logged after the poll deadline, or a failure because of it: a
+# process that waited longer than it should.
+resource "google_logging_metric" "past_deadline" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/past_deadline"
+  description = "State transitions of processes older than the poll deadline, and deadline failures."
+  filter      = "${local.transition_filter} AND (jsonPayload.elapsed_ms>${var.poll_deadline_alert_hours * 3600000} OR jsonPayload.reason=~\"(?i)deadline\")"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "certprov transitions past deadline"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# --- Alert policies ---------------------------------------------------------------------
+
+resource "google_monitoring_alert_policy" "failure_rate" {
+  project               = var.project_id
+  display_name          = "certprov: enrollment failure rate above ${var.failure_rate_threshold * 100}%"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  user_labels           = var.labels
+
+  conditions {
+    display_name = "FAILED / all finished enrollments over ${var.alert_window}"
+    condition_threshold {
+      filter             = "metric.type=\"${local.metric_types.enrollments}\" AND resource.type=\"cloud_run_revision\" AND metric.label.outcome=\"FAILED\""
+      denominator_filter = "metric.type=\"${local.metric_types.enrollments}\" AND resource.type=\"cloud_run_revision\""
+      comparison         = "COMPARISON_GT"
+      threshold_value    = var.failure_rate_threshold
+      duration           = "0s"
+      aggregations {
+        alignment_period     = var.alert_window
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+      denominator_aggregations {
+        alignment_period     = var.alert_window
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      More than ${var.failure_rate_threshold * 100}% of the enrollments that finished in the last ${var.alert_window} failed.
+      Reasons, newest first:
+
+          gcloud logging read '${local.transition_filter} AND jsonPayload.state="FAILED"' --project=${var.project_id} --freshness=1d --format='table(timestamp, jsonPayload.customer, jsonPayload.process_id, jsonPayload.from_state, jsonPayload.reason)'
+    EOT
+  }
+}
+
+resource "google_monitoring_alert_policy" "past_deadline" {
+  project               = var.project_id
+  display_name          = "certprov: processes past their deadline"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+  user_labels           = var.labels
+
+  conditions {
+    display_name = "transitions after ${var.poll_deadline_alert_hours}h or deadline failures"
+    condition_threshold {
+      filter          = "metric.type=\"${local.metric_types.past_deadline}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      A process took longer than ${var.poll_deadline_alert_hours}h: usually a client that never signed (offline device).
+      The processes concerned:
+
+          gcloud logging read '${google_logging_metric.past_deadline.filter}' --project=${var.project_id} --freshness=1d --format='table(timestamp, jsonPayload.customer, jsonPayload.process_id, jsonPayload.state, jsonPayload.elapsed_ms, jsonPayload.reason)'
+    EOT
+  }
+}
+
+resource "google_monitoring_alert_policy" "dead_letters" {
+  project               = var.project_id
+  display_name          = "certprov: notifications dead-lettered"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  user_labels           = var.labels
+
+  conditions {
+    display_name = "messages waiting in ${google_pubsub_subscription.dead_letter.name}"
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_MAX"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      ClaimProcess failed on a notification ${var.claim_max_delivery_attempts} times; Pub/Sub moved it to the dead-letter topic, so its process was not started.
+      Look at the messages, fix the cause (usually in the ClaimProcess logs), then replay them by publishing their data to ${google_pubsub_topic.notifications.name} again:
+
+          gcloud pubsub subscriptions pull ${google_pubsub_subscription.dead_letter.name} --project=${var.project_id} --limit=10
+          gcloud logging read 'resource.type="cloud_run_revision" AND resource.labels.service_name="${local.names.claim}" AND severity>=WARNING' --project=${var.project_id} --freshness=1d
+    EOT
+  }
+}
+
+# --- Dashboard ------------------------------------------------------------------------------
+
+locals {
+  # The chart tiles of the dashboard, laid out two per row.
+  dashboard_tiles = [
+    {
+      title = "Enrollments by outcome"
+      chart = {
+        chartOptions = { mode = "COLOR" }
+        dataSets = [{
+          plotType = "STACKED_BAR"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = "metric.type=\"${local.metric_types.enrollments}\" resource.type=\"cloud_run_revision\""
+              aggregation = {
+                alignmentPeriod    = "3600s"
+                perSeriesAligner   = "ALIGN_DELTA"
+                crossSeriesReducer = "REDUCE_SUM"
+                groupByFields      = ["metric.label.outcome"]
+              }
+            }
+          }
+        }]
+      }
+    },
+    {
+      title = "Failures by reason"
+      chart = {
+        chartOptions = { mode = "COLOR" }
+        dataSets = [{
+          plotType = "STACKED_BAR"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = "metric.type=\"${local.metric_types.failures}\" resource.type=\"cloud_run_revision\""
+              aggregation = {
+                alignmentPeriod    = "3600s"
+                perSeriesAligner   = "ALIGN_DELTA"
+                crossSeriesReducer = "REDUCE_SUM"
+                groupByFields      = ["metric.label.reason"]
+              }
+            }
+          }
+        }]
+      }
+    },
+    {
+      title = "Time to certificate (p50, p95)"
+      chart = {
+        chartOptions = { mode = "COLOR" }
+        dataSets = [for p in ["50", "95"] : {
+          plotType       = "LINE"
+          legendTemplate = "p${p}"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = "metric.type=\"${local.metric_types.time_to_certificate}\" resource.type=\"cloud_run_revision\""
+              aggregation = {
+                alignmentPeriod    = "3600s"
+                perSeriesAligner   = "ALIGN_DELTA"
+                crossSeriesReducer = "REDUCE_PERCENTILE_${p}"
+              }
+            }
+          }
+        }]
+      }
+    },
+    {
+      title = "Polls per enrollment (p50, p95)"
+      chart = {
+        chartOptions = { mode = "COLOR" }
+        dataSets = [for p in ["50", "95"] : {
+          plotType       = "LINE"
+          legendTemplate = "p${p}"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = "metric.type=\"${local.metric_types.polls}\" resource.type=\"cloud_run_revision\""
+              aggregation = {
+                alignmentPeriod    = "3600s"
+                perSeriesAligner   = "ALIGN_DELTA"
+                crossSeriesReducer = "REDUCE_PERCENTILE_${p}"
+              }
+            }
+          }
+        }]
+      }
+    },
+    {
+      title = "Tasks waiting per queue"
+      chart = {
+        chartOptions = { mode = "COLOR" }
+        dataSets = [{
+          plotType = "LINE"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" resource.type=\"cloud_tasks_queue\" resource.label.queue_id=(\"${google_cloud_tasks_queue.poll.name}\" OR \"${google_cloud_tasks_queue.issue.name}\")"
+              aggregation = {
+                alignmentPeriod    = "300s"
+                perSeriesAligner   = "ALIGN_MEAN"
+                crossSeriesReducer = "REDUCE_SUM"
+                groupByFields      = ["resource.label.queue_id"]
+              }
+            }
+          }
+        }]
+      }
+    },
+    {
+      title = "Function requests by response class"
+      chart = {
+        chartOptions = { mode = "COLOR" }
+        dataSets = [{
+          plotType = "STACKED_BAR"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = "metric.type=\"run.googleapis.com/request_count\" resource.type=\"cloud_run_revision\" resource.label.service_name=(${join(" OR ", [for n in values(local.names) : "\"${n}\""])})"
+              aggregation = {
+                alignmentPeriod    = "300s"
+                perSeriesAligner   = "ALIGN_DELTA"
+                crossSeriesReducer = "REDUCE_SUM"
+                groupByFields      = ["resource.label.service_name", "metric.label.response_code_class"]
+              }
+            }
+          }
+        }]
+      }
+    },
+    {
+      title = "Dead-lettered notifications waiting"
+      chart = {
+        chartOptions = { mode = "COLOR" }
+        dataSets = [{
+          plotType = "LINE"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" resource.type=\"pubsub_subscription\" resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+              aggregation = {
+                alignmentPeriod  = "300s"
+                perSeriesAligner = "ALIGN_MAX"
+              }
+            }
+          }
+        }]
+      }
+    },
+  ]
+}
+
+resource "google_monitoring_dashboard" "certprov" {
+  project = var.project_id
+  dashboard_json = jsonencode({
+    displayName = "certprov: certificate provisioning (${var.name_prefix})"
+    mosaicLayout = {
+      columns = 48
+      tiles = concat(
+        [for i, t in local.dashboard_tiles : {
+          xPos   = (i % 2) * 24
+          yPos   = floor(i / 2) * 16
+          width  = 24
+          height = 16
+          widget = { title = t.title, xyChart = t.chart }
+        }],
+        [{
+          xPos   = 0
+          yPos   = ceil(length(local.dashboard_tiles) / 2) * 16
+          width  = 48
+          height = 16
+          widget = {
+            title = "Warnings and errors of the functions"
+            logsPanel = {
+              filter        = "resource.type=\"cloud_run_revision\" resource.labels.service_name=(${join(" OR ", [for n in values(local.names) : "\"${n}\""])}) severity>=WARNING"
+              resourceNames = ["projects/${var.project_id}"]
+            }
+          }
+        }],
+      )
+    }
+  })
+
+  depends_on = [google_project_service.enabled]
+}

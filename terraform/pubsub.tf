@@ -1,0 +1,99 @@
+# Pub/Sub: the Certificate Provisioning API publishes one message per process
+# to the notification topic; a push subscription delivers it to ClaimProcess.
+#
+# Why a push subscription of our own rather than the function's event_trigger:
+# an event_trigger makes Eventarc create and own the subscription, and neither
+# google_cloudfunctions2_function (its event_trigger block has retry_policy but
+# no dead-letter setting) nor any other resource can configure that
+# subscription's dead-letter policy or backoff. Our subscription has both:
+# bounded redelivery with exponential backoff, then the dead-letter topic. The
+# push body is the standard wrapped Pub/Sub message, which
+# functions-framework-go turns into the same CloudEvent an Eventarc trigger
+# would deliver.
+
+resource "google_pubsub_topic" "notifications" {
+  project = var.project_id
+  name    = "${var.name_prefix}-notifications"
+  labels  = var.labels
+
+  # Long enough to survive a day-long outage of the functions.
+  message_retention_duration = "86400s"
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Who may publish notifications: the identity the administrator names (the one
+# the Certificate Provisioning API publishes as). Nobody else.
+resource "google_pubsub_topic_iam_member" "notification_publishers" {
+  for_each = toset(var.publisher_members)
+
+  project = var.project_id
+  topic   = google_pubsub_topic.notifications.name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
+}
+
+# Notifications that ClaimProcess failed on claim_max_delivery_attempts times.
+# Nothing consumes it automatically: the dead-letter alert (monitoring.tf)
+# tells a person to look, and the pull subscription keeps the messages for
+# inspection and replay.
+resource "google_pubsub_topic" "dead_letter" {
+  project = var.project_id
+  name    = "${var.name_prefix}-notifications-dead-letter"
+  labels  = var.labels
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_subscription" "dead_letter" {
+  project = var.project_id
+  name    = "${var.name_prefix}-notifications-dead-letter"
+  topic   = google_pubsub_topic.dead_letter.id
+  labels  = var.labels
+
+  message_retention_duration = "604800s" # 7 days, the maximum
+  ack_deadline_seconds       = 60
+  expiration_policy {
+    ttl = "" # never expires
+  }
+}
+
+resource "google_pubsub_subscription" "claim" {
+  project = var.project_id
+  name    = "${var.name_prefix}-claim"
+  topic   = google_pubsub_topic.notifications.id
+  labels  = var.labels
+
+  # Longer than one ClaimProcess invocation may take, so a slow success is not
+  # redelivered while it runs.
+  ack_deadline_seconds       = min(600, local.function_limits.claim.timeout_seconds + 30)
+  message_retention_duration = "86400s"
+  expiration_policy {
+    ttl = "" # never expires, even without traffic
+  }
+
+  push_config {
+    push_endpoint = google_cloudfunctions2_function.claim.service_config[0].uri
+    oidc_token {
+      service_account_email = google_service_account.claim_invoker.email
+      audience              = google_cloudfunctions2_function.claim.service_config[0].uri
+    }
+  }
+
+  # A transient error (ClaimProcess returns non-2xx) is redelivered with
+  # exponential backoff; after claim_max_delivery_attempts the message goes to
+  # the dead-letter topic instead of retrying for the whole retention period.
+  retry_policy {
+    minimum_backoff = var.claim_retry_backoff.minimum
+    maximum_backoff = var.claim_retry_backoff.maximum
+  }
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = var.claim_max_delivery_attempts
+  }
+
+  # Pub/Sub needs these grants to forward dead letters (iam.tf).
+  depends_on = [
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+  ]
+}

@@ -1,0 +1,444 @@
+# Inputs of one deployment. terraform.tfvars.example shows every one of them
+# with a comment; only project_id, publisher_members and adapter_config have no
+# default.
+
+# --- Where -------------------------------------------------------------------
+
+variable "project_id" {
+  description = "Project to deploy into."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID (6-30 lowercase letters, digits and hyphens), not a project number or name."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, queues, source bucket and (by default) the Firestore database."
+  type        = string
+  default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Cloud region such as us-central1 or europe-west1."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, service accounts, queues, topics, metrics). Change it to run two deployments in one project."
+  type        = string
+  default     = "certprov"
+
+  validation {
+    # Service account IDs are 6-30 characters and the longest suffix is "-build";
+    # Cloud Run's deterministic URL puts service name and project number in one
+    # 63-character DNS label.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,18}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-20 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "labels" {
+  description = "Labels put on every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+variable "deletion_protection" {
+  description = "Protect the Firestore database and the CAS certificate authority from `terraform destroy`. Set false only for throw-away deployments."
+  type        = bool
+  default     = true
+}
+
+# --- Firestore -----------------------------------------------------------------
+
+variable "firestore_database" {
+  description = "Firestore database ID (FIRESTORE_DATABASE). A named database keeps the adapter apart from anything already in the project's (default) database."
+  type        = string
+  default     = "certprov"
+
+  validation {
+    condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be \"(default)\" or 4-63 lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as us-central1 or a multi-region such as nam5). Null means var.region. Cannot be changed after creation."
+  type        = string
+  default     = null
+}
+
+variable "firestore_collection" {
+  description = "Collection of the progress documents (FIRESTORE_COLLECTION)."
+  type        = string
+  default     = "certprovProcesses"
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_-]{0,99}$", var.firestore_collection)) && !startswith(var.firestore_collection, "__")
+    error_message = "firestore_collection must be a top-level collection ID: letters, digits, _ and -, starting with a letter."
+  }
+}
+
+variable "record_ttl" {
+  description = "How long finished progress documents are kept before Firestore's TTL policy deletes them (RECORD_TTL, a Go duration)."
+  type        = string
+  default     = "720h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(h|m|s|ms))+$", var.record_ttl))
+    error_message = "record_ttl must be a Go duration such as 720h or 24h30m."
+  }
+}
+
+# --- Pub/Sub: notifications from the Certificate Provisioning API -------------
+
+variable "publisher_members" {
+  description = "IAM members allowed to publish to the notification topic: the Google identity that the Chrome Certificate Provisioning API publishes as (shown in the Admin console when you name the topic), e.g. [\"serviceAccount:...\"]."
+  type        = list(string)
+
+  validation {
+    condition = length(var.publisher_members) > 0 && alltrue([
+      for m in var.publisher_members :
+      can(regex("^(serviceAccount|user|group|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "publisher_members must be non-empty IAM members such as serviceAccount:NAME@DOMAIN or group:NAME@DOMAIN."
+  }
+  validation {
+    condition     = alltrue([for m in var.publisher_members : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "publisher_members must not be allUsers or allAuthenticatedUsers: anyone could start enrollments."
+  }
+}
+
+variable "claim_max_delivery_attempts" {
+  description = "Deliveries of one notification to ClaimProcess before Pub/Sub moves it to the dead-letter topic."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.claim_max_delivery_attempts >= 5 && var.claim_max_delivery_attempts <= 100
+    error_message = "claim_max_delivery_attempts must be between 5 and 100 (Pub/Sub's limits)."
+  }
+}
+
+variable "claim_retry_backoff" {
+  description = "Minimum and maximum backoff between redeliveries of a notification that ClaimProcess failed (a transient error)."
+  type = object({
+    minimum = string
+    maximum = string
+  })
+  default = {
+    minimum = "10s"
+    maximum = "600s"
+  }
+
+  validation {
+    condition = alltrue([
+      for d in [var.claim_retry_backoff.minimum, var.claim_retry_backoff.maximum] :
+      can(regex("^[0-9]+s$", d)) && tonumber(trimsuffix(d, "s")) <= 600
+    ])
+    error_message = "claim_retry_backoff values must be whole seconds such as \"10s\", at most \"600s\"."
+  }
+}
+
+# --- Cloud Tasks -------------------------------------------------------------
+
+variable "tasks_max_attempts" {
+  description = "Attempts of one task before Cloud Tasks gives up (TASKS_MAX_ATTEMPTS). The functions turn a transient error on the last attempt into a reported failure, so every process ends."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = floor(var.tasks_max_attempts) == var.tasks_max_attempts && var.tasks_max_attempts >= 2 && var.tasks_max_attempts <= 100
+    error_message = "tasks_max_attempts must be a whole number from 2 to 100 (unlimited attempts would let a process wait forever)."
+  }
+}
+
+variable "tasks_retry_backoff" {
+  description = "Minimum and maximum backoff between attempts of a failed task."
+  type = object({
+    minimum = string
+    maximum = string
+  })
+  default = {
+    minimum = "2s"
+    maximum = "300s"
+  }
+
+  validation {
+    condition = alltrue([
+      for d in [var.tasks_retry_backoff.minimum, var.tasks_retry_backoff.maximum] : can(regex("^[0-9]+(\\.[0-9]+)?s$", d))
+    ])
+    error_message = "tasks_retry_backoff values must be durations in seconds such as \"2s\"."
+  }
+}
+
+variable "queue_rate_limits" {
+  description = "Dispatch limits of the poll and issue queues. Every poll is one operations.get on the Certificate Provisioning API and every issue one CA request: keep them inside the API's quota and the CA's capacity."
+  type = object({
+    poll = object({
+      max_dispatches_per_second = number
+      max_concurrent_dispatches = number
+    })
+    issue = object({
+      max_dispatches_per_second = number
+      max_concurrent_dispatches = number
+    })
+  })
+  default = {
+    poll  = { max_dispatches_per_second = 5, max_concurrent_dispatches = 20 }
+    issue = { max_dispatches_per_second = 2, max_concurrent_dispatches = 5 }
+  }
+
+  validation {
+    condition = alltrue([
+      for q in [var.queue_rate_limits.poll, var.queue_rate_limits.issue] :
+      q.max_dispatches_per_second > 0 && q.max_dispatches_per_second <= 500 &&
+      q.max_concurrent_dispatches >= 1 && q.max_concurrent_dispatches <= 5000
+    ])
+    error_message = "max_dispatches_per_second must be in (0, 500] and max_concurrent_dispatches in [1, 5000]."
+  }
+}
+
+variable "poll_schedule" {
+  description = "Poll schedule of PollSignature (POLL_INITIAL_DELAY, POLL_MULTIPLIER, POLL_MAX_DELAY, POLL_JITTER, POLL_DEADLINE). An attribute left null keeps the code's default."
+  type = object({
+    initial_delay = optional(string)
+    multiplier    = optional(number)
+    max_delay     = optional(string)
+    jitter        = optional(number)
+    deadline      = optional(string)
+  })
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for d in [var.poll_schedule.initial_delay, var.poll_schedule.max_delay, var.poll_schedule.deadline] :
+      d == null || can(regex("^([0-9]+(\\.[0-9]+)?(h|m|s|ms))+$", d))
+    ])
+    error_message = "poll_schedule durations must be Go durations such as 2s, 60s or 24h."
+  }
+  validation {
+    # The same ranges the functions accept (shared/config).
+    condition = (
+      (var.poll_schedule.multiplier == null || try(var.poll_schedule.multiplier >= 1 && var.poll_schedule.multiplier <= 10, false)) &&
+      (var.poll_schedule.jitter == null || try(var.poll_schedule.jitter >= 0 && var.poll_schedule.jitter <= 0.9, false))
+    )
+    error_message = "poll_schedule.multiplier must be from 1 to 10 and poll_schedule.jitter from 0 to 0.9."
+  }
+}
+
+variable "poll_deadline_alert_hours" {
+  description = "A process that logs a transition more than this many hours after it started counts as past its deadline (alert). Keep it at the poll deadline (POLL_DEADLINE, 24h by default)."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.poll_deadline_alert_hours > 0
+    error_message = "poll_deadline_alert_hours must be positive."
+  }
+}
+
+# --- Functions -----------------------------------------------------------------
+
+variable "go_runtime" {
+  description = "Cloud Functions Go runtime. It must be at least the go directive of go.mod (the build does not download another toolchain)."
+  type        = string
+  default     = "go126"
+
+  validation {
+    condition     = can(regex("^go1[0-9]{2}$", var.go_runtime))
+    error_message = "go_runtime must be a Go runtime ID such as go126."
+  }
+}
+
+variable "adapter_config" {
+  description = "The adapter config as JSON (CERTPROV_CONFIG): CA connections, profiles and allowed customers, keyed by the references set in the Admin console. It names secrets only by environment variable (see ca_secrets), never holds them."
+  type        = string
+
+  validation {
+    condition     = can(jsondecode(var.adapter_config))
+    error_message = "adapter_config must be valid JSON (use file(\"adapter-config.json\") or jsonencode({...}))."
+  }
+}
+
+variable "caller_instance_id" {
+  description = "callerInstanceId the adapter claims processes with (CALLER_INSTANCE_ID). Null keeps the code's default, certprov-adapter-PROJECT_ID. Keep it stable: it tells this deployment's processes from other adapters'."
+  type        = string
+  default     = null
+}
+
+variable "log_level" {
+  description = "Log level of the functions (LOG_LEVEL)."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = contains(["debug", "info", "warn", "error"], var.log_level)
+    error_message = "log_level must be one of debug, info, warn, error."
+  }
+}
+
+variable "function_limits" {
+  description = "Per-function limits. max_instances bounds cost and the load on the API and the CA; timeout_seconds bounds one invocation; cpu null lets Cloud Functions pick it from memory."
+  type = map(object({
+    memory          = optional(string, "256Mi")
+    cpu             = optional(string)
+    max_instances   = optional(number, 10)
+    timeout_seconds = optional(number, 60)
+  }))
+  default = {
+    claim = {}
+    poll  = {}
+    issue = { timeout_seconds = 300 }
+  }
+
+  validation {
+    condition     = length(setsubtract(keys(var.function_limits), ["claim", "poll", "issue"])) == 0
+    error_message = "function_limits keys must be claim, poll or issue."
+  }
+  validation {
+    condition = alltrue([
+      for l in values(var.function_limits) :
+      l.max_instances >= 1 && l.max_instances <= 1000 && l.timeout_seconds >= 1 && l.timeout_seconds <= 3600
+    ])
+    error_message = "max_instances must be 1-1000 and timeout_seconds 1-3600."
+  }
+}
+
+variable "http_ingress" {
+  description = "Ingress of the three functions. ALLOW_INTERNAL_ONLY admits Pub/Sub and Cloud Tasks of this project when they call the run.app URL, which is what this module configures. ALLOW_ALL is the fallback if a VPC Service Controls setup keeps them out; IAM still admits only the invoker identities."
+  type        = string
+  default     = "ALLOW_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["ALLOW_INTERNAL_ONLY", "ALLOW_ALL"], var.http_ingress)
+    error_message = "http_ingress must be ALLOW_INTERNAL_ONLY or ALLOW_ALL."
+  }
+}
+
+# --- CA secrets and connectivity ------------------------------------------------
+
+variable "ca_secrets" {
+  description = <<-EOT
+    CA secrets IssueCertificate reads, keyed by the environment variable name that
+    the adapter config refers to (e.g. "challengeEnv": "SCEP_CHALLENGE"). With
+    create = true (the default) the secret is created empty; add its value with
+    `gcloud secrets versions add SECRET_ID --data-file=-` before the first apply
+    that deploys the functions, so no secret value ever enters Terraform state.
+    With create = false the secret must already exist in this project.
+  EOT
+  type = map(object({
+    secret_id = string
+    version   = optional(string, "latest")
+    create    = optional(bool, true)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.ca_secrets) : can(regex("^[A-Z][A-Z0-9_]*$", k))])
+    error_message = "ca_secrets keys must be environment variable names in upper case, e.g. SCEP_CHALLENGE."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.ca_secrets) : can(regex("^[A-Za-z0-9_-]{1,255}$", s.secret_id))])
+    error_message = "ca_secrets secret_id must be a Secret Manager secret ID (letters, digits, _ and -)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.ca_secrets) : s.version == "latest" || can(regex("^[1-9][0-9]*$", s.version))])
+    error_message = "ca_secrets version must be \"latest\" or a version number."
+  }
+}
+
+variable "vpc_connector" {
+  description = "Optional Serverless VPC Access connector for IssueCertificate, to reach a CA on a private network (on-premises over VPN/Interconnect). Null means none."
+  type = object({
+    network         = string
+    ip_cidr_range   = string
+    egress_settings = optional(string, "PRIVATE_RANGES_ONLY")
+    machine_type    = optional(string, "e2-micro")
+    min_instances   = optional(number, 2)
+    max_instances   = optional(number, 3)
+  })
+  default = null
+
+  validation {
+    condition     = var.vpc_connector == null || can(cidrnetmask(try(var.vpc_connector.ip_cidr_range, ""))) && endswith(try(var.vpc_connector.ip_cidr_range, ""), "/28")
+    error_message = "vpc_connector.ip_cidr_range must be an unused /28 range, e.g. 10.8.0.0/28."
+  }
+  validation {
+    condition     = var.vpc_connector == null || contains(["PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"], try(var.vpc_connector.egress_settings, ""))
+    error_message = "vpc_connector.egress_settings must be PRIVATE_RANGES_ONLY or ALL_TRAFFIC."
+  }
+}
+
+variable "cas" {
+  description = "Optional Google CAS pool with a self-signed root CA for users who have no CA. Null means none; point the adapter config's CA connection at the pool this creates (output cas_pool)."
+  type = object({
+    pool_id       = optional(string, "certprov-pool")
+    ca_id         = optional(string, "certprov-root")
+    tier          = optional(string, "DEVOPS")
+    common_name   = string
+    organization  = optional(string)
+    lifetime      = optional(string, "315360000s")
+    key_algorithm = optional(string, "EC_P256_SHA256")
+  })
+  default = null
+
+  validation {
+    condition     = var.cas == null || contains(["DEVOPS", "ENTERPRISE"], try(var.cas.tier, ""))
+    error_message = "cas.tier must be DEVOPS or ENTERPRISE."
+  }
+}
+
+variable "existing_cas_pools" {
+  description = "Full names of existing CAS pools IssueCertificate may request certificates from (projects/P/locations/L/caPools/POOL)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.existing_cas_pools : can(regex("^projects/[^/]+/locations/[^/]+/caPools/[^/]+$", p))])
+    error_message = "existing_cas_pools entries must look like projects/P/locations/L/caPools/POOL."
+  }
+}
+
+# --- Monitoring ------------------------------------------------------------------
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel IDs (projects/P/notificationChannels/N) the alert policies notify."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "notification_channels entries must look like projects/P/notificationChannels/ID."
+  }
+}
+
+variable "failure_rate_threshold" {
+  description = "Alert when more than this fraction of finished enrollments failed over alert_window."
+  type        = number
+  default     = 0.2
+
+  validation {
+    condition     = var.failure_rate_threshold > 0 && var.failure_rate_threshold < 1
+    error_message = "failure_rate_threshold must be between 0 and 1."
+  }
+}
+
+variable "alert_window" {
+  description = "Window the failure rate is computed over."
+  type        = string
+  default     = "3600s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.alert_window))
+    error_message = "alert_window must be whole seconds such as \"3600s\"."
+  }
+}
+
+variable "scope_firestore_grants" {
+  description = "Limit the functions' roles/datastore.user grant with an IAM condition to this deployment's Firestore database. Firestore has no per-collection or per-document IAM, so the database is the narrowest scope; set false only if your organisation forbids conditional grants."
+  type        = bool
+  default     = true
+}
