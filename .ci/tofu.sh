@@ -112,6 +112,6 @@ EOF
 # console prints a quoted string; base64 keeps HCL's escaping out of the way.
 tr -d '"\n' <"$work/bundle.json" | base64 -d >"$work/bundle-terraform.json"
 (cd "$repo" && CERTPROV_TERRAFORM_BUNDLE="$work/bundle-terraform.json" \
-  go test -count=1 -run '^TestTerraformRendersSameBundle$' ./functions/bundle)
+  go test -count=1 -v -run '^TestTerraformRendersSameBundle$' ./functions/bundle)
 
 step "done"
