@@ -310,25 +310,8 @@ func TestLostAnswer(t *testing.T) {
 // certificate), NDES's capabilities (triple DES, no AES), the CA pinned,
 // and one-time challenges fetched from the mscep_admin fake.
 func TestNDESLike(t *testing.T) {
-	admin := sceptest.StartNDESAdmin(t)
-	r := sceptest.StartResponder(t, sceptest.ResponderOptions{
-		RA:             true,
-		Caps:           "POSTPKIOperation\nRenewal\nSHA-512\nSHA-256\nSHA-1\nDES3",
-		CheckChallenge: admin.Use,
-	})
-	secrets := map[string]string{"NDES_USER": admin.Username, "NDES_PASSWORD": admin.Password}
-	settings := json.RawMessage(fmt.Sprintf(`{
-		"url": %q,
-		"caFingerprint": %q,
-		"challenge": {"type": "ndes", "adminUrl": %q, "usernameEnv": "NDES_USER", "passwordEnv": "NDES_PASSWORD", "validity": "60m"},
-		"timeout": "10s"
-	}`, r.URL, scep.Fingerprint(r.CA), admin.URL))
-	c := newConnector(t, settings, func(name string) (string, error) {
-		if v, ok := secrets[name]; ok {
-			return v, nil
-		}
-		return "", fmt.Errorf("no secret %s", name)
-	})
+	n := sceptest.StartNDES(t, sceptest.ResponderOptions{})
+	c := newConnector(t, n.Settings(map[string]any{"timeout": "10s"}), n.Secrets)
 	ctx := context.Background()
 
 	before := time.Now()
@@ -337,21 +320,20 @@ func TestNDESLike(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Challenge: %v", err)
 	}
-	if got := admin.Passwords(); len(got) != 1 || got[0] != pw {
+	if got := n.Admin.Passwords(); len(got) != 1 || got[0] != pw {
 		t.Fatalf("Challenge = %q, NDES handed out %q", pw, got)
 	}
 	if exp.Before(before.Add(60*time.Minute)) || exp.After(after.Add(60*time.Minute)) {
 		t.Errorf("expiry %v is not 60m after the fetch (%v..%v)", exp, before, after)
 	}
 	key := sceptest.RSAKey(t)
-	req := request(t, key, "ndes-like", pw, "req-ndes-1")
-	iss, err := c.Issue(ctx, req)
+	iss, err := c.Issue(ctx, request(t, key, "ndes-like", pw, "req-ndes-1"))
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
 	}
 	checkIssued(t, c, iss, key)
 	roots, _ := c.Roots(ctx)
-	if len(roots) != 1 || !roots[0].Equal(r.CA) {
+	if len(roots) != 1 || !roots[0].Equal(n.CA) {
 		t.Errorf("Roots = %v, want the CA (not the RA certificates)", subjects(roots))
 	}
 
@@ -382,6 +364,46 @@ func TestFailInfoMessages(t *testing.T) {
 			kind, msg := caErr(t, err)
 			if diff := cmp.Diff(outcome{ca.Permanent, tc.want}, outcome{kind, msg}); diff != "" {
 				t.Errorf("(-want +got):\n%s\nerror: %v", diff, err)
+			}
+		})
+	}
+}
+
+// TestProfileExtensions: a SCEP profile's UPN SAN and certificate template
+// name reach the certificate through a CA that copies the request's
+// extensions (step-ca with such a template; the Responder, as AD CS would).
+func TestProfileExtensions(t *testing.T) {
+	s := sceptest.StartStepCA(t, sceptest.StepCAOptions{CopyExtensions: true})
+	r := sceptest.StartResponder(t, sceptest.ResponderOptions{RA: true, Challenge: "pw"})
+	for _, tc := range []struct {
+		name      string
+		settings  json.RawMessage
+		secrets   func(string) (string, error)
+		challenge string
+	}{
+		{"step-ca", s.Settings(nil), s.Secrets, s.Challenge},
+		{"responder", r.Settings(nil), r.Secrets, "pw"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newConnector(t, tc.settings, tc.secrets)
+			key := sceptest.ECKey(t)
+			der := sceptest.NewCSR(t, key, csr.Template{
+				Subject:            pkix.Name{CommonName: "Jane Doe"},
+				EmailAddresses:     []string{"jane@corp.example"},
+				UserPrincipalNames: []string{"jane@corp.example"},
+				KeyUsage:           x509.KeyUsageDigitalSignature,
+				MSTemplateName:     "ChromeOSUser",
+				ChallengePassword:  tc.challenge,
+			})
+			iss, err := c.Issue(context.Background(), ca.Request{CSR: der, RequestID: "req-profile"})
+			if err != nil {
+				t.Fatalf("Issue: %v", err)
+			}
+			checkIssued(t, c, iss, key)
+			got := []string{sceptest.MSTemplateName(iss.Leaf)}
+			got = append(got, sceptest.UserPrincipalNames(iss.Leaf)...)
+			if diff := cmp.Diff([]string{"ChromeOSUser", "jane@corp.example"}, got); diff != "" {
+				t.Errorf("template name, UPNs (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -3,10 +3,13 @@ package sceptest
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
@@ -376,4 +379,72 @@ func encryptAES(content []byte, to *x509.Certificate) ([]byte, error) {
 
 func decodeGETMessage(m string) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(m)
+}
+
+// Settings returns connector settings for the responder: a static
+// challenge named ChallengeEnv when ResponderOptions.Challenge is set (see
+// Secrets), else type "none". extra fields are merged in.
+func (r *Responder) Settings(extra map[string]any) json.RawMessage {
+	challenge := map[string]any{"type": "none"}
+	if r.opts.Challenge != "" {
+		challenge = map[string]any{"type": "static", "secretEnv": ChallengeEnv}
+	}
+	return settingsJSON(r.URL, challenge, extra)
+}
+
+// Secrets resolves ChallengeEnv to ResponderOptions.Challenge.
+func (r *Responder) Secrets(name string) (string, error) {
+	if name == ChallengeEnv && r.opts.Challenge != "" {
+		return r.opts.Challenge, nil
+	}
+	return "", fmt.Errorf("no secret %s", name)
+}
+
+// NDES environment variable names used by StartNDES's settings.
+const (
+	NDESUserEnv     = "NDES_USER"
+	NDESPasswordEnv = "NDES_PASSWORD"
+)
+
+// NDES is a stand-in for Microsoft NDES: a Responder with RA certificates
+// and NDES's capabilities (triple DES, no AES) that accepts only one-time
+// passwords handed out by the NDESAdmin page.
+type NDES struct {
+	*Responder
+	Admin *NDESAdmin
+}
+
+// StartNDES starts the pair; opts.RA, opts.Caps and opts.CheckChallenge are
+// set for NDES.
+func StartNDES(t testing.TB, opts ResponderOptions) *NDES {
+	t.Helper()
+	admin := StartNDESAdmin(t)
+	opts.RA = true
+	opts.Caps = "POSTPKIOperation\nRenewal\nSHA-512\nSHA-256\nSHA-1\nDES3"
+	opts.CheckChallenge = admin.Use
+	return &NDES{Responder: StartResponder(t, opts), Admin: admin}
+}
+
+// Settings returns connector settings with challenge type "ndes", the CA
+// pinned; extra fields are merged in.
+func (n *NDES) Settings(extra map[string]any) json.RawMessage {
+	sum := sha256.Sum256(n.CA.Raw)
+	m := map[string]any{"caFingerprint": hex.EncodeToString(sum[:])}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return settingsJSON(n.URL, map[string]any{
+		"type": "ndes", "adminUrl": n.Admin.URL, "usernameEnv": NDESUserEnv, "passwordEnv": NDESPasswordEnv,
+	}, m)
+}
+
+// Secrets resolves NDESUserEnv and NDESPasswordEnv to the admin account.
+func (n *NDES) Secrets(name string) (string, error) {
+	switch name {
+	case NDESUserEnv:
+		return n.Admin.Username, nil
+	case NDESPasswordEnv:
+		return n.Admin.Password, nil
+	}
+	return "", fmt.Errorf("no secret %s", name)
 }

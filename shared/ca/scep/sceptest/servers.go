@@ -45,10 +45,11 @@ const ChallengeEnv = "SCEP_CHALLENGE"
 // Settings returns connector settings for this CA with a static challenge
 // named ChallengeEnv. extra fields (e.g. "caFingerprint") are merged in.
 func (s *Server) Settings(extra map[string]any) json.RawMessage {
-	m := map[string]any{
-		"url":       s.URL,
-		"challenge": map[string]any{"type": "static", "secretEnv": ChallengeEnv},
-	}
+	return settingsJSON(s.URL, map[string]any{"type": "static", "secretEnv": ChallengeEnv}, extra)
+}
+
+func settingsJSON(url string, challenge map[string]any, extra map[string]any) json.RawMessage {
+	m := map[string]any{"url": url, "challenge": challenge}
 	for k, v := range extra {
 		m[k] = v
 	}
@@ -140,7 +141,23 @@ type StepCAOptions struct {
 	Capabilities []string
 	// IncludeRoot makes GetCACert return the root beside the intermediate.
 	IncludeRoot bool
+	// CopyExtensions gives the provisioner an X.509 template that copies
+	// the CSR's extensions into the certificate, as an AD CS template that
+	// takes the subject from the request does: the UPN otherName SAN and
+	// the Microsoft template-name extension come through (step-ca's default
+	// template keeps only DNS, email, IP and URI SANs).
+	CopyExtensions bool
 }
+
+// copyExtensionsTemplate is step-ca's default leaf template plus the CSR's
+// extensions (which replace the ones the template would make).
+const copyExtensionsTemplate = `{
+	"subject": {{ toJson .Subject }},
+	"sans": {{ toJson .SANs }},
+	"extensions": {{ toJson .Insecure.CR.Extensions }},
+	"keyUsage": ["digitalSignature"],
+	"extKeyUsage": ["clientAuth"]
+}`
 
 // StartStepCA starts step-ca with a generated root and RSA intermediate, a
 // bbolt database and one SCEP provisioner (type SCEP, challenge, forceCN,
@@ -190,6 +207,9 @@ func StartStepCA(t testing.TB, opts StepCAOptions) *Server {
 	}
 	if len(opts.Capabilities) > 0 {
 		prov["capabilities"] = opts.Capabilities
+	}
+	if opts.CopyExtensions {
+		prov["options"] = map[string]any{"x509": map[string]any{"template": copyExtensionsTemplate}}
 	}
 	cfg := map[string]any{
 		"root":            filepath.Join(dir, "root.crt"),
