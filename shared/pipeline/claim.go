@@ -34,11 +34,15 @@ func (p *Pipeline) Claim(ctx context.Context, data []byte) error {
 	}
 	key := progress.Key(ev.CustomerID, ev.ProcessID)
 	now := p.Now().UTC()
+	// The delivery that creates the record holds a lease on the claim, so a
+	// duplicate delivered meanwhile backs off instead of claiming too.
 	rec, err := p.Store.Create(ctx, &progress.Record{
 		Key: key, Customer: ev.CustomerID, ProcessID: ev.ProcessID, ProcessName: ev.Name(),
 		State: progress.StateReceived, CreatedAt: now, UpdatedAt: now,
-		History: []progress.Change{{To: progress.StateReceived, At: now}},
+		History:    []progress.Change{{To: progress.StateReceived, At: now}},
+		LeaseUntil: now.Add(p.Lease), Attempts: 1,
 	})
+	owned := err == nil
 	switch {
 	case errors.Is(err, progress.ErrExists):
 		if rec, err = p.Store.Get(ctx, key); err != nil {
@@ -52,6 +56,13 @@ func (p *Pipeline) Claim(ctx context.Context, data []byte) error {
 	}
 	if err := p.crash("claim:after-create"); err != nil {
 		return err
+	}
+	if owned {
+		next, err := p.claimProcess(ctx, rec)
+		if err != nil {
+			return err
+		}
+		rec = next
 	}
 	return p.advance(ctx, rec, 0)
 }
@@ -69,7 +80,7 @@ func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int)
 		var err error
 		switch rec.State {
 		case progress.StateReceived:
-			next, err = p.claimProcess(ctx, rec)
+			next, err = p.retryClaim(ctx, rec)
 		case progress.StateClaimed:
 			next, err = p.startSigning(ctx, rec)
 		case progress.StateSigning:
@@ -100,7 +111,27 @@ func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int)
 	return fmt.Errorf("advance %s: too many steps", rec.Key)
 }
 
-// claimProcess reads the process and claims it.
+// retryClaim takes over a claim whose first delivery died (its lease passed).
+func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+	now := p.Now().UTC()
+	if now.Before(rec.LeaseUntil) {
+		return nil, errBusy
+	}
+	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateReceived, func(r *progress.Record) error {
+		if now.Before(r.LeaseUntil) {
+			return errBusy
+		}
+		r.LeaseUntil = now.Add(p.Lease)
+		r.Attempts++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p.claimProcess(ctx, rec)
+}
+
+// claimProcess reads the process and claims it, under the claim lease.
 func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
@@ -136,7 +167,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
-		r.Attempts++
+		r.LeaseUntil = time.Time{}
 		return nil
 	})
 }

@@ -104,13 +104,18 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 			"The certificate authority returned a certificate that does not match this device. Contact your administrator.")
 	}
 	leaf := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issued.Leaf.Raw}))
-	return p.transition(ctx, rec.Key, []progress.State{progress.StateIssuing}, progress.StateIssued, func(r *progress.Record) error {
+	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateIssuing}, progress.StateIssued, func(r *progress.Record) error {
 		r.CertificatePEM = leaf
 		r.IssuedAt = p.Now().UTC()
 		r.CADuration = caTime
-		r.LeaseUntil = time.Time{}
+		// This delivery goes on to upload: the lease keeps a duplicate away.
+		r.LeaseUntil = p.Now().UTC().Add(p.Lease)
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return p.uploadLeased(ctx, rec, retry)
 }
 
 // check verifies that the leaf chains to the CA's roots and holds the
@@ -177,8 +182,47 @@ func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err erro
 	return nil, fmt.Errorf("issue %s: %w", rec.Key, err)
 }
 
-// upload sends the stored certificate. A retry uploads the same one.
+// upload resumes a record found in ISSUED: another delivery stored the
+// certificate and may have uploaded it before it died. Once its lease has
+// passed, the process tells whether the upload happened; if not, the stored
+// certificate is uploaded (never a second one).
 func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
+	now := p.Now().UTC()
+	if now.Before(rec.LeaseUntil) {
+		return nil, errBusy
+	}
+	proc, err := p.API.Get(ctx, rec.ProcessName)
+	if err != nil {
+		if isTransientAPI(err) && !p.lastAttempt(retry) {
+			return nil, fmt.Errorf("upload %s: read process: %w", rec.Key, err)
+		}
+	} else {
+		if proc.IssuedCertificate != "" {
+			return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
+				r.UploadedAt = now
+				r.LeaseUntil = time.Time{}
+				return nil
+			})
+		}
+		if proc.FailureMessage != "" {
+			return p.apiFailed(ctx, rec, proc.FailureMessage)
+		}
+	}
+	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateIssued, func(r *progress.Record) error {
+		if now.Before(r.LeaseUntil) {
+			return errBusy
+		}
+		r.LeaseUntil = now.Add(p.Lease)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p.uploadLeased(ctx, rec, retry)
+}
+
+// uploadLeased uploads the stored certificate under this delivery's lease.
+func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
 	if err := p.crash("upload:before-upload"); err != nil {
 		return nil, err
 	}
@@ -205,6 +249,7 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) 
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
 		r.UploadedAt = p.Now().UTC()
+		r.LeaseUntil = time.Time{}
 		return nil
 	})
 }
