@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/smallstep/scep"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
+	"github.com/chromeos-certprov/adapter/shared/logging"
 )
 
 // Type is the connector type name in the adapter config.
@@ -188,7 +188,7 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, erro
 		return nil, err
 	}
 	tid := TransactionID(req.RequestID)
-	log := slog.With("scep_transaction_id", tid, "request_id", req.RequestID)
+	log := logging.From(ctx).With("scep_transaction_id", tid, "request_id", req.RequestID)
 
 	poll, err := asn1.Marshal(issuerAndSubject{Issuer: asn1.RawValue{FullBytes: info.issuer}, Subject: asn1.RawValue{FullBytes: csr.RawSubject}})
 	if err != nil {

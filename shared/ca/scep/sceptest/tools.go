@@ -1,9 +1,13 @@
 // Package sceptest starts real SCEP certificate authorities for tests --
-// micromdm's scepserver and step-ca's SCEP provisioner, built once with
-// `go install` into the user cache -- plus two fakes for what cannot run
-// here: NDES's mscep_admin challenge page, and a SCEP responder that answers
-// PENDING before SUCCESS (neither real server ever pends). The connector's
-// tests and the pipeline's end-to-end tests share them.
+// micromdm's scepserver (StartSCEPServer) and step-ca's SCEP provisioner
+// (StartStepCA), built once with `go install` into the user cache -- plus
+// fakes for what cannot run here: NDES's mscep_admin challenge page
+// (StartNDESAdmin), and a SCEP responder of our own (StartResponder) that
+// answers PENDING before SUCCESS and implements CertPoll, which neither real
+// server does; StartNDES pairs the two into an NDES stand-in with RA
+// certificates and one-time challenges. Each gives connector settings
+// (Settings) and the secrets they name (Secrets), for the connector's tests
+// and the pipeline's end-to-end tests alike.
 //
 // Where a binary cannot be built (no module proxy), tests skip through
 // testenv.Unavailable, or fail under CERTPROV_INTEGRATION=require.
