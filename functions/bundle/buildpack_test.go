@@ -297,7 +297,7 @@ func serveOnce(t *testing.T, bin, target string, cloudEvent bool) (int, string) 
 		select {
 		case err := <-exited:
 			exited <- err
-			t.Fatalf("%s exited before serving: %v\n%s", target, err, logs.String())
+			t.Fatalf("%s exited before serving: %v", target, err)
 		case <-time.After(50 * time.Millisecond):
 			if c, err := net.Dial("tcp", addr); err == nil {
 				c.Close()
