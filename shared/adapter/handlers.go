@@ -90,7 +90,7 @@ func taskHandler(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, er
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		if err != nil || len(body) > maxBody {
 			// Cloud Tasks retries any non-2xx: acknowledge what can never succeed.
-			log.Error(string(q)+" task body unreadable or too large; acknowledged")
+			log.Error(string(q) + " task body unreadable or too large; acknowledged")
 			w.WriteHeader(http.StatusOK)
 			return
 		}

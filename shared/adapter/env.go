@@ -1,0 +1,178 @@
+package adapter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+
+	gfirestore "cloud.google.com/go/firestore"
+
+	"github.com/chromeos-certprov/adapter/shared/ca/cas"
+	"github.com/chromeos-certprov/adapter/shared/ca/devca"
+	"github.com/chromeos-certprov/adapter/shared/ca/est"
+	"github.com/chromeos-certprov/adapter/shared/ca/scep"
+	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/cpapi"
+	"github.com/chromeos-certprov/adapter/shared/logging"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
+	"github.com/chromeos-certprov/adapter/shared/store/firestore"
+	"github.com/chromeos-certprov/adapter/shared/tasks/cloudtasks"
+)
+
+// Connector builds a CA connection from its settings. secrets reads a secret
+// by the name of the environment variable that holds it.
+type Connector func(ctx context.Context, settings json.RawMessage, secrets func(string) (string, error)) (pipeline.Issuer, error)
+
+// Connectors are the CA connector types, by the type name used in the config.
+var Connectors = map[string]Connector{
+	devca.Type: func(ctx context.Context, s json.RawMessage, sec func(string) (string, error)) (pipeline.Issuer, error) {
+		return devca.New(ctx, s, sec)
+	},
+	"cas": func(ctx context.Context, s json.RawMessage, sec func(string) (string, error)) (pipeline.Issuer, error) {
+		return cas.New(ctx, s, sec)
+	},
+	scep.Type: func(ctx context.Context, s json.RawMessage, sec func(string) (string, error)) (pipeline.Issuer, error) {
+		return scep.New(ctx, s, sec)
+	},
+	"est": func(ctx context.Context, s json.RawMessage, sec func(string) (string, error)) (pipeline.Issuer, error) {
+		return est.New(ctx, s, sec)
+	},
+}
+
+// ConnectorTypes lists the known connector types, sorted.
+func ConnectorTypes() []string {
+	types := make([]string, 0, len(Connectors))
+	for t := range Connectors {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	return types
+}
+
+// EnvSecrets reads secrets from environment variables (Cloud Functions mounts
+// Secret Manager secrets there).
+func EnvSecrets(lookup config.Lookup) func(string) (string, error) {
+	return func(name string) (string, error) {
+		v, ok := lookup(name)
+		if !ok || v == "" {
+			return "", fmt.Errorf("secret environment variable %s is not set", name)
+		}
+		return v, nil
+	}
+}
+
+// BuildCAs builds every configured CA connection, reporting every problem at once.
+func BuildCAs(ctx context.Context, a config.Adapter, secrets func(string) (string, error)) (map[string]pipeline.Issuer, error) {
+	cas := map[string]pipeline.Issuer{}
+	var errs []error
+	refs := make([]string, 0, len(a.CAConnections))
+	for ref := range a.CAConnections {
+		refs = append(refs, ref)
+	}
+	sort.Strings(refs)
+	for _, ref := range refs {
+		c := a.CAConnections[ref]
+		build, ok := Connectors[c.Type]
+		if !ok {
+			errs = append(errs, fmt.Errorf("caConnections[%q]: unknown type %q", ref, c.Type))
+			continue
+		}
+		issuer, err := build(ctx, c.Settings, secrets)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("caConnections[%q] (%s): %w", ref, c.Type, err))
+			continue
+		}
+		cas[ref] = issuer
+	}
+	return cas, errors.Join(errs...)
+}
+
+// FromEnv builds the production pipeline from the environment: the API client,
+// Firestore, Cloud Tasks and the CA connections.
+func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pipeline, *slog.Logger, error) {
+	cfg, err := config.Load(lookup, ConnectorTypes())
+	if err != nil {
+		return nil, nil, err
+	}
+	log := logging.New(os.Stdout, cfg.LogLevel, fn)
+	api, err := cpapi.New(ctx, cpapi.Options{Endpoint: endpoint(cfg)})
+	if err != nil {
+		return nil, nil, err
+	}
+	fs, err := gfirestore.NewClientWithDatabase(ctx, cfg.Project, cfg.FirestoreDatabase)
+	if err != nil {
+		return nil, nil, fmt.Errorf("firestore client: %w", err)
+	}
+	tcfg := cloudtasks.Config{PollQueue: cfg.PollQueue, IssueQueue: cfg.IssueQueue, PollURL: cfg.PollURL, IssueURL: cfg.IssueURL, ServiceAccount: cfg.TasksServiceAccount}
+	var enq *cloudtasks.Enqueuer
+	if cfg.TasksEmulator != "" {
+		opts, err := cloudtasks.Dial(ctx, cfg.TasksEmulator)
+		if err != nil {
+			return nil, nil, err
+		}
+		enq, err = cloudtasks.New(ctx, tcfg, opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+	} else if enq, err = cloudtasks.New(ctx, tcfg); err != nil {
+		return nil, nil, err
+	}
+	cas, err := BuildCAs(ctx, cfg.Adapter, EnvSecrets(lookup))
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	p := &pipeline.Pipeline{
+		Store:       firestore.New(fs, cfg.FirestoreCollection),
+		Tasks:       enq,
+		API:         api,
+		CAs:         cas,
+		Profiles:    cfg.Adapter.Profiles,
+		Allowed:     cfg.Adapter.Allowed,
+		CallerID:    cfg.CallerInstanceID,
+		Project:     cfg.Project,
+		Schedule:    cfg.Poll,
+		TTL:         cfg.RecordTTL,
+		MaxAttempts: cfg.TasksMaxAttempts,
+		Log:         log,
+	}
+	log.Info("adapter configured", slog.String("caller_instance_id", cfg.CallerInstanceID),
+		slog.Int("ca_connections", len(cas)), slog.Int("profiles", len(cfg.Adapter.Profiles)),
+		slog.Bool("emulated_api", cfg.Emulated))
+	return p, log, nil
+}
+
+func endpoint(cfg *config.Config) string {
+	if cfg.Emulated {
+		return cfg.APIEndpoint
+	}
+	return ""
+}
+
+// Lazy builds the pipeline from the environment on first use, once per
+// instance (init() only registers functions: every function's package is
+// linked into every deployment). A failed build is retried on the next call.
+func Lazy(fn string) func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) {
+	var mu sync.Mutex
+	var p *pipeline.Pipeline
+	var log *slog.Logger
+	return func(ctx context.Context) (*pipeline.Pipeline, *slog.Logger, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p != nil {
+			return p, log, nil
+		}
+		var err error
+		p, log, err = FromEnv(context.WithoutCancel(ctx), os.LookupEnv, fn)
+		if err != nil {
+			logging.New(os.Stdout, slog.LevelInfo, fn).Error("adapter not configured", slog.String("reason", err.Error()))
+			p = nil
+			return nil, nil, err
+		}
+		return p, log, nil
+	}
+}
