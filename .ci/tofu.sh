@@ -7,7 +7,11 @@
 #      .ci/tofu/provider through a filesystem_mirror;
 #   3. a copy of terraform/ with an unknown argument injected must fail
 #      validate, naming the argument (proves step 2 can fail);
-#   4. the bundle that terraform would zip (file list and generated root file,
+#   4. a dry `tofu plan` (the provider plans creates with unknown computed
+#      values) with terraform.tfvars.example and with .ci/tofu/all-options.tfvars
+#      must succeed, grant nothing to allUsers/allAuthenticatedUsers and keep
+#      min_instance_count = 0; bad variable values must be refused;
+#   5. the bundle that terraform would zip (file list and generated root file,
 #      evaluated by `tofu console`) must be what functions/bundle's test builds.
 # OpenTofu and the provider are built once and cached (.ci/tofu/build-*.sh).
 # Nothing is written into the repository: tofu works on a copy of terraform/.
@@ -99,6 +103,57 @@ check_rejected nested-block-argument function_issue.tf '  service_config {' \
   '    ingress_setting = "ALLOW_ALL"' 'An argument named "ingress_setting" is not expected here'
 check_rejected archive-argument bundle.tf 'data "archive_file" "bundle" {' \
   '  source_directory = ".."' 'An argument named "source_directory" is not expected here'
+
+step "dry plan with the example and with every option"
+# The schema-only provider plans every resource as a create with unknown
+# computed attributes, so `tofu plan` evaluates all expressions, for_each keys
+# and variable validations with real values, without a cloud.
+plan_ok() {
+  local name="$1" varfile="$2"
+  if ! (cd "$work/ok/terraform" && "$tofu" plan -input=false -lock=false -no-color \
+    -var-file="$varfile" -out="$work/$name.tfplan" >"$work/$name.log" 2>&1); then
+    cat "$work/$name.log" >&2
+    echo "tofu.sh: plan with $varfile failed" >&2
+    exit 1
+  fi
+  (cd "$work/ok/terraform" && "$tofu" show -json "$work/$name.tfplan") >"$work/$name.json"
+  # Nothing may be granted to everyone, and every function scales to zero.
+  local bad
+  bad="$(jq -r '.planned_values.root_module.resources[]
+    | select((.type | endswith("_iam_member")) and ((.values.member // "") | test("^(allUsers|allAuthenticatedUsers)$")))
+    | .address' "$work/$name.json")"
+  if [[ -n "$bad" ]]; then echo "tofu.sh: $name grants to everyone: $bad" >&2; exit 1; fi
+  bad="$(jq -r '.planned_values.root_module.resources[]
+    | select(.type | test("_iam_(binding|policy)$")) | .address' "$work/$name.json")"
+  if [[ -n "$bad" ]]; then echo "tofu.sh: $name uses authoritative IAM: $bad" >&2; exit 1; fi
+  bad="$(jq -r '.planned_values.root_module.resources[]
+    | select(.type == "google_cloudfunctions2_function" and .values.service_config[0].min_instance_count != 0)
+    | .address' "$work/$name.json")"
+  if [[ -n "$bad" ]]; then echo "tofu.sh: $name has functions that do not scale to zero: $bad" >&2; exit 1; fi
+  echo "plan $name: $(grep -E '^Plan:' "$work/$name.log")"
+}
+plan_ok example "$repo/terraform/terraform.tfvars.example"
+plan_ok all-options "$repo/.ci/tofu/all-options.tfvars"
+
+step "variable validations refuse bad values"
+plan_refused() {
+  local var="$1" want="$2" out rc=0
+  out="$(cd "$work/ok/terraform" && "$tofu" plan -input=false -lock=false -no-color \
+    -var-file="$repo/terraform/terraform.tfvars.example" -var "$var" 2>&1)" || rc=$?
+  # tofu wraps messages: compare with whitespace runs as single spaces.
+  if [[ $rc -eq 0 ]] || ! tr -s ' \n' '  ' <<<"$out" | grep -qF -- "$want"; then
+    echo "tofu.sh: plan with $var: exit $rc, want a failure saying '$want':" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  echo "refused $var"
+}
+plan_refused 'publisher_members=["allUsers"]' "never allUsers or allAuthenticatedUsers"
+plan_refused 'tasks_max_attempts=0' "tasks_max_attempts must be a whole number from 2 to 100"
+plan_refused 'name_prefix=Bad_Prefix' "name_prefix must be 2-20 lowercase letters"
+plan_refused 'adapter_config={"unterminated' "adapter_config must be valid JSON"
+plan_refused 'ca_secrets={scep = {secret_id = "s"}}' "ca_secrets keys must be environment variable names"
+plan_refused 'poll_schedule={jitter = 2}' "poll_schedule.multiplier must be from 1 to 10"
 
 step "bundle terraform would build = bundle functions/bundle builds"
 # tofu console needs values for the required variables; any will do, the

@@ -98,16 +98,14 @@ variable "publisher_members" {
   description = "IAM members allowed to publish to the notification topic: the Google identity that the Chrome Certificate Provisioning API publishes as (shown in the Admin console when you name the topic), e.g. [\"serviceAccount:...\"]."
   type        = list(string)
 
+  # A typed member (TYPE:ID) is never allUsers or allAuthenticatedUsers, which
+  # would let anyone start enrollments.
   validation {
     condition = length(var.publisher_members) > 0 && alltrue([
       for m in var.publisher_members :
       can(regex("^(serviceAccount|user|group|domain|principal|principalSet):.+$", m))
     ])
-    error_message = "publisher_members must be non-empty IAM members such as serviceAccount:NAME@DOMAIN or group:NAME@DOMAIN."
-  }
-  validation {
-    condition     = alltrue([for m in var.publisher_members : !contains(["allUsers", "allAuthenticatedUsers"], m)])
-    error_message = "publisher_members must not be allUsers or allAuthenticatedUsers: anyone could start enrollments."
+    error_message = "publisher_members must be one or more IAM members such as serviceAccount:NAME@DOMAIN or group:NAME@DOMAIN, never allUsers or allAuthenticatedUsers."
   }
 }
 

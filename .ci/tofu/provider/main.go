@@ -11,8 +11,8 @@
 //
 // Validation of arguments, block nesting, required arguments and references is
 // done by tofu itself against these schemas, exactly as with the real
-// providers. Anything that would need the real provider (plan, apply, reading
-// a data source) fails with an error diagnostic.
+// providers. `tofu plan` works as a dry evaluation (plan.go); applying,
+// importing or refreshing existing state fails with an error diagnostic.
 package main
 
 import (
@@ -299,20 +299,12 @@ func (p *server) ReadResource(context.Context, *tfprotov5.ReadResourceRequest) (
 	return &tfprotov5.ReadResourceResponse{Diagnostics: schemaOnly("read a resource")}, nil
 }
 
-func (p *server) PlanResourceChange(context.Context, *tfprotov5.PlanResourceChangeRequest) (*tfprotov5.PlanResourceChangeResponse, error) {
-	return &tfprotov5.PlanResourceChangeResponse{Diagnostics: schemaOnly("plan")}, nil
-}
-
 func (p *server) ApplyResourceChange(context.Context, *tfprotov5.ApplyResourceChangeRequest) (*tfprotov5.ApplyResourceChangeResponse, error) {
 	return &tfprotov5.ApplyResourceChangeResponse{Diagnostics: schemaOnly("apply")}, nil
 }
 
 func (p *server) ImportResourceState(context.Context, *tfprotov5.ImportResourceStateRequest) (*tfprotov5.ImportResourceStateResponse, error) {
 	return &tfprotov5.ImportResourceStateResponse{Diagnostics: schemaOnly("import")}, nil
-}
-
-func (p *server) ReadDataSource(context.Context, *tfprotov5.ReadDataSourceRequest) (*tfprotov5.ReadDataSourceResponse, error) {
-	return &tfprotov5.ReadDataSourceResponse{Diagnostics: schemaOnly("read a data source")}, nil
 }
 
 func schemaOnly(what string) []*tfprotov5.Diagnostic {

@@ -1,0 +1,55 @@
+# Every optional part of terraform/ switched on, for the dry plan in
+# .ci/tofu.sh (terraform.tfvars.example covers the defaults).
+project_id          = "certprov-ci-check"
+region              = "europe-west1"
+name_prefix         = "cp-all"
+labels              = { env = "ci" }
+deletion_protection = false
+
+publisher_members = ["serviceAccount:publisher@example.iam.gserviceaccount.com", "group:pki-admins@example.com"]
+adapter_config    = "{\"allowedCustomers\":[\"C0abc1234\"],\"caConnections\":{},\"profiles\":{}}"
+
+firestore_database     = "(default)"
+firestore_location     = "eur3"
+firestore_collection   = "processes"
+record_ttl             = "24h"
+scope_firestore_grants = false
+
+claim_max_delivery_attempts = 5
+claim_retry_backoff         = { minimum = "5s", maximum = "300s" }
+
+tasks_max_attempts  = 20
+tasks_retry_backoff = { minimum = "1s", maximum = "60s" }
+queue_rate_limits = {
+  poll  = { max_dispatches_per_second = 10, max_concurrent_dispatches = 50 }
+  issue = { max_dispatches_per_second = 1, max_concurrent_dispatches = 1 }
+}
+poll_schedule             = { initial_delay = "1s", multiplier = 2, max_delay = "30s", jitter = 0.1, deadline = "12h" }
+poll_deadline_alert_hours = 12
+
+go_runtime         = "go126"
+caller_instance_id = "certprov-ci"
+log_level          = "debug"
+http_ingress       = "ALLOW_ALL"
+function_limits = {
+  issue = { memory = "512Mi", cpu = "1", max_instances = 3, timeout_seconds = 120 }
+}
+
+ca_secrets = {
+  SCEP_CHALLENGE = { secret_id = "cp-scep-challenge" }
+  EST_PASSWORD   = { secret_id = "existing-est-password", create = false, version = "3" }
+}
+vpc_connector = {
+  network       = "default"
+  ip_cidr_range = "10.8.0.0/28"
+}
+cas = {
+  common_name  = "CI Root"
+  organization = "Example"
+  tier         = "ENTERPRISE"
+}
+existing_cas_pools = ["projects/other-pki/locations/europe-west1/caPools/devices"]
+
+notification_channels  = ["projects/certprov-ci-check/notificationChannels/123"]
+failure_rate_threshold = 0.5
+alert_window           = "1800s"
