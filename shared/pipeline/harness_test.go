@@ -112,17 +112,17 @@ func newHarness(t *testing.T, emuOpts cpemulator.Options) *harness {
 	h.store = memory.New()
 	h.q = &queue{names: map[string]bool{}}
 	h.p = &pipeline.Pipeline{
-		Store:    h.store,
-		Tasks:    h.q,
-		API:      api,
-		CAs:      map[string]pipeline.Issuer{cpemulator.DefaultCARef: h.ca},
-		Profiles: testProfiles(),
-		Allowed:  func(c string) bool { return c == customer },
-		CallerID: "certprov-test",
-		Schedule: config.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.2, Deadline: time.Hour},
+		Store:       h.store,
+		Tasks:       h.q,
+		API:         api,
+		CAs:         map[string]pipeline.Issuer{cpemulator.DefaultCARef: h.ca},
+		Profiles:    testProfiles(),
+		Allowed:     func(c string) bool { return c == customer },
+		CallerID:    "certprov-test",
+		Schedule:    config.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.2, Deadline: time.Hour},
 		MaxAttempts: 5,
-		Lease:    time.Minute,
-		Now:      h.clk.Now,
+		Lease:       time.Minute,
+		Now:         h.clk.Now,
 	}
 	return h
 }
@@ -313,4 +313,3 @@ func (h *harness) crashOnce(point string) *int {
 	}
 	return hits
 }
-

@@ -78,7 +78,7 @@ type Pipeline struct {
 	Allowed  func(customer string) bool
 	CallerID string
 	// Project is the Google Cloud project, for trace names in logs.
-	Project string
+	Project  string
 	Schedule config.PollSchedule
 	// TTL is how long finished records are kept.
 	TTL time.Duration
