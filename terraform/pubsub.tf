@@ -73,7 +73,9 @@ resource "google_pubsub_subscription" "claim" {
   }
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.claim.service_config[0].uri
+    # The function serves every path. functions-framework-go takes the topic of
+    # the CloudEvent it makes from a push request's path, so the path names it.
+    push_endpoint = "${google_cloudfunctions2_function.claim.service_config[0].uri}/${google_pubsub_topic.notifications.id}"
     oidc_token {
       service_account_email = google_service_account.claim_invoker.email
       audience              = google_cloudfunctions2_function.claim.service_config[0].uri

@@ -269,7 +269,7 @@ func freePort(t *testing.T) int {
 }
 
 // serveOnce starts the binary for one entry point, sends it one request that
-// reaches the function (a Pub/Sub CloudEvent, or a GET that a task function
+// reaches the function (a Pub/Sub push delivery, or a GET that a task function
 // refuses) and returns the answer.
 func serveOnce(t *testing.T, bin, target string, cloudEvent bool) (int, string) {
 	t.Helper()
@@ -311,16 +311,15 @@ func serveOnce(t *testing.T, bin, target string, cloudEvent bool) (int, string) 
 	var req *http.Request
 	var err error
 	if cloudEvent {
-		// A Pub/Sub message in binary CloudEvent mode, as Eventarc or the push
-		// conversion delivers it; its data is not a notification.
-		body := `{"message":{"data":"bm90IGEgbm90aWZpY2F0aW9u","messageId":"1"},"subscription":"projects/bundle-test/subscriptions/s"}`
-		req, err = http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(body))
+		// What the claim push subscription (terraform/pubsub.tf) delivers: the
+		// wrapped Pub/Sub message, POSTed to the path that names the topic;
+		// functions-framework-go turns it into a CloudEvent. Its data is not
+		// a notification.
+		body := `{"message":{"data":"bm90IGEgbm90aWZpY2F0aW9u","messageId":"1","publishTime":"2026-01-01T00:00:00Z"},` +
+			`"subscription":"projects/bundle-test/subscriptions/certprov-claim"}`
+		req, err = http.NewRequest(http.MethodPost, "http://"+addr+"/projects/bundle-test/topics/certprov-notifications", strings.NewReader(body))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("ce-specversion", "1.0")
-			req.Header.Set("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")
-			req.Header.Set("ce-source", "//pubsub.googleapis.com/projects/bundle-test/topics/t")
-			req.Header.Set("ce-id", "1")
 		}
 	} else {
 		req, err = http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
