@@ -1,85 +1,115 @@
 // Package memory is the in-process progress store of the local run, the
 // benchmarks and the fault campaign. It has the Firestore store's semantics
-// (compare-and-set updates, ErrExists, ErrNotFound, copies in and out) and
-// counts reads and writes at the interface, so per-enrollment costs can be
-// measured.
+// (serialised read-modify-write updates, ErrExists, ErrNotFound, copies in and
+// out, times kept to the microsecond as Firestore keeps them) and counts reads
+// and writes at the interface (store.Stats), so per-enrollment costs can be
+// measured. Fault hooks let a test fail an operation before it happens, or
+// after it committed (a crash or lost response after the write).
 package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/store"
 )
 
-// Stats counts operations as Firestore would bill them: a Get is one read, a
-// Create one write, an Update one read plus one write when it writes.
-type Stats struct {
-	Reads        int64 `json:"reads"`
-	Writes       int64 `json:"writes"`
-	Transactions int64 `json:"transactions"`
-	Aborted      int64 `json:"aborted"`
-}
+// Stats counts operations as Firestore would bill them (see store.Stats).
+type Stats = store.Stats
 
-// Fault is consulted before each operation ("get", "create", "update"); a
-// non-nil error fails the operation without effect.
+// Fault is a fault hook: it is called with op "get", "create" or "update" and
+// the record key; a non-nil error fails the operation.
+//
+// The error is returned as a *store.Error; it is transient unless the hook's
+// error already holds a *store.Error, whose Transient is kept.
 type Fault func(op, key string) error
 
-// Store keeps records in memory. It is safe for concurrent use.
+// Store keeps records in memory. It is safe for concurrent use. Updates of one
+// record are serialised by that record's lock; Gets never wait for an Update
+// (they read the last committed version), as in Firestore.
 type Store struct {
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
-	recs  map[string]*progress.Record
-	fault atomic.Pointer[Fault]
+	mu   sync.RWMutex
+	recs map[string]*entry
 
-	reads, writes, txns, aborted atomic.Int64
+	before, after atomic.Pointer[Fault]
+
+	reads, writes, txns, conflicts, aborted atomic.Int64
+}
+
+type entry struct {
+	// lock serialises Updates of the record.
+	lock sync.Mutex
+	// rec is the committed record, normalised; never modified once stored.
+	rec atomic.Pointer[progress.Record]
 }
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{locks: map[string]*sync.Mutex{}, recs: map[string]*progress.Record{}}
+	return &Store{recs: map[string]*entry{}}
 }
 
-// SetFault installs f (nil removes it).
-func (s *Store) SetFault(f Fault) {
+// SetFault installs f to run before every operation (nil removes it). An
+// error from f fails the operation without effect; nothing is counted.
+func (s *Store) SetFault(f Fault) { setHook(&s.before, f) }
+
+// SetAfterCommitFault installs f to run after every successful write ("create"
+// or "update", nil removes it). An error from f is returned although the write
+// was committed and counted, as when a function crashes or loses the response
+// after its write reached Firestore.
+func (s *Store) SetAfterCommitFault(f Fault) { setHook(&s.after, f) }
+
+func setHook(p *atomic.Pointer[Fault], f Fault) {
 	if f == nil {
-		s.fault.Store(nil)
+		p.Store(nil)
 		return
 	}
-	s.fault.Store(&f)
+	p.Store(&f)
 }
 
-func (s *Store) check(op, key string) error {
-	if f := s.fault.Load(); f != nil {
-		if err := (*f)(op, key); err != nil {
-			return fmt.Errorf("memory store %s %s: %w", op, key, err)
-		}
+func (s *Store) fault(p *atomic.Pointer[Fault], op, key string) error {
+	f := p.Load()
+	if f == nil {
+		return nil
 	}
-	return nil
+	err := (*f)(op, key)
+	if err == nil {
+		return nil
+	}
+	transient := true
+	if se := (*store.Error)(nil); errors.As(err, &se) {
+		transient = se.Transient
+	}
+	return &store.Error{Backend: "memory", Op: op, Key: key, Transient: transient, Err: err}
 }
 
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
-	return Stats{Reads: s.reads.Load(), Writes: s.writes.Load(), Transactions: s.txns.Load(), Aborted: s.aborted.Load()}
+	return Stats{
+		Reads:        s.reads.Load(),
+		Writes:       s.writes.Load(),
+		Transactions: s.txns.Load(),
+		Conflicts:    s.conflicts.Load(),
+		Aborted:      s.aborted.Load(),
+	}
 }
 
-func (s *Store) lock(key string) *sync.Mutex {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l, ok := s.locks[key]
-	if !ok {
-		l = &sync.Mutex{}
-		s.locks[key] = l
-	}
-	return l
+func (s *Store) entry(key string) *entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.recs[key]
 }
 
 // Get returns a copy of the record.
 func (s *Store) Get(ctx context.Context, key string) (*progress.Record, error) {
-	if err := s.check("get", key); err != nil {
+	if err := s.fault(&s.before, "get", key); err != nil {
+		return nil, err
+	}
+	if err := store.CheckKey("memory", "get", key); err != nil {
 		return nil, err
 	}
 	s.reads.Add(1)
@@ -89,51 +119,68 @@ func (s *Store) Get(ctx context.Context, key string) (*progress.Record, error) {
 // Peek is Get without counting or faults: for observers such as a progress
 // display, which production does not have.
 func (s *Store) Peek(_ context.Context, key string) (*progress.Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.recs[key]
-	if !ok {
+	e := s.entry(key)
+	if e == nil {
 		return nil, fmt.Errorf("memory store get %s: %w", key, progress.ErrNotFound)
 	}
-	return r.Clone(), nil
+	return e.rec.Load().Clone(), nil
 }
 
-// Create stores rec under rec.Key with Version 1, or fails with ErrExists.
+// Create stores a copy of rec under rec.Key with Version 1 (and UpdatedAt now
+// if it is zero), or fails with ErrExists. It returns the record as stored.
 func (s *Store) Create(_ context.Context, rec *progress.Record) (*progress.Record, error) {
-	if err := s.check("create", rec.Key); err != nil {
+	if err := s.fault(&s.before, "create", rec.Key); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.recs[rec.Key]; ok {
-		return nil, fmt.Errorf("memory store create %s: %w", rec.Key, progress.ErrExists)
+	if err := store.CheckKey("memory", "create", rec.Key); err != nil {
+		return nil, err
 	}
 	c := rec.Clone()
 	c.Version = 1
 	if c.UpdatedAt.IsZero() {
 		c.UpdatedAt = time.Now().UTC()
 	}
-	s.recs[rec.Key] = c
+	store.Normalize(c)
+	e := &entry{}
+	e.rec.Store(c)
+	s.mu.Lock()
+	if _, ok := s.recs[c.Key]; ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("memory store create %s: %w", c.Key, progress.ErrExists)
+	}
+	s.recs[c.Key] = e
+	s.mu.Unlock()
 	s.writes.Add(1)
+	if err := s.fault(&s.after, "create", c.Key); err != nil {
+		return nil, err
+	}
 	return c.Clone(), nil
 }
 
-// Update applies fn to a copy of the record under the record's lock and
-// stores it with Version+1, unless fn fails.
-func (s *Store) Update(ctx context.Context, key string, fn func(r *progress.Record) error) (*progress.Record, error) {
-	if err := s.check("update", key); err != nil {
+// Update applies fn to a copy of the record while holding the record's lock
+// and, if fn returns nil, stores it with Version+1 and UpdatedAt set to now
+// (unless fn changed UpdatedAt itself: an injected clock wins). An error from
+// fn is returned as it is and nothing is written. fn runs exactly once.
+func (s *Store) Update(_ context.Context, key string, fn func(r *progress.Record) error) (*progress.Record, error) {
+	if err := s.fault(&s.before, "update", key); err != nil {
 		return nil, err
 	}
-	l := s.lock(key)
-	l.Lock()
-	defer l.Unlock()
+	if err := store.CheckKey("memory", "update", key); err != nil {
+		return nil, err
+	}
 	s.txns.Add(1)
 	s.reads.Add(1)
-	cur, err := s.Peek(ctx, key)
-	if err != nil {
+	e := s.entry(key)
+	if e == nil {
 		s.aborted.Add(1)
 		return nil, fmt.Errorf("memory store update %s: %w", key, progress.ErrNotFound)
 	}
+	if !e.lock.TryLock() {
+		s.conflicts.Add(1)
+		e.lock.Lock()
+	}
+	defer e.lock.Unlock()
+	cur := e.rec.Load().Clone()
 	before := cur.UpdatedAt
 	if err := fn(cur); err != nil {
 		s.aborted.Add(1)
@@ -144,16 +191,18 @@ func (s *Store) Update(ctx context.Context, key string, fn func(r *progress.Reco
 	if cur.UpdatedAt.Equal(before) {
 		cur.UpdatedAt = time.Now().UTC()
 	}
-	s.mu.Lock()
-	s.recs[key] = cur.Clone()
-	s.mu.Unlock()
+	store.Normalize(cur)
+	e.rec.Store(cur.Clone())
 	s.writes.Add(1)
+	if err := s.fault(&s.after, "update", key); err != nil {
+		return nil, err
+	}
 	return cur, nil
 }
 
 // Len is the number of records.
 func (s *Store) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return len(s.recs)
 }
