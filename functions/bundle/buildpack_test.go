@@ -3,6 +3,9 @@ package bundle
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"go/parser"
 	"go/token"
@@ -16,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 )
 
 // What the Cloud Functions Go buildpack (GoogleCloudPlatform/buildpacks,
@@ -68,17 +73,21 @@ func main() {
 `
 
 // entryPoints are the functions terraform deploys (terraform/locals.tf,
-// local.entry_points) and how each is triggered.
+// local.entry_points), how each is triggered and whether it gets CA secrets.
 var entryPoints = []struct {
 	name       string
 	cloudEvent bool
+	caSecrets  bool // terraform passes the CA secrets to this function only
 }{
 	{name: "ClaimProcess", cloudEvent: true},
 	{name: "PollSignature"},
-	{name: "IssueCertificate"},
+	{name: "IssueCertificate", caSecrets: true},
 }
 
-func TestEntryPointsMatchTerraform(t *testing.T) {
+// TestTerraformContract checks that this test runs what terraform deploys:
+// the same entry points (local.entry_points) and every environment variable
+// terraform sets (local.function_env).
+func TestTerraformContract(t *testing.T) {
 	t.Parallel()
 	locals, err := os.ReadFile(filepath.Join(repoRoot(t), "terraform", "locals.tf"))
 	if err != nil {
@@ -98,6 +107,21 @@ func TestEntryPointsMatchTerraform(t *testing.T) {
 	for _, ep := range entryPoints {
 		if !got[ep.name] {
 			t.Errorf("terraform/locals.tf entry_points lacks %s", ep.name)
+		}
+	}
+
+	env := regexp.MustCompile(`(?s)function_env = merge\((.*?)\n  \)`).FindSubmatch(locals)
+	if env == nil {
+		t.Fatal("terraform/locals.tf has no function_env")
+	}
+	set := map[string]bool{}
+	for _, kv := range functionEnv("X", 1, deployment{}, false) {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+([A-Z][A-Z0-9_]+)\s+=`).FindAllSubmatch(env[1], -1) {
+		if !set[string(m[1])] {
+			t.Errorf("terraform sets %s, which this test does not give the functions", m[1])
 		}
 	}
 }
@@ -157,14 +181,27 @@ func TestBuildpackBuildsEachEntryPoint(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "main")
 	goCmd(t, src, "build", "-o", bin, "./"+appMainDir)
 
-	// 6. Run each entry point.
+	// 6. Run each entry point with the environment terraform gives it. It must
+	// be served (not 404) and configure itself (no 5xx): a CloudEvent function
+	// acknowledges a message that is not a notification, a task function
+	// refuses a GET.
+	d := newDeployment(t)
 	for _, ep := range entryPoints {
 		t.Run(ep.name, func(t *testing.T) {
-			status, body := serveOnce(t, bin, ep.name, ep.cloudEvent)
-			if status == http.StatusNotFound {
-				t.Fatalf("%s: got 404: the function is not served at / (body %q)", ep.name, body)
+			status, body := serveOnce(t, bin, functionEnv(ep.name, freePort(t), d, ep.caSecrets), ep.cloudEvent)
+			switch {
+			case status == http.StatusNotFound:
+				t.Errorf("%s: got 404: the function is not served at / (body %q)", ep.name, body)
+			case status >= 500:
+				hint := ""
+				if !ep.caSecrets {
+					hint = "; terraform gives CA secrets to IssueCertificate only, so no other function may need them to start"
+				}
+				t.Errorf("%s: got %d %q: the function is served but did not configure itself from terraform's environment%s (its output follows)",
+					ep.name, status, strings.TrimSpace(body), hint)
+			default:
+				t.Logf("%s answered %d %q", ep.name, status, strings.TrimSpace(body))
 			}
-			t.Logf("%s answered %d %q", ep.name, status, strings.TrimSpace(body))
 		})
 	}
 
@@ -173,7 +210,7 @@ func TestBuildpackBuildsEachEntryPoint(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin)
-		cmd.Env = functionEnv("NoSuchFunction", freePort(t))
+		cmd.Env = functionEnv("NoSuchFunction", freePort(t), d, false)
 		out, err := cmd.CombinedOutput()
 		if err == nil || ctx.Err() != nil {
 			t.Fatalf("binary with FUNCTION_TARGET=NoSuchFunction: err %v (context %v), want a start failure; output:\n%s", err, ctx.Err(), out)
@@ -238,24 +275,87 @@ func goCmdErr(dir string, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// functionEnv is the environment of one function instance. Every endpoint the
-// adapter could reach points at a closed local port, so nothing leaves the
-// machine whatever the function does.
-func functionEnv(target string, port int) []string {
-	return []string{
+// deployment is what terraform gives the functions besides fixed values: an
+// adapter config whose CA connection needs a secret, and that secret, which
+// terraform passes to IssueCertificate only (function_issue.tf, ca_secrets).
+type deployment struct {
+	config    string
+	secretEnv string
+	secret    string
+}
+
+func newDeployment(t *testing.T) deployment {
+	t.Helper()
+	cert, key, err := devca.Generate("bundle test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const secretEnv = "BUNDLE_TEST_CA_KEY"
+	config, err := json.Marshal(map[string]any{
+		"allowedCustomers": []string{"C0bundle1"},
+		"caConnections": map[string]any{
+			"dev": map[string]any{"type": devca.Type, "settings": map[string]string{"certFile": certFile, "keyEnv": secretEnv}},
+		},
+		"profiles": map[string]any{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deployment{
+		config:    string(config),
+		secretEnv: secretEnv,
+		secret:    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+	}
+}
+
+// functionEnv is the environment of one function instance: what
+// terraform/locals.tf sets (function_env), the CA secret for IssueCertificate
+// only, and the emulator switches that keep every endpoint on a closed local
+// port, so nothing leaves the machine whatever the function does.
+func functionEnv(target string, port int, d deployment, withSecret bool) []string {
+	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
 		"FUNCTION_TARGET=" + target,
 		"PORT=" + strconv.Itoa(port),
 		"K_SERVICE=bundle-test",
+		// terraform/locals.tf function_env
 		"GOOGLE_CLOUD_PROJECT=bundle-test",
+		"CERTPROV_CONFIG=" + d.config,
+		"FIRESTORE_DATABASE=certprov",
+		"FIRESTORE_COLLECTION=certprovProcesses",
+		"TASKS_POLL_QUEUE=projects/bundle-test/locations/us-central1/queues/certprov-poll",
+		"TASKS_ISSUE_QUEUE=projects/bundle-test/locations/us-central1/queues/certprov-issue",
+		"POLL_SIGNATURE_URL=https://certprov-poll-123456789012.us-central1.run.app",
+		"ISSUE_CERTIFICATE_URL=https://certprov-issue-123456789012.us-central1.run.app",
+		"TASKS_SERVICE_ACCOUNT=certprov-tasks@bundle-test.iam.gserviceaccount.com",
+		"TASKS_MAX_ATTEMPTS=10",
+		"RECORD_TTL=720h",
+		"LOG_LEVEL=debug",
+		"CALLER_INSTANCE_ID=certprov-adapter-bundle-test",
+		"POLL_INITIAL_DELAY=2s",
+		"POLL_MULTIPLIER=1.5",
+		"POLL_MAX_DELAY=60s",
+		"POLL_JITTER=0.2",
+		"POLL_DEADLINE=24h",
+		// local stand-ins
 		"CERTPROV_API_ENDPOINT=http://127.0.0.1:9/",
 		"FIRESTORE_EMULATOR_HOST=127.0.0.1:9",
 		"CLOUD_TASKS_EMULATOR_HOST=127.0.0.1:9",
-		"PUBSUB_EMULATOR_HOST=127.0.0.1:9",
-		`CERTPROV_CONFIG={}`,
 		"NO_PROXY=*",
 	}
+	if withSecret {
+		env = append(env, d.secretEnv+"="+d.secret)
+	}
+	return env
 }
 
 func freePort(t *testing.T) int {
@@ -271,12 +371,19 @@ func freePort(t *testing.T) int {
 // serveOnce starts the binary for one entry point, sends it one request that
 // reaches the function (a Pub/Sub push delivery, or a GET that a task function
 // refuses) and returns the answer.
-func serveOnce(t *testing.T, bin, target string, cloudEvent bool) (int, string) {
+func serveOnce(t *testing.T, bin string, env []string, cloudEvent bool) (int, string) {
 	t.Helper()
-	port := freePort(t)
+	var target, port string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "FUNCTION_TARGET="); ok {
+			target = v
+		} else if v, ok := strings.CutPrefix(kv, "PORT="); ok {
+			port = v
+		}
+	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin)
-	cmd.Env = functionEnv(target, port)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", target, err)
@@ -291,7 +398,7 @@ func serveOnce(t *testing.T, bin, target string, cloudEvent bool) (int, string) 
 		}
 	})
 
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort("127.0.0.1", port)
 	giveUp := time.After(2 * time.Minute)
 	for ready := false; !ready; {
 		select {
