@@ -86,7 +86,7 @@ func (c *Client) Claim(ctx context.Context, name, callerID string) error {
 	if err != nil {
 		var ge *googleapi.Error
 		if errors.As(err, &ge) && ge.Code == http.StatusBadRequest {
-			return fmt.Errorf("cpapi: claim %s: %w (%s)", name, ErrClaimRefused, ge.Message)
+			return &Error{Method: "claim", Name: name, Code: ge.Code, Err: fmt.Errorf("%w (%s)", ErrClaimRefused, ge.Message)}
 		}
 		return wrap("claim", name, err)
 	}
