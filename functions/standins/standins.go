@@ -74,10 +74,10 @@ type Env struct {
 	Functions string // base URL of the functions server
 	Topic     string
 
-	ps    *pubsub.Client
-	pub   *pubsub.Publisher
-	fs    *gfs.Client
-	tasks *cloudtasks.Client
+	ps     *pubsub.Client
+	pub    *pubsub.Publisher
+	fs     *gfs.Client
+	tasks  *cloudtasks.Client
 	emuSrv *http.Server
 }
 
