@@ -94,8 +94,11 @@ resource "google_pubsub_subscription" "claim" {
     max_delivery_attempts = var.claim_max_delivery_attempts
   }
 
-  # Pub/Sub needs these grants to forward dead letters (iam.tf).
+  # Pushing needs the push identity's invoker grant and Pub/Sub's right to mint
+  # its token; forwarding dead letters needs the publisher grant (iam.tf).
   depends_on = [
+    google_cloud_run_v2_service_iam_member.push_invokes_claim,
+    google_service_account_iam_member.pubsub_agent_mints_push_tokens,
     google_pubsub_topic_iam_member.dead_letter_publisher,
   ]
 }
