@@ -4,8 +4,9 @@
 # Every state transition is logged once as JSON (shared/logging), which Cloud
 # Logging stores as jsonPayload on resource.type="cloud_run_revision":
 #   message="state transition", severity, state, from_state, process_id,
-#   customer, elapsed_ms, poll_count, reason (on failures), ca_connection_ref,
-#   profile_ref, time_to_certificate_ms (on UPLOADED).
+#   customer, elapsed_ms (since the process was received), ca_connection_ref,
+#   profile_ref; reason and failure_message on FAILING/FAILED;
+#   time_to_certificate_ms and poll_count on UPLOADED.
 # A process ends in state UPLOADED, FAILED or CLAIMED_ELSEWHERE: those are the
 # "outcomes" counted below.
 
@@ -85,6 +86,8 @@ resource "google_logging_metric" "time_to_certificate" {
   depends_on = [google_project_service.enabled]
 }
 
+# poll_count is logged with the outcome; enrollments that finish without it
+# (nothing was polled) are not in the distribution.
 resource "google_logging_metric" "polls_per_enrollment" {
   project         = var.project_id
   name            = "${var.name_prefix}/polls_per_enrollment"
@@ -129,7 +132,7 @@ resource "google_logging_metric" "failures" {
     labels {
       key         = "reason"
       value_type  = "STRING"
-      description = "Why the process failed (jsonPayload.reason)"
+      description = "Why the process failed: the leading phrase of jsonPayload.reason"
     }
     labels {
       key         = "from_state"
@@ -137,8 +140,10 @@ resource "google_logging_metric" "failures" {
       description = "State the process was in when it failed"
     }
   }
+  # reason is an error text that may carry ids; its leading phrase (up to the
+  # first colon) keeps the label's values few. The full text stays in the log.
   label_extractors = {
-    reason     = "EXTRACT(jsonPayload.reason)"
+    reason     = "REGEXP_EXTRACT(jsonPayload.reason, \"^([^:]{1,80})\")"
     from_state = "EXTRACT(jsonPayload.from_state)"
   }
 
