@@ -488,7 +488,7 @@ func testConcurrentTransitions(t *testing.T, s Store) {
 	if got.Version != 2 || got.State != progress.StateClaimed || len(got.History) != 1 {
 		t.Errorf("after the race: Version %d, State %s, %d history entries; want 2, CLAIMED, 1", got.Version, got.State, len(got.History))
 	}
-	t.Logf("%d transient store failures retried", transient.Load())
+	logStats(t, s, transient.Load())
 }
 
 func testConcurrentIncrements(t *testing.T, s Store) {
@@ -539,7 +539,7 @@ func testConcurrentIncrements(t *testing.T, s Store) {
 	if diff := cmp.Diff(want, seen); diff != "" {
 		t.Errorf("values returned by the updates (-want +got):\n%s", diff)
 	}
-	t.Logf("%d transient store failures retried", transient.Load())
+	logStats(t, s, transient.Load())
 }
 
 func testStats(t *testing.T, s Store) {
@@ -665,4 +665,12 @@ func report(b *testing.B, s Store, before store.Stats) {
 	b.ReportMetric(float64(d.Reads)/float64(b.N), "reads/op")
 	b.ReportMetric(float64(d.Writes)/float64(b.N), "writes/op")
 	b.ReportMetric(float64(d.Conflicts)/float64(b.N), "conflicts/op")
+}
+
+func logStats(t *testing.T, s Store, transient int64) {
+	if st, ok := s.(statser); ok {
+		t.Logf("%d transient store failures retried; store stats %+v", transient, st.Stats())
+	} else {
+		t.Logf("%d transient store failures retried", transient)
+	}
 }
