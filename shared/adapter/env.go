@@ -20,6 +20,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
+	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/store/firestore"
 	"github.com/chromeos-certprov/adapter/shared/tasks/cloudtasks"
 )
@@ -126,7 +127,12 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
+	sealer, err := Sealer(lookup, cas)
+	if err != nil {
+		return nil, nil, err
+	}
 	p := &pipeline.Pipeline{
+		Sealer:      sealer,
 		Store:       firestore.New(fs, cfg.FirestoreCollection),
 		Tasks:       enq,
 		API:         api,
@@ -175,4 +181,24 @@ func Lazy(fn string) func(context.Context) (*pipeline.Pipeline, *slog.Logger, er
 		}
 		return p, log, nil
 	}
+}
+
+// Sealer reads RECORD_SEALING_KEY (a secret: 32 random bytes, base64). It is
+// required when a CA connection puts a challenge password into the CSR, so
+// that the password never reaches Firestore in clear.
+func Sealer(lookup config.Lookup, cas map[string]pipeline.Issuer) (*seal.Sealer, error) {
+	key, _ := lookup("RECORD_SEALING_KEY")
+	if key == "" {
+		for ref, c := range cas {
+			if _, ok := c.(pipeline.Challenger); ok {
+				return nil, fmt.Errorf("configuration: RECORD_SEALING_KEY is required because caConnections[%q] puts a challenge password into the CSR", ref)
+			}
+		}
+		return nil, nil
+	}
+	s, err := seal.New(key)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: RECORD_SEALING_KEY: %w", err)
+	}
+	return s, nil
 }

@@ -198,11 +198,16 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record) (*pro
 		}
 		return nil, perr // transient (e.g. fetching a SCEP challenge)
 	}
+	stored, err := p.protect(rec.Key, plan.signData, plan.secret)
+	if err != nil {
+		_, ferr := p.fail(ctx, rec, err.Error(), "The adapter is not configured to keep enrollment challenges safe. Contact your administrator.")
+		return nil, ferr
+	}
 	now := p.Now().UTC()
 	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateClaimed}, progress.StateSigning, func(r *progress.Record) error {
 		r.CAConnectionRef, r.ProfileRef = plan.caRef, plan.profileRef
 		r.SPKI, r.KeyType, r.SignatureAlgorithm = plan.spki, string(plan.keyType), plan.algorithm
-		r.SignData = plan.signData
+		r.SignData = stored
 		r.ChallengeExpiresAt = plan.challengeExpires
 		r.RequestID = RequestID(r.Key)
 		r.SignDataCalls++
@@ -228,7 +233,12 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 	if err := p.crash("sign:before-signData"); err != nil {
 		return nil, err
 	}
-	op, err := p.API.SignData(ctx, rec.ProcessName, rec.SignData, rec.SignatureAlgorithm)
+	data, err := p.plain(rec.Key, rec.SignData)
+	if err != nil {
+		_, ferr := p.fail(ctx, rec, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
+		return nil, ferr
+	}
+	op, err := p.API.SignData(ctx, rec.ProcessName, data, rec.SignatureAlgorithm)
 	if err != nil {
 		if cpapi.Transient(err) {
 			// Maybe applied, maybe not: never call again blindly. The retry
@@ -312,6 +322,8 @@ type plan struct {
 	algorithm         string
 	signData          []byte
 	challengeExpires  time.Time
+	// secret: signData holds a challenge password.
+	secret bool
 }
 
 // planError is a permanent problem with the process or the configuration.
@@ -382,6 +394,7 @@ func (p *Pipeline) plan(ctx context.Context, rec *progress.Record, proc *cpapi.P
 			return nil, fmt.Errorf("challenge for %s: %w", rec.Key, err)
 		}
 		tmpl.ChallengePassword, pl.challengeExpires = pw, exp
+		pl.secret = pw != ""
 	}
 	body, err := csr.BuildRequestInfo(spki, tmpl)
 	if err != nil {

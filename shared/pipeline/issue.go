@@ -89,8 +89,12 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 	if prof, ok := p.Profiles[rec.ProfileRef]; ok {
 		validity, template = prof.ValidityDuration(), prof.TemplateName
 	}
+	csrDER, err := p.plain(rec.Key, rec.CSR)
+	if err != nil {
+		return p.fail(ctx, rec, "open the CSR: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
+	}
 	start := time.Now()
-	issued, err := issuer.Issue(ctx, ca.Request{CSR: rec.CSR, RequestID: rec.RequestID, Validity: validity, TemplateName: template})
+	issued, err := issuer.Issue(ctx, ca.Request{CSR: csrDER, RequestID: rec.RequestID, Validity: validity, TemplateName: template})
 	caTime := time.Since(start)
 	if err != nil {
 		return p.caFailure(ctx, rec, err, retry)

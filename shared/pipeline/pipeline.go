@@ -28,6 +28,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/profile"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
@@ -92,6 +93,9 @@ type Pipeline struct {
 	// Now and Jitter are replaceable in tests; defaults time.Now and rand.Float64.
 	Now    func() time.Time
 	Jitter func() float64
+	// Sealer, when set, encrypts the signData bytes and the CSR in the record
+	// whenever they carry a challenge password. Required with a Challenger.
+	Sealer *seal.Sealer
 	// Crash, when set, is called at every point where an instance could die
 	// (before and after each external call and store write); a non-nil error
 	// aborts the step there as a crash would. For the fault campaign and tests.
@@ -261,3 +265,25 @@ func stale(err error) (*progress.Record, bool) {
 var errBusy = errors.New("another delivery is working on this process; retry later")
 
 func (p *Pipeline) logger(ctx context.Context) *slog.Logger { return logging.FromOr(ctx, p.Log) }
+
+// protect seals data for rec when it holds a secret.
+func (p *Pipeline) protect(key string, data []byte, secret bool) ([]byte, error) {
+	if !secret {
+		return data, nil
+	}
+	if p.Sealer == nil {
+		return nil, errors.New("a challenge password would be stored in clear: set RECORD_SEALING_KEY")
+	}
+	return p.Sealer.Seal(data, key)
+}
+
+// plain opens data that protect sealed.
+func (p *Pipeline) plain(key string, data []byte) ([]byte, error) {
+	if !seal.Sealed(data) {
+		return data, nil
+	}
+	if p.Sealer == nil {
+		return nil, errors.New("the record is sealed but no RECORD_SEALING_KEY is set")
+	}
+	return p.Sealer.Open(data, key)
+}

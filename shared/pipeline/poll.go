@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/csr"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/seal"
 )
 
 // Poll handles one poll task: it asks whether the client has signed, and
@@ -113,15 +114,24 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 		}
 		return p.enqueuePoll(ctx, next, next.NextPollAt)
 	}
+	signData, err := p.plain(rec.Key, rec.SignData)
+	if err != nil {
+		_, ferr := p.fail(ctx, rec, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
+		return ferr
+	}
 	// Nothing goes to the CA unless the client's signature verifies.
-	if err := csr.Verify(rec.SPKI, rec.SignData, sig, rec.SignatureAlgorithm); err != nil {
+	if err := csr.Verify(rec.SPKI, signData, sig, rec.SignatureAlgorithm); err != nil {
 		_, ferr := p.fail(ctx, rec, "the client's signature does not verify: "+err.Error(),
 			"This device's signature did not verify, so no certificate was requested. Try again; if it repeats, contact your administrator.")
 		return ferr
 	}
-	der, err := csr.Assemble(rec.SignData, sig, rec.SignatureAlgorithm)
+	der, err := csr.Assemble(signData, sig, rec.SignatureAlgorithm)
 	if err != nil {
 		_, ferr := p.fail(ctx, rec, "assemble the CSR: "+err.Error(), "The certificate request could not be assembled. Contact your administrator.")
+		return ferr
+	}
+	if der, err = p.protect(rec.Key, der, seal.Sealed(rec.SignData)); err != nil {
+		_, ferr := p.fail(ctx, rec, "seal the CSR: "+err.Error(), "The adapter could not keep the request safe. Contact your administrator.")
 		return ferr
 	}
 	next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StateSigned, func(r *progress.Record) error {
