@@ -31,6 +31,8 @@ type pubsubMessage struct {
 		DeliveryAttempt *int              `json:"deliveryAttempt"`
 	} `json:"message"`
 	Subscription string `json:"subscription"`
+	// DeliveryAttempt is set when the subscription has a dead-letter policy.
+	DeliveryAttempt *int `json:"deliveryAttempt"`
 }
 
 // Claim returns the CloudEvent function: it decodes the Pub/Sub message and
@@ -54,7 +56,13 @@ func Claim(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) 
 		if m.Message.MessageID != "" {
 			ctx = logging.WithLogger(ctx, log.With(slog.String("message_id", m.Message.MessageID)))
 		}
-		err = p.Claim(ctx, m.Message.Data)
+		attempt := 0
+		if m.Message.DeliveryAttempt != nil {
+			attempt = *m.Message.DeliveryAttempt
+		} else if m.DeliveryAttempt != nil {
+			attempt = *m.DeliveryAttempt
+		}
+		err = p.ClaimDelivery(ctx, m.Message.Data, attempt)
 		if err != nil {
 			logging.From(ctx).Warn("claim step will be retried", slog.String("reason", err.Error()))
 		}

@@ -20,7 +20,34 @@ import (
 // builds what the client signs and calls signData, recording each step first.
 // It returns an error only when Pub/Sub should deliver the message again.
 func (p *Pipeline) Claim(ctx context.Context, data []byte) error {
+	return p.ClaimDelivery(ctx, data, 0)
+}
+
+// ClaimDelivery is Claim for the attempt-th delivery of the message (1-based;
+// 0 when unknown). Pub/Sub numbers deliveries when the subscription has a
+// dead-letter policy; on the last one (MaxAttempts) a transient failure before
+// signData is reported to the device instead of being left to the dead-letter
+// topic, so no process waits forever.
+func (p *Pipeline) ClaimDelivery(ctx context.Context, data []byte, attempt int) error {
 	p.init()
+	err := p.claim(ctx, data)
+	if err == nil || IsCrash(err) || attempt < p.MaxAttempts {
+		return err
+	}
+	ev, _, derr := notification.Decode(data)
+	if derr != nil {
+		return err
+	}
+	rec, gerr := p.Store.Get(ctx, progress.Key(ev.CustomerID, ev.ProcessID))
+	if gerr != nil || (rec.State != progress.StateReceived && rec.State != progress.StateClaimed) {
+		return err // later states have a durable poll task that carries on
+	}
+	_, ferr := p.fail(ctx, rec, fmt.Sprintf("giving up after %d deliveries: %v", attempt, err),
+		"The adapter could not start this enrollment because a service was unavailable. The device will try again later.")
+	return ferr
+}
+
+func (p *Pipeline) claim(ctx context.Context, data []byte) error {
 	ev, format, err := notification.Decode(data)
 	if err != nil {
 		// A malformed message never gets better: acknowledge it.

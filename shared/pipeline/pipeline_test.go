@@ -465,3 +465,39 @@ func TestSignatureAlgorithmMatchesKey(t *testing.T) {
 		t.Errorf("signData algorithm %s for an EC key", s.SignatureAlgorithm)
 	}
 }
+
+// Invariant 3: a notification whose every delivery meets an outage is
+// reported on its last delivery, not left to the dead-letter topic.
+func TestLastDeliveryReportsOutage(t *testing.T) {
+	t.Parallel()
+	claims := 0
+	h := newHarness(t, cpemulator.Options{Fault: func(method, _ string) cpemulator.Fault {
+		if method == cpemulator.MethodClaim {
+			claims++
+			if claims <= 6 {
+				return cpemulator.FaultUnavailable
+			}
+		}
+		return cpemulator.NoFault
+	}})
+	name, note := h.add(cpemulator.ClientSpec{})
+	for attempt := 1; attempt < h.p.MaxAttempts; attempt++ {
+		if err := h.p.ClaimDelivery(context.Background(), note, attempt); err == nil {
+			t.Fatalf("delivery %d succeeded during the outage", attempt)
+		}
+		h.clk.advance(90 * time.Second)
+	}
+	// The last delivery: the API is still down, so the process is failed; the
+	// unclaimed process refuses setFailure, which is recorded, not retried.
+	err := h.p.ClaimDelivery(context.Background(), note, h.p.MaxAttempts)
+	rec := h.record(name)
+	if rec.State != progress.StateFailed || err != nil {
+		t.Fatalf("after the last delivery: state %s, err %v; want FAILED and acknowledged", rec.State, err)
+	}
+	if h.snap(name).Requests["setFailure"] == 0 {
+		t.Error("setFailure was not even tried")
+	}
+	if rec.FailureReported || !strings.Contains(rec.LastError, "setFailure failed") {
+		t.Errorf("reported %v, last error %q: want the refused setFailure recorded", rec.FailureReported, rec.LastError)
+	}
+}
