@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	gfirestore "cloud.google.com/go/firestore"
 
+	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/ca/cas"
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 	"github.com/chromeos-certprov/adapter/shared/ca/est"
@@ -69,6 +71,37 @@ func EnvSecrets(lookup config.Lookup) func(string) (string, error) {
 
 // BuildCAs builds every configured CA connection, reporting every problem at once.
 func BuildCAs(ctx context.Context, a config.Adapter, secrets func(string) (string, error)) (map[string]pipeline.Issuer, error) {
+	return buildCAs(ctx, a, secrets, func(string) bool { return true })
+}
+
+// Which function builds which connectors: IssueCertificate talks to the CA and
+// builds them all; ClaimProcess builds only those that put a challenge
+// password into the CSR (SCEP), because it asks for the challenge before
+// signData; PollSignature builds none. The others get a placeholder that
+// knows the reference exists, so no function needs a secret it does not use.
+func buildsType(fn, typ string) bool {
+	switch fn {
+	case "", "IssueCertificate":
+		return true
+	case "ClaimProcess":
+		return typ == scep.Type
+	}
+	return false
+}
+
+// elsewhere stands for a CA connection built by another function.
+type elsewhere struct{ ref, typ, fn string }
+
+func (e elsewhere) err() error {
+	return &ca.Error{Kind: ca.Permanent, Reason: fmt.Sprintf("CA connection %q (%s) is not built in %s", e.ref, e.typ, e.fn),
+		UserMessage: "The adapter is misconfigured. Contact your administrator."}
+}
+
+func (e elsewhere) Issue(context.Context, ca.Request) (*ca.Issued, error) { return nil, e.err() }
+
+func (e elsewhere) Roots(context.Context) ([]*x509.Certificate, error) { return nil, e.err() }
+
+func buildCAs(ctx context.Context, a config.Adapter, secrets func(string) (string, error), build func(typ string) bool) (map[string]pipeline.Issuer, error) {
 	cas := map[string]pipeline.Issuer{}
 	var errs []error
 	refs := make([]string, 0, len(a.CAConnections))
@@ -78,12 +111,16 @@ func BuildCAs(ctx context.Context, a config.Adapter, secrets func(string) (strin
 	sort.Strings(refs)
 	for _, ref := range refs {
 		c := a.CAConnections[ref]
-		build, ok := Connectors[c.Type]
+		newConnector, ok := Connectors[c.Type]
 		if !ok {
 			errs = append(errs, fmt.Errorf("caConnections[%q]: unknown type %q", ref, c.Type))
 			continue
 		}
-		issuer, err := build(ctx, c.Settings, secrets)
+		if !build(c.Type) {
+			cas[ref] = elsewhere{ref: ref, typ: c.Type, fn: "this function"}
+			continue
+		}
+		issuer, err := newConnector(ctx, c.Settings, secrets)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("caConnections[%q] (%s): %w", ref, c.Type, err))
 			continue
@@ -123,11 +160,11 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 	} else if enq, err = cloudtasks.New(ctx, tcfg); err != nil {
 		return nil, nil, err
 	}
-	cas, err := BuildCAs(ctx, cfg.Adapter, EnvSecrets(lookup))
+	cas, err := buildCAs(ctx, cfg.Adapter, EnvSecrets(lookup), func(typ string) bool { return buildsType(fn, typ) })
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
-	sealer, err := Sealer(lookup, cas)
+	sealer, err := Sealer(lookup, cfg.Adapter)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -184,13 +221,13 @@ func Lazy(fn string) func(context.Context) (*pipeline.Pipeline, *slog.Logger, er
 }
 
 // Sealer reads RECORD_SEALING_KEY (a secret: 32 random bytes, base64). It is
-// required when a CA connection puts a challenge password into the CSR, so
-// that the password never reaches Firestore in clear.
-func Sealer(lookup config.Lookup, cas map[string]pipeline.Issuer) (*seal.Sealer, error) {
+// required, in every function, when a CA connection puts a challenge password
+// into the CSR, so that the password never reaches Firestore in clear.
+func Sealer(lookup config.Lookup, a config.Adapter) (*seal.Sealer, error) {
 	key, _ := lookup("RECORD_SEALING_KEY")
 	if key == "" {
-		for ref, c := range cas {
-			if _, ok := c.(pipeline.Challenger); ok {
+		for _, ref := range sortedRefs(a) {
+			if hasChallenge(a.CAConnections[ref]) {
 				return nil, fmt.Errorf("configuration: RECORD_SEALING_KEY is required because caConnections[%q] puts a challenge password into the CSR", ref)
 			}
 		}
@@ -201,4 +238,27 @@ func Sealer(lookup config.Lookup, cas map[string]pipeline.Issuer) (*seal.Sealer,
 		return nil, fmt.Errorf("configuration: RECORD_SEALING_KEY: %w", err)
 	}
 	return s, nil
+}
+
+// hasChallenge reports whether a connection's CSRs carry a challenge password.
+func hasChallenge(c config.CAConnection) bool {
+	if c.Type != scep.Type {
+		return false
+	}
+	var s struct {
+		Challenge struct {
+			Type string `json:"type"`
+		} `json:"challenge"`
+	}
+	_ = json.Unmarshal(c.Settings, &s)
+	return s.Challenge.Type != "none"
+}
+
+func sortedRefs(a config.Adapter) []string {
+	refs := make([]string, 0, len(a.CAConnections))
+	for ref := range a.CAConnections {
+		refs = append(refs, ref)
+	}
+	sort.Strings(refs)
+	return refs
 }
