@@ -1,0 +1,77 @@
+package progress
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+type oneRecord struct{ r *Record }
+
+func (o *oneRecord) Update(_ context.Context, _ string, fn func(r *Record) error) (*Record, error) {
+	c := o.r.Clone()
+	if err := fn(c); err != nil {
+		return nil, err
+	}
+	c.Version++
+	o.r = c
+	return c.Clone(), nil
+}
+
+func TestTransition(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		from      []State
+		to        State
+		wantErr   bool
+		wantState State
+		wantTTL   bool
+	}{
+		{"allowed", []State{StateReceived}, StateClaimed, false, StateClaimed, false},
+		{"wrong state", []State{StatePolling}, StateSigned, true, StateReceived, false},
+		{"terminal sets TTL", []State{StateReceived}, StateClaimedElsewhere, false, StateClaimedElsewhere, true},
+	}
+	for _, tc := range tests {
+		s := &oneRecord{r: &Record{Key: "c:p", State: StateReceived, LeaseUntil: now}}
+		got, err := Transition(context.Background(), s, "c:p", tc.from, tc.to, now, time.Hour, nil)
+		var se *StateError
+		if tc.wantErr {
+			if !errors.As(err, &se) || se.Current.State != StateReceived {
+				t.Errorf("%s: %v, want a StateError with the current record", tc.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		want := []Change{{From: StateReceived, To: tc.to, At: now}}
+		if diff := cmp.Diff(want, got.History); diff != "" || got.State != tc.wantState {
+			t.Errorf("%s: state %s, history (-want +got):\n%s", tc.name, got.State, diff)
+		}
+		if tc.wantTTL != (got.ExpireAt != nil) || (tc.wantTTL && (!got.ExpireAt.Equal(now.Add(time.Hour)) || !got.LeaseUntil.IsZero())) {
+			t.Errorf("%s: expireAt %v leaseUntil %v", tc.name, got.ExpireAt, got.LeaseUntil)
+		}
+	}
+}
+
+func TestCloneIsDeep(t *testing.T) {
+	t.Parallel()
+	exp := time.Now()
+	r := &Record{SignData: []byte{1}, CSR: []byte{2}, SPKI: []byte{3}, History: []Change{{To: StateReceived}}, ExpireAt: &exp}
+	c := r.Clone()
+	c.SignData[0], c.CSR[0], c.SPKI[0], c.History[0].To = 9, 9, 9, StateFailed
+	*c.ExpireAt = exp.Add(time.Hour)
+	if r.SignData[0] != 1 || r.CSR[0] != 2 || r.SPKI[0] != 3 || r.History[0].To != StateReceived || !r.ExpireAt.Equal(exp) {
+		t.Error("Clone shares memory with the original")
+	}
+	for s, terminal := range map[State]bool{StateUploaded: true, StateFailed: true, StateClaimedElsewhere: true, StateFailing: false, StateIssued: false} {
+		if s.Terminal() != terminal {
+			t.Errorf("%s.Terminal() = %v", s, !terminal)
+		}
+	}
+}
