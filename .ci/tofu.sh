@@ -155,7 +155,8 @@ plan_refused 'publisher_members=["allUsers"]' "never allUsers or allAuthenticate
 plan_refused 'tasks_max_attempts=0' "tasks_max_attempts must be a whole number from 2 to 100"
 plan_refused 'name_prefix=Bad_Prefix' "name_prefix must be 2-20 lowercase letters"
 plan_refused 'adapter_config={"unterminated' "adapter_config must be valid JSON"
-plan_refused 'ca_secrets={scep = {secret_id = "s"}}' "ca_secrets keys must be environment variable names"
+plan_refused 'secret_env={scep = {secret_id = "s"}}' "secret_env keys must be environment variable names"
+plan_refused 'secret_env={S = {secret_id = "s", functions = ["tasks"]}}' "secret_env functions must list one or more of claim, poll, issue"
 plan_refused 'poll_schedule={jitter = 2}' "poll_schedule.multiplier must be from 1 to 10"
 
 step "bundle terraform would build = bundle functions/bundle builds"

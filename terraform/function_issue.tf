@@ -3,8 +3,8 @@
 # certificate and uploads it, or reports the failure with setFailure.
 #
 # Identity: google_service_account.issue (iam.tf). Invoked only by
-# google_service_account.tasks. The only function that holds CA secrets, CAS
-# rights and (optionally) the VPC connector.
+# google_service_account.tasks. The only function with CAS rights and
+# (optionally) the VPC connector, and by default the only one with CA secrets.
 
 resource "google_cloudfunctions2_function" "issue" {
   project     = var.project_id
@@ -37,10 +37,11 @@ resource "google_cloudfunctions2_function" "issue" {
     all_traffic_on_latest_revision = true
     environment_variables          = local.function_env
 
-    # CA secrets as environment variables named as the adapter config refers
-    # to them; the values stay in Secret Manager (secrets.tf).
+    # Secrets as environment variables named as the adapter config refers to
+    # them, only those var.secret_env gives this function; the values stay in
+    # Secret Manager (secrets.tf).
     dynamic "secret_environment_variables" {
-      for_each = var.ca_secrets
+      for_each = local.secret_env_by_function.issue
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id
@@ -61,7 +62,7 @@ resource "google_cloudfunctions2_function" "issue" {
     google_project_iam_member.build_log_writer,
     google_project_iam_member.build_staging_objects,
     # A revision that cannot read its secrets does not start.
-    google_secret_manager_secret_iam_member.issue_accessor,
-    google_secret_manager_secret.ca,
+    google_secret_manager_secret_iam_member.accessor,
+    google_secret_manager_secret.env,
   ]
 }

@@ -39,6 +39,19 @@ resource "google_cloudfunctions2_function" "poll" {
     ingress_settings               = var.http_ingress
     all_traffic_on_latest_revision = true
     environment_variables          = local.function_env
+
+    # Secrets as environment variables named as the adapter config refers to
+    # them, only those var.secret_env gives this function; the values stay in
+    # Secret Manager (secrets.tf).
+    dynamic "secret_environment_variables" {
+      for_each = local.secret_env_by_function.poll
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret_id
+        version    = secret_environment_variables.value.version
+      }
+    }
   }
 
   depends_on = [
@@ -47,5 +60,8 @@ resource "google_cloudfunctions2_function" "poll" {
     google_storage_bucket_iam_member.build_source_reader,
     google_project_iam_member.build_log_writer,
     google_project_iam_member.build_staging_objects,
+    # A revision that cannot read its secrets does not start.
+    google_secret_manager_secret_iam_member.accessor,
+    google_secret_manager_secret.env,
   ]
 }

@@ -7,11 +7,14 @@
 # | claim  (NAME_PREFIX-claim@)       | ClaimProcess at run time             | datastore.user (project, IAM condition: this database)               |
 # |                                   |                                      | cloudtasks.enqueuer (poll queue)                                     |
 # |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
+# |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing claim)   |
 # | poll   (NAME_PREFIX-poll@)        | PollSignature at run time            | datastore.user (project, IAM condition: this database)               |
 # |                                   |                                      | cloudtasks.enqueuer (poll queue, issue queue)                        |
 # |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
+# |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing poll)    |
 # | issue  (NAME_PREFIX-issue@)       | IssueCertificate at run time         | datastore.user (project, IAM condition: this database)               |
-# |                                   |                                      | secretmanager.secretAccessor (each CA secret, secrets.tf)            |
+# |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing issue,   |
+# |                                   |                                      |   which is every entry by default; secrets.tf)                       |
 # |                                   |                                      | privateca.certificateRequester (each CAS pool, cas.tf)               |
 # | tasks  (NAME_PREFIX-tasks@)       | OIDC token on every poll/issue task  | run.invoker (poll service, issue service)                            |
 # | push   (NAME_PREFIX-push@)        | OIDC token of the claim subscription | run.invoker (claim service)                                          |

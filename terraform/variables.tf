@@ -252,7 +252,7 @@ variable "go_runtime" {
 }
 
 variable "adapter_config" {
-  description = "The adapter config as JSON (CERTPROV_CONFIG): CA connections, profiles and allowed customers, keyed by the references set in the Admin console. It names secrets only by environment variable (see ca_secrets), never holds them."
+  description = "The adapter config as JSON (CERTPROV_CONFIG): CA connections, profiles and allowed customers, keyed by the references set in the Admin console. It names secrets only by environment variable (see secret_env), never holds them."
   type        = string
 
   validation {
@@ -318,33 +318,47 @@ variable "http_ingress" {
 
 # --- CA secrets and connectivity ------------------------------------------------
 
-variable "ca_secrets" {
+variable "secret_env" {
   description = <<-EOT
-    CA secrets IssueCertificate reads, keyed by the environment variable name that
-    the adapter config refers to (e.g. "challengeEnv": "SCEP_CHALLENGE"). With
-    create = true (the default) the secret is created empty; add its value with
-    `gcloud secrets versions add SECRET_ID --data-file=-` before the first apply
-    that deploys the functions, so no secret value ever enters Terraform state.
-    With create = false the secret must already exist in this project.
+    Secrets the functions read as environment variables, keyed by the variable's
+    name: the CA secrets the adapter config refers to by name (e.g.
+    "challengeEnv": "SCEP_CHALLENGE") and RECORD_SEALING_KEY. functions lists
+    which functions get the variable (and the accessor grant); by default only
+    issue. ClaimProcess builds SCEP connections (it puts the challenge into the
+    CSR), so a SCEP connection's secrets go to ["claim", "issue"];
+    RECORD_SEALING_KEY (32 random bytes, base64; required with a SCEP challenge)
+    goes to all three. With create = true (the default) the secret is created
+    empty; add its value with `gcloud secrets versions add SECRET_ID
+    --data-file=-` before the apply that deploys the functions, so no secret
+    value ever enters Terraform state. With create = false the secret must
+    already exist in this project.
   EOT
   type = map(object({
     secret_id = string
     version   = optional(string, "latest")
     create    = optional(bool, true)
+    functions = optional(list(string), ["issue"])
   }))
   default = {}
 
   validation {
-    condition     = alltrue([for k in keys(var.ca_secrets) : can(regex("^[A-Z][A-Z0-9_]*$", k))])
-    error_message = "ca_secrets keys must be environment variable names in upper case, e.g. SCEP_CHALLENGE."
+    condition     = alltrue([for k in keys(var.secret_env) : can(regex("^[A-Z][A-Z0-9_]*$", k))])
+    error_message = "secret_env keys must be environment variable names in upper case, e.g. SCEP_CHALLENGE."
   }
   validation {
-    condition     = alltrue([for s in values(var.ca_secrets) : can(regex("^[A-Za-z0-9_-]{1,255}$", s.secret_id))])
-    error_message = "ca_secrets secret_id must be a Secret Manager secret ID (letters, digits, _ and -)."
+    condition     = alltrue([for s in values(var.secret_env) : can(regex("^[A-Za-z0-9_-]{1,255}$", s.secret_id))])
+    error_message = "secret_env secret_id must be a Secret Manager secret ID (letters, digits, _ and -)."
   }
   validation {
-    condition     = alltrue([for s in values(var.ca_secrets) : s.version == "latest" || can(regex("^[1-9][0-9]*$", s.version))])
-    error_message = "ca_secrets version must be \"latest\" or a version number."
+    condition     = alltrue([for s in values(var.secret_env) : s.version == "latest" || can(regex("^[1-9][0-9]*$", s.version))])
+    error_message = "secret_env version must be \"latest\" or a version number."
+  }
+  validation {
+    condition = alltrue([
+      for s in values(var.secret_env) :
+      length(s.functions) > 0 && length(setsubtract(s.functions, ["claim", "poll", "issue"])) == 0
+    ])
+    error_message = "secret_env functions must list one or more of claim, poll, issue."
   }
 }
 

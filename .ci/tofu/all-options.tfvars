@@ -35,9 +35,10 @@ function_limits = {
   issue = { memory = "512Mi", cpu = "1", max_instances = 3, timeout_seconds = 120 }
 }
 
-ca_secrets = {
-  SCEP_CHALLENGE = { secret_id = "cp-scep-challenge" }
-  EST_PASSWORD   = { secret_id = "existing-est-password", create = false, version = "3" }
+secret_env = {
+  SCEP_CHALLENGE     = { secret_id = "cp-scep-challenge", functions = ["claim", "issue"] }
+  RECORD_SEALING_KEY = { secret_id = "cp-record-sealing-key", functions = ["claim", "poll", "issue"] }
+  EST_PASSWORD       = { secret_id = "existing-est-password", create = false, version = "3" }
 }
 vpc_connector = {
   network       = "default"

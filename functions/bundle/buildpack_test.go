@@ -276,8 +276,9 @@ func goCmdErr(dir string, args ...string) (string, error) {
 }
 
 // deployment is what terraform gives the functions besides fixed values: an
-// adapter config whose CA connection needs a secret, and that secret, which
-// terraform passes to IssueCertificate only (function_issue.tf, ca_secrets).
+// adapter config whose CA connection (not SCEP) needs a secret, and that
+// secret, which terraform passes to IssueCertificate only (secret_env's
+// default; ClaimProcess gets a CA's secrets only for SCEP connections).
 type deployment struct {
 	config    string
 	secretEnv string
