@@ -61,8 +61,12 @@ func TestFaultBefore(t *testing.T) {
 			if diff := cmp.Diff(want, calls); diff != "" {
 				t.Errorf("fault calls (-want +got):\n%s", diff)
 			}
+			// Peek (for observers) is neither faulted nor counted.
+			if got, err := s.Peek(ctx, key); err != nil || got.Version != 1 {
+				t.Errorf("Peek during the fault = %+v, %v; want the record", got, err)
+			}
 			if diff := cmp.Diff(store.Stats{}, s.Stats().Sub(before)); diff != "" {
-				t.Errorf("refused operations counted (-want +got):\n%s", diff)
+				t.Errorf("refused operations or Peek counted (-want +got):\n%s", diff)
 			}
 			s.SetFault(nil)
 			if _, err := s.Get(ctx, progress.Key("C1", "p2")); !errors.Is(err, progress.ErrNotFound) {
