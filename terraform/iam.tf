@@ -5,7 +5,7 @@
 # | identity                          | acts as                              | holds (scope)                                                        |
 # |-----------------------------------|--------------------------------------|----------------------------------------------------------------------|
 # | claim  (NAME_PREFIX-claim@)       | ClaimProcess at run time             | datastore.user (project, IAM condition: this database)               |
-# |                                   |                                      | cloudtasks.enqueuer (poll queue)                                     |
+# |                                   |                                      | cloudtasks.enqueuer (poll queue, issue queue)                        |
 # |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
 # |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing claim)   |
 # | poll   (NAME_PREFIX-poll@)        | PollSignature at run time            | datastore.user (project, IAM condition: this database)               |
@@ -13,6 +13,8 @@
 # |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
 # |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing poll)    |
 # | issue  (NAME_PREFIX-issue@)       | IssueCertificate at run time         | datastore.user (project, IAM condition: this database)               |
+# |                                   |                                      | cloudtasks.enqueuer (issue queue)                                    |
+# |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
 # |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing issue,   |
 # |                                   |                                      |   which is every entry by default; secrets.tf)                       |
 # |                                   |                                      | privateca.certificateRequester (each CAS pool, cas.tf)               |
@@ -41,7 +43,7 @@ resource "google_service_account" "claim" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-claim"
   display_name = "certprov ClaimProcess"
-  description  = "Runs ClaimProcess. Firestore (this database), enqueues polls."
+  description  = "Runs ClaimProcess. Firestore (this database), enqueues poll and issue tasks."
 
   depends_on = [google_project_service.enabled]
 }
@@ -59,7 +61,7 @@ resource "google_service_account" "issue" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-issue"
   display_name = "certprov IssueCertificate"
-  description  = "Runs IssueCertificate. Firestore (this database), CA secrets, CAS pool."
+  description  = "Runs IssueCertificate. Firestore (this database), CA secrets, CAS pool, enqueues issue tasks."
 
   depends_on = [google_project_service.enabled]
 }
@@ -125,42 +127,43 @@ resource "google_project_iam_member" "firestore_user" {
 }
 
 # --- Cloud Tasks: who enqueues where -----------------------------------------------
-# Enqueueing a task that carries the tasks service account's OIDC token also
-# needs iam.serviceAccounts.actAs on that one service account.
+# What shared/pipeline enqueues: ClaimProcess the first poll, or the issue task
+# when a redelivered notification finds its process already signed;
+# PollSignature the next poll and the issue task; IssueCertificate a later
+# issue task when the CA answers "pending". Enqueueing a task that carries the
+# tasks service account's OIDC token also needs iam.serviceAccounts.actAs on
+# that one service account.
 
-resource "google_cloud_tasks_queue_iam_member" "claim_enqueues_poll" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_tasks_queue.poll.name
-  role     = "roles/cloudtasks.enqueuer"
-  member   = google_service_account.claim.member
+locals {
+  enqueues = {
+    claim = ["poll", "issue"]
+    poll  = ["poll", "issue"]
+    issue = ["issue"]
+  }
+  queue_names = {
+    poll  = google_cloud_tasks_queue.poll.name
+    issue = google_cloud_tasks_queue.issue.name
+  }
 }
 
-resource "google_cloud_tasks_queue_iam_member" "poll_enqueues_poll" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_tasks_queue.poll.name
-  role     = "roles/cloudtasks.enqueuer"
-  member   = google_service_account.poll.member
-}
+resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
+  for_each = merge([
+    for fn, queues in local.enqueues : { for q in queues : "${fn}/${q}" => { fn = fn, queue = q } }
+  ]...)
 
-resource "google_cloud_tasks_queue_iam_member" "poll_enqueues_issue" {
   project  = var.project_id
   location = var.region
-  name     = google_cloud_tasks_queue.issue.name
+  name     = local.queue_names[each.value.queue]
   role     = "roles/cloudtasks.enqueuer"
-  member   = google_service_account.poll.member
+  member   = local.function_members[each.value.fn]
 }
 
 resource "google_service_account_iam_member" "enqueuers_act_as_tasks" {
-  for_each = {
-    claim = google_service_account.claim.member
-    poll  = google_service_account.poll.member
-  }
+  for_each = local.enqueues
 
   service_account_id = google_service_account.tasks.name
   role               = "roles/iam.serviceAccountUser"
-  member             = each.value
+  member             = local.function_members[each.key]
 }
 
 # --- Invokers: who may call which function ------------------------------------------
