@@ -152,7 +152,7 @@ plan_refused() {
   echo "refused $var"
 }
 plan_refused 'publisher_members=["allUsers"]' "never allUsers or allAuthenticatedUsers"
-plan_refused 'tasks_max_attempts=0' "tasks_max_attempts must be a whole number from 2 to 100"
+plan_refused 'tasks_max_attempts=4' "tasks_max_attempts must be a whole number from 5 to 100"
 plan_refused 'name_prefix=Bad_Prefix' "name_prefix must be 2-20 lowercase letters"
 plan_refused 'adapter_config={"unterminated' "adapter_config must be valid JSON"
 plan_refused 'secret_env={scep = {secret_id = "s"}}' "secret_env keys must be environment variable names"

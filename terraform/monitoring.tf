@@ -270,7 +270,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      ClaimProcess failed on a notification ${var.claim_max_delivery_attempts} times; Pub/Sub moved it to the dead-letter topic, so its process was not started.
+      ClaimProcess failed on a notification ${var.tasks_max_attempts} times; Pub/Sub moved it to the dead-letter topic, so its process was not started.
       Look at the messages, fix the cause (usually in the ClaimProcess logs), then replay them by publishing their data to ${google_pubsub_topic.notifications.name} again:
 
           gcloud pubsub subscriptions pull ${google_pubsub_subscription.dead_letter.name} --project=${var.project_id} --limit=10

@@ -33,7 +33,7 @@ resource "google_pubsub_topic_iam_member" "notification_publishers" {
   member  = each.value
 }
 
-# Notifications that ClaimProcess failed on claim_max_delivery_attempts times.
+# Notifications that ClaimProcess failed on tasks_max_attempts times.
 # Nothing consumes it automatically: the dead-letter alert (monitoring.tf)
 # tells a person to look, and the pull subscription keeps the messages for
 # inspection and replay.
@@ -83,7 +83,8 @@ resource "google_pubsub_subscription" "claim" {
   }
 
   # A transient error (ClaimProcess returns non-2xx) is redelivered with
-  # exponential backoff; after claim_max_delivery_attempts the message goes to
+  # exponential backoff; after tasks_max_attempts deliveries (the same bound as
+  # the queues', which ClaimProcess reads as TASKS_MAX_ATTEMPTS) the message goes to
   # the dead-letter topic instead of retrying for the whole retention period.
   retry_policy {
     minimum_backoff = var.claim_retry_backoff.minimum
@@ -91,7 +92,7 @@ resource "google_pubsub_subscription" "claim" {
   }
   dead_letter_policy {
     dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = var.claim_max_delivery_attempts
+    max_delivery_attempts = var.tasks_max_attempts
   }
 
   # Pushing needs the push identity's invoker grant and Pub/Sub's right to mint

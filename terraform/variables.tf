@@ -109,17 +109,6 @@ variable "publisher_members" {
   }
 }
 
-variable "claim_max_delivery_attempts" {
-  description = "Deliveries of one notification to ClaimProcess before Pub/Sub moves it to the dead-letter topic."
-  type        = number
-  default     = 10
-
-  validation {
-    condition     = var.claim_max_delivery_attempts >= 5 && var.claim_max_delivery_attempts <= 100
-    error_message = "claim_max_delivery_attempts must be between 5 and 100 (Pub/Sub's limits)."
-  }
-}
-
 variable "claim_retry_backoff" {
   description = "Minimum and maximum backoff between redeliveries of a notification that ClaimProcess failed (a transient error)."
   type = object({
@@ -143,13 +132,15 @@ variable "claim_retry_backoff" {
 # --- Cloud Tasks -------------------------------------------------------------
 
 variable "tasks_max_attempts" {
-  description = "Attempts of one task before Cloud Tasks gives up (TASKS_MAX_ATTEMPTS). The functions turn a transient error on the last attempt into a reported failure, so every process ends."
+  description = "Attempts of one task, and deliveries of one notification, before Cloud Tasks gives up or Pub/Sub dead-letters it (TASKS_MAX_ATTEMPTS: the functions read the same number and turn a transient error on the last attempt into a reported failure, so every process ends)."
   type        = number
   default     = 10
 
   validation {
-    condition     = floor(var.tasks_max_attempts) == var.tasks_max_attempts && var.tasks_max_attempts >= 2 && var.tasks_max_attempts <= 100
-    error_message = "tasks_max_attempts must be a whole number from 2 to 100 (unlimited attempts would let a process wait forever)."
+    # 5 is Pub/Sub's least max_delivery_attempts; unlimited attempts would let
+    # a process wait forever.
+    condition     = floor(var.tasks_max_attempts) == var.tasks_max_attempts && var.tasks_max_attempts >= 5 && var.tasks_max_attempts <= 100
+    error_message = "tasks_max_attempts must be a whole number from 5 to 100."
   }
 }
 

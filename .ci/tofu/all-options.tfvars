@@ -15,8 +15,7 @@ firestore_collection   = "processes"
 record_ttl             = "24h"
 scope_firestore_grants = false
 
-claim_max_delivery_attempts = 5
-claim_retry_backoff         = { minimum = "5s", maximum = "300s" }
+claim_retry_backoff = { minimum = "5s", maximum = "300s" }
 
 tasks_max_attempts  = 20
 tasks_retry_backoff = { minimum = "1s", maximum = "60s" }
