@@ -2,8 +2,8 @@
 // account: the Certificate Provisioning API emulator and its simulated clients,
 // the three functions' handlers, an in-process Pub/Sub delivery, the embedded
 // task dispatcher, the in-memory store and a CA. It is the local run, the load
-// benchmark and the fault campaign: the same pipeline code as in production,
-// only the endpoints differ.
+// benchmark, the poll schedule comparison and the fault campaign: the same
+// pipeline code as in production, only the endpoints differ.
 package simulation
 
 import (
@@ -16,12 +16,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"runtime"
-	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -33,7 +29,6 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
-	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tasks/embedded"
@@ -52,6 +47,11 @@ func (r Range) pick(rng *rand.Rand) time.Duration {
 	return r.Min + time.Duration(rng.Int64N(int64(r.Max-r.Min)))
 }
 
+// Scale returns r with both ends divided by f.
+func (r Range) Scale(f float64) Range {
+	return Range{Min: time.Duration(float64(r.Min) / f), Max: time.Duration(float64(r.Max) / f)}
+}
+
 // Options describe one run. Shares are fractions of Clients.
 type Options struct {
 	Clients int
@@ -65,6 +65,13 @@ type Options struct {
 	FastDelay, SlowDelay Range
 	// Schedule is the poll schedule; its Deadline ends silent clients.
 	Schedule config.PollSchedule
+	// Shape, when set, moves every poll task to the time Shape says (a
+	// schedule the pipeline's PollSchedule cannot express yet; see Shape).
+	Shape *Shape
+	// TimeScale is the factor by which the caller divided the client delays
+	// and the poll schedule (0 or 1: real time). The report gives the
+	// latencies both as measured and multiplied back (see Report).
+	TimeScale float64
 	// Arrival is the rate of new clients per second; 0: all at once.
 	Arrival float64
 	// Adapter is the adapter config; nil: the built-in default (Default).
@@ -83,107 +90,67 @@ type Options struct {
 	CrashRate     float64
 	// CAFault, when set, is consulted before each issuance (outages, refusals).
 	CAFault func(req ca.Request) error
+	// APIFault, when set, decides a fault per API request before ErrorRate and
+	// LostRate (cpemulator.Options.Fault).
+	APIFault func(method, processName string) cpemulator.Fault
+	// StoreFault fails a store operation before it happens;
+	// StoreAfterCommitFault fails it after it committed (memory.Store hooks).
+	StoreFault, StoreAfterCommitFault memory.Fault
+	// Crash, when set, replaces CrashRate: it is the pipeline's crash hook.
+	Crash func(point string) error
+	// Lease of the pipeline's steps with side effects; default 5s.
+	Lease time.Duration
 	// Concurrency of the task dispatcher; default 64.
 	Concurrency int
+	// TaskMaxBackoff bounds the dispatcher's retry backoff; default 5s.
+	TaskMaxBackoff time.Duration
+	// CPUByFunction samples a CPU profile during the run to attribute CPU
+	// time to the three functions (Report.FunctionCPUSeconds). Only one run
+	// per process may profile at a time.
+	CPUByFunction bool
 }
 
-// Scenario is what a simulated client does, and so how its process must end.
-type Scenario string
-
-const (
-	Online    Scenario = "online"
-	Slow      Scenario = "slow"
-	Silent    Scenario = "silent"
-	Wrong     Scenario = "wrong"
-	Elsewhere Scenario = "claimed_elsewhere"
-)
-
-// Expected is the outcome each scenario must end in.
-func (s Scenario) Expected() progress.State {
-	switch s {
-	case Silent, Wrong:
-		return progress.StateFailed
-	case Elsewhere:
-		return progress.StateClaimedElsewhere
-	}
-	return progress.StateUploaded
+// world is a running simulation: what the report and the campaign inspect.
+type world struct {
+	emu      *cpemulator.Emulator
+	store    *memory.Store
+	clients  []Client
+	cas      *CARecorder
+	disp     *embedded.Dispatcher
+	pubsub   pubsubStats
+	invoked  [3]atomic.Int64
+	wall     time.Duration
+	cpu      time.Duration
+	fnCPU    map[string]float64
+	heapPeak float64
 }
 
-// Default is the built-in adapter config of the local run: the development CA
-// and a device and a user profile.
-func Default() config.Adapter {
-	return config.Adapter{
-		AllowedCustomers: []string{Customer},
-		CAConnections: map[string]config.CAConnection{
-			cpemulator.DefaultCARef: {Type: devca.Type},
-		},
-		Profiles: defaultProfiles(),
-	}
+type pubsubStats struct {
+	deliveries, duplicates, deadLettered atomic.Int64
 }
 
-// Report is what a run measured. JSON field names are part of the local run's
-// contract (-report).
-type Report struct {
-	Clients            int              `json:"clients"`
-	Outcomes           Outcomes         `json:"outcomes"`
-	Scenarios          map[Scenario]int `json:"scenarios"`
-	APICalls           map[string]int   `json:"api_calls"`
-	TimeToCertificate  Percentiles      `json:"time_to_certificate_ms"`
-	AddedLatency       Percentiles      `json:"added_latency_ms"`
-	PerEnrollment      PerEnrollment    `json:"per_enrollment"`
-	Store              memory.Stats     `json:"store"`
-	Tasks              embedded.Stats   `json:"tasks"`
-	Invocations        map[string]int64 `json:"invocations"`
-	CertificatesIssued int64            `json:"certificates_issued"`
-	WallSeconds        float64          `json:"wall_seconds"`
-	EnrollmentsPerSec  float64          `json:"enrollments_per_second"`
-	CPUSeconds         float64          `json:"cpu_seconds"`
-	PeakRSSMiB         float64          `json:"peak_rss_mib"`
-	Violations         []string         `json:"violations"`
-	Unexpected         []string         `json:"unexpected"`
+// lockedRand is a random source shared by goroutines.
+type lockedRand struct {
+	mu  sync.Mutex
+	rng *rand.Rand
 }
 
-// Outcomes counts how processes ended.
-type Outcomes struct {
-	Uploaded         int `json:"uploaded"`
-	Failed           int `json:"failed"`
-	ClaimedElsewhere int `json:"claimed_elsewhere"`
-	Unfinished       int `json:"unfinished"`
-}
-
-// Percentiles in milliseconds.
-type Percentiles struct {
-	P50 float64 `json:"p50"`
-	P95 float64 `json:"p95"`
-	P99 float64 `json:"p99"`
-	N   int     `json:"n"`
-}
-
-// PerEnrollment divides totals by the number of clients.
-type PerEnrollment struct {
-	APICalls        map[string]float64 `json:"api_calls"`
-	StoreReads      float64            `json:"store_reads"`
-	StoreWrites     float64            `json:"store_writes"`
-	Invocations     float64            `json:"function_invocations"`
-	CPUMilliseconds float64            `json:"cpu_ms"`
-}
-
-// OK reports whether every process ended as its scenario expects and no
-// invariant was violated.
-func (r *Report) OK() bool { return len(r.Unexpected) == 0 && len(r.Violations) == 0 }
-
-// client is one simulated client's bookkeeping.
-type client struct {
-	name     string
-	key      string
-	scenario Scenario
+func (l *lockedRand) Float64() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rng.Float64()
 }
 
 // Run runs a simulation to its end and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
-	if o.Clients <= 0 {
-		return nil, errors.New("simulation: clients must be positive")
+	w, err := run(ctx, &o)
+	if err != nil {
+		return nil, err
 	}
+	return w.report(&o), nil
+}
+
+func (o *Options) defaults() {
 	if o.Schedule.Initial <= 0 {
 		o.Schedule = config.DefaultPoll
 	}
@@ -193,9 +160,25 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 64
 	}
+	if o.Lease <= 0 {
+		o.Lease = 5 * time.Second
+	}
+	if o.TaskMaxBackoff <= 0 {
+		o.TaskMaxBackoff = 5 * time.Second
+	}
+	if o.TimeScale <= 0 {
+		o.TimeScale = 1
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+}
+
+func run(ctx context.Context, o *Options) (*world, error) {
+	if o.Clients <= 0 {
+		return nil, errors.New("simulation: clients must be positive")
+	}
+	o.defaults()
 	cfg := Default()
 	if o.Adapter != nil {
 		cfg = *o.Adapter
@@ -203,13 +186,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := cfg.Validate(adapter.ConnectorTypes()); err != nil {
 		return nil, fmt.Errorf("simulation: adapter config: %w", err)
 	}
-	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed))
+	rng := &lockedRand{rng: rand.New(rand.NewPCG(o.Seed, 0x5eed))}
+	w := &world{store: memory.New(), cas: NewCARecorder()}
+
+	var stopCPU func() map[string]float64
+	if o.CPUByFunction {
+		var err error
+		if stopCPU, err = startCPUProfile(); err != nil {
+			return nil, fmt.Errorf("simulation: %w", err)
+		}
+	}
 	start := time.Now()
-	cpuStart := cpuTime()
+	cpuStart := ProcessCPU()
 
 	// The API emulator, served over real HTTP on a loopback port.
 	var deliver func(data []byte)
-	emu := cpemulator.New(cpemulator.Options{
+	w.emu = cpemulator.New(cpemulator.Options{
 		Publish: func(_ context.Context, data []byte, _ map[string]string) error {
 			deliver(data)
 			return nil
@@ -217,13 +209,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Encoding:         cpemulator.NotifyAlternate,
 		ErrorRate:        o.ErrorRate,
 		LostResponseRate: o.LostRate,
+		Fault:            o.APIFault,
 		Seed:             o.Seed,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("simulation: listen: %w", err)
 	}
-	srv := &http.Server{Handler: emu}
+	srv := &http.Server{Handler: w.emu}
 	go srv.Serve(ln)
 	defer srv.Close()
 	api, err := cpapi.New(ctx, cpapi.Options{
@@ -238,27 +231,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simulation: %w", err)
 	}
-	var issued func() int64 = func() int64 { return -1 }
-	for _, c := range cas {
-		if d, ok := c.(*devca.Connector); ok {
-			if o.CAFault != nil {
-				d.SetFault(o.CAFault)
-			}
-			prev := issued
-			issued = func() int64 {
-				n := prev()
-				if n < 0 {
-					n = 0
-				}
-				return n + d.Issued()
-			}
+	for ref, c := range cas {
+		if d, ok := c.(*devca.Connector); ok && o.CAFault != nil {
+			d.SetFault(o.CAFault)
 		}
+		cas[ref] = w.cas.Wrap(c)
 	}
 
-	store := memory.New()
-	var crashRNG sync.Mutex
+	w.store.SetFault(o.StoreFault)
+	w.store.SetAfterCommitFault(o.StoreAfterCommitFault)
 	p := &pipeline.Pipeline{
-		Store:       store,
+		Store:       w.store,
 		API:         api,
 		CAs:         cas,
 		Profiles:    cfg.Profiles,
@@ -267,13 +250,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Schedule:    o.Schedule,
 		TTL:         config.DefaultRecordTTL,
 		MaxAttempts: config.DefaultTasksMaxAttempts,
-		Lease:       5 * time.Second,
+		Lease:       o.Lease,
 		Log:         o.Log,
+		Crash:       o.Crash,
 	}
-	if o.CrashRate > 0 {
+	if p.Crash == nil && o.CrashRate > 0 {
 		p.Crash = func(string) error {
-			crashRNG.Lock()
-			defer crashRNG.Unlock()
 			if rng.Float64() < o.CrashRate {
 				return errors.New("crash")
 			}
@@ -281,32 +263,33 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, o.Log, nil }
-	var invocations [3]atomic.Int64
 	count := func(i int, h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			invocations[i].Add(1)
-			h.ServeHTTP(w, r)
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			w.invoked[i].Add(1)
+			labelled(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })
 		})
 	}
-	disp := embedded.New(map[tasks.Queue]http.Handler{
+	w.disp = embedded.New(map[tasks.Queue]http.Handler{
 		tasks.QueuePoll:  count(1, adapter.Poll(get)),
 		tasks.QueueIssue: count(2, adapter.Issue(get)),
 	}, embedded.Options{
 		MaxAttempts:   config.DefaultTasksMaxAttempts,
 		MinBackoff:    100 * time.Millisecond,
-		MaxBackoff:    5 * time.Second,
+		MaxBackoff:    o.TaskMaxBackoff,
 		Concurrency:   o.Concurrency,
 		DuplicateRate: o.DuplicateRate,
 		Seed:          int64(o.Seed),
 	})
-	defer disp.Close()
-	p.Tasks = disp
+	defer w.disp.Close()
+	p.Tasks = w.disp
+	if o.Shape != nil {
+		p.Tasks = &shapedQueue{next: w.disp, store: w.store, shape: *o.Shape, sched: o.Schedule, rng: rng}
+	}
 
 	// Pub/Sub push delivery, at least once: retried with backoff on error,
 	// dead-lettered after 10 attempts (as terraform configures it).
 	claim := adapter.Claim(get)
 	var pubsubWG sync.WaitGroup
-	var deadLettered atomic.Int64
 	var msgN atomic.Int64
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -314,6 +297,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		copies := 1
 		if o.DuplicateRate > 0 && rng.Float64() < o.DuplicateRate {
 			copies = 2
+			w.pubsub.duplicates.Add(1)
 		}
 		for range copies {
 			pubsubWG.Add(1)
@@ -322,12 +306,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				ev := pubsubEvent(data, msgN.Add(1))
 				backoff := 100 * time.Millisecond
 				for attempt := 1; ; attempt++ {
-					invocations[0].Add(1)
-					if err := claim(runCtx, ev); err == nil {
+					w.invoked[0].Add(1)
+					w.pubsub.deliveries.Add(1)
+					var err error
+					labelled(runCtx, functionNames[0], func(ctx context.Context) { err = claim(ctx, ev) })
+					if err == nil {
 						return
 					}
 					if attempt >= 10 {
-						deadLettered.Add(1)
+						w.pubsub.deadLettered.Add(1)
 						return
 					}
 					select {
@@ -342,238 +329,67 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	// The clients.
-	clients := make([]client, o.Clients)
-	scen := scenarios(o, rng)
-	var addErrs []error
-	for i := range clients {
-		if o.Arrival > 0 && i > 0 {
-			time.Sleep(time.Duration(float64(time.Second) / o.Arrival))
-		}
-		spec := cpemulator.ClientSpec{Customer: Customer, Key: cpemulator.RSA2048}
-		if i%2 == 1 {
-			spec.Key = cpemulator.ECP256
-		}
-		if i%3 == 2 {
-			spec.Kind = cpemulator.User
-		}
-		s := scen[i]
-		switch s {
-		case Online:
-			spec.SignDelay = o.FastDelay.pick(rng)
-		case Slow:
-			spec.SignDelay = o.SlowDelay.pick(rng)
-		case Silent:
-			spec.Behaviour = cpemulator.Silent
-		case Wrong:
-			spec.Behaviour = cpemulator.Wrong
-			spec.SignDelay = o.FastDelay.pick(rng)
-		case Elsewhere:
-			spec.ClaimedBy = "another-adapter"
-		}
-		name, err := emu.AddClient(ctx, spec)
-		if err != nil {
-			addErrs = append(addErrs, err)
-			continue
-		}
-		snap, _ := emu.Process(name)
-		clients[i] = client{name: name, key: progress.Key(Customer, snap.ID), scenario: s}
+	clients, err := AddClients(ctx, w.emu, Customer, *o, rng.rng, &rng.mu)
+	if err != nil {
+		return nil, fmt.Errorf("simulation: %w", err)
 	}
-	if err := errors.Join(addErrs...); err != nil {
-		return nil, fmt.Errorf("simulation: add clients: %w", err)
-	}
+	w.clients = clients
 
 	// Wait until every process is finished, or the timeout.
 	deadline := time.Now().Add(o.Timeout)
 	lastProgress := time.Now()
+	pending := make([]Client, len(clients))
+	copy(pending, clients)
+	counts := statusCounts{}
 	for {
-		done, counts := finished(ctx, store, clients)
+		pending = w.sweep(ctx, pending, counts)
+		w.heapPeak = max(w.heapPeak, heapMiB())
 		if o.Progress != nil && time.Since(lastProgress) >= o.ProgressEvery {
 			lastProgress = time.Now()
 			fmt.Fprintf(o.Progress, "%6.1fs  %s\n", time.Since(start).Seconds(), counts)
 		}
-		if done || time.Now().After(deadline) || ctx.Err() != nil {
+		if len(pending) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
-	wall := time.Since(start)
+	w.wall = time.Since(start)
+	w.cpu = ProcessCPU() - cpuStart
+	if stopCPU != nil {
+		w.fnCPU = stopCPU()
+	}
 	cancel()
-	disp.Close()
+	w.disp.Close()
 	pubsubWG.Wait()
-
-	r := &Report{
-		Clients:            o.Clients,
-		Scenarios:          map[Scenario]int{},
-		APICalls:           emu.Calls(),
-		Store:              store.Stats(),
-		Tasks:              disp.Stats(),
-		CertificatesIssued: issued(),
-		WallSeconds:        wall.Seconds(),
-		CPUSeconds:         (cpuTime() - cpuStart).Seconds(),
-		PeakRSSMiB:         peakRSSMiB(),
-		Invocations: map[string]int64{
-			"ClaimProcess": invocations[0].Load(), "PollSignature": invocations[1].Load(), "IssueCertificate": invocations[2].Load(),
-		},
-	}
-	if n := deadLettered.Load(); n > 0 {
-		r.Violations = append(r.Violations, fmt.Sprintf("%d Pub/Sub messages dead-lettered", n))
-	}
-	var ttc, added []float64
-	for _, c := range clients {
-		r.Scenarios[c.scenario]++
-		rec, err := store.Get(context.Background(), c.key)
-		snap, _ := emu.Process(c.name)
-		state := progress.State("NONE")
-		if err == nil {
-			state = rec.State
-		}
-		switch state {
-		case progress.StateUploaded:
-			r.Outcomes.Uploaded++
-			ttc = append(ttc, ms(rec.UploadedAt.Sub(rec.CreatedAt)))
-			if !snap.SignedAt.IsZero() {
-				added = append(added, ms(rec.UploadedAt.Sub(snap.SignedAt)-rec.CADuration))
-			}
-		case progress.StateFailed:
-			r.Outcomes.Failed++
-		case progress.StateClaimedElsewhere:
-			r.Outcomes.ClaimedElsewhere++
-		default:
-			r.Outcomes.Unfinished++
-		}
-		if want := c.scenario.Expected(); state != want {
-			r.Unexpected = append(r.Unexpected, fmt.Sprintf("%s (%s): ended %s, want %s%s", c.name, c.scenario, state, want, history(rec)))
-		}
-		r.Violations = append(r.Violations, check(c, rec, snap)...)
-	}
-	for _, v := range emu.Violations() {
-		r.Violations = append(r.Violations, fmt.Sprintf("API emulator: %+v", v))
-	}
-	r.TimeToCertificate = percentiles(ttc)
-	r.AddedLatency = percentiles(added)
-	if wall > 0 {
-		r.EnrollmentsPerSec = float64(r.Outcomes.Uploaded) / wall.Seconds()
-	}
-	n := float64(o.Clients)
-	r.PerEnrollment = PerEnrollment{
-		APICalls:        map[string]float64{},
-		StoreReads:      float64(r.Store.Reads) / n,
-		StoreWrites:     float64(r.Store.Writes) / n,
-		Invocations:     float64(r.Invocations["ClaimProcess"]+r.Invocations["PollSignature"]+r.Invocations["IssueCertificate"]) / n,
-		CPUMilliseconds: r.CPUSeconds * 1000 / n,
-	}
-	for m, c := range r.APICalls {
-		r.PerEnrollment.APICalls[m] = float64(c) / n
-	}
-	sort.Strings(r.Unexpected)
-	return r, nil
+	return w, nil
 }
 
-// check compares one process's record with what the API saw, against the
-// invariants of architecture.md.
-func check(c client, rec *progress.Record, snap cpemulator.Snapshot) []string {
-	var v []string
-	add := func(format string, args ...any) {
-		v = append(v, fmt.Sprintf("%s: ", c.name)+fmt.Sprintf(format, args...)+history(rec))
-	}
-	if snap.SignDataCalls > 1 {
-		add("signData reached the client %d times", snap.SignDataCalls)
-	}
-	if snap.UploadCalls > 1 {
-		add("%d uploads", snap.UploadCalls)
-	}
-	if rec == nil {
-		return v
-	}
-	switch rec.State {
-	case progress.StateUploaded:
-		if snap.UploadedPEM == "" || snap.UploadedPEM != rec.CertificatePEM {
-			add("recorded UPLOADED but the API holds a different certificate")
-		}
-	case progress.StateFailed:
-		if snap.FailureMessage == "" {
-			add("failed, but the API shows no failure (setFailure missing)")
-		}
-		if !rec.FailureReported {
-			add("failed without setFailure being confirmed")
+// sweep returns the clients of pending whose process has not ended, and
+// counts every client's state in counts (terminal ones stay counted).
+func (w *world) sweep(ctx context.Context, pending []Client, counts statusCounts) []Client {
+	for k := range counts {
+		if !k.Terminal() {
+			delete(counts, k)
 		}
 	}
-	if snap.UploadCalls > 0 && rec.State != progress.StateUploaded {
-		add("uploaded to the API but recorded %s", rec.State)
-	}
-	return v
-}
-
-func history(rec *progress.Record) string {
-	if rec == nil {
-		return " [no record]"
-	}
-	s := " ["
-	for i, h := range rec.History {
-		if i > 0 {
-			s += " "
-		}
-		s += string(h.To)
-	}
-	if rec.LastError != "" {
-		s += "; last error: " + rec.LastError
-	}
-	return s + "]"
-}
-
-func scenarios(o Options, rng *rand.Rand) []Scenario {
-	n := o.Clients
-	s := make([]Scenario, 0, n)
-	for _, share := range []struct {
-		sc Scenario
-		f  float64
-	}{{Slow, o.Slow}, {Silent, o.Silent}, {Wrong, o.Wrong}, {Elsewhere, o.Elsewhere}} {
-		for range int(share.f*float64(n) + 0.5) {
-			if len(s) < n {
-				s = append(s, share.sc)
-			}
-		}
-	}
-	for len(s) < n {
-		s = append(s, Online)
-	}
-	rng.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
-	return s
-}
-
-// statusCounts is a progress line.
-type statusCounts map[progress.State]int
-
-func (c statusCounts) String() string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, string(k))
-	}
-	sort.Strings(keys)
-	s := ""
-	for _, k := range keys {
-		s += fmt.Sprintf("%s=%d ", k, c[progress.State(k)])
-	}
-	return s
-}
-
-func finished(ctx context.Context, s *memory.Store, clients []client) (bool, statusCounts) {
-	counts := statusCounts{}
-	done := true
-	for _, c := range clients {
-		rec, err := s.Peek(ctx, c.key)
+	out := pending[:0]
+	for _, c := range pending {
+		rec, err := w.store.Peek(ctx, c.Key)
 		if err != nil {
 			counts["PENDING"]++
-			done = false
+			out = append(out, c)
 			continue
 		}
 		counts[rec.State]++
 		if !rec.State.Terminal() {
-			done = false
+			out = append(out, c)
 		}
 	}
-	return done, counts
+	return out
 }
+
+// functionNames index the invocation counters.
+var functionNames = [3]string{"ClaimProcess", "PollSignature", "IssueCertificate"}
 
 func pubsubEvent(data []byte, n int64) event.Event {
 	e := event.New()
@@ -588,34 +404,14 @@ func pubsubEvent(data []byte, n int64) event.Event {
 	return e
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func percentiles(v []float64) Percentiles {
-	if len(v) == 0 {
-		return Percentiles{}
+// Default is the built-in adapter config of the local run: the development CA
+// and a device and a user profile.
+func Default() config.Adapter {
+	return config.Adapter{
+		AllowedCustomers: []string{Customer},
+		CAConnections: map[string]config.CAConnection{
+			cpemulator.DefaultCARef: {Type: devca.Type},
+		},
+		Profiles: defaultProfiles(),
 	}
-	slices.Sort(v)
-	at := func(q float64) float64 {
-		i := int(q*float64(len(v))+0.5) - 1
-		return v[max(0, min(i, len(v)-1))]
-	}
-	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), N: len(v)}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func peakRSSMiB() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return float64(m.Sys) / (1 << 20)
-	}
-	return float64(ru.Maxrss) / 1024 // KiB on Linux
 }
