@@ -8,6 +8,8 @@ package simulation
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
+	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tasks/embedded"
@@ -76,6 +79,13 @@ type Options struct {
 	Arrival float64
 	// Adapter is the adapter config; nil: the built-in default (Default).
 	Adapter *config.Adapter
+	// Secrets resolves the secret names the CA connections name (their
+	// ...Env settings); nil: a local run has none, and a connection that
+	// needs one fails to build.
+	Secrets func(name string) (string, error)
+	// Sealer seals challenge passwords in the records; nil with a connection
+	// that puts a challenge into the CSR: a random key for this run.
+	Sealer *seal.Sealer
 	// Seed makes the mix repeatable.
 	Seed uint64
 	// Timeout ends the run; processes not finished by then are "unfinished".
@@ -227,7 +237,19 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		return nil, err
 	}
 
-	cas, err := adapter.BuildCAs(ctx, cfg, func(name string) (string, error) { return "", fmt.Errorf("secret %s: none in a local run", name) })
+	secrets := o.Secrets
+	if secrets == nil {
+		secrets = func(name string) (string, error) { return "", fmt.Errorf("secret %s: none in a local run", name) }
+	}
+	sealer := o.Sealer
+	if sealer == nil {
+		key := make([]byte, 32)
+		crand.Read(key)
+		if sealer, err = adapter.Sealer(func(string) (string, bool) { return base64.StdEncoding.EncodeToString(key), true }, cfg); err != nil {
+			return nil, fmt.Errorf("simulation: %w", err)
+		}
+	}
+	cas, err := adapter.BuildCAs(ctx, cfg, secrets)
 	if err != nil {
 		return nil, fmt.Errorf("simulation: %w", err)
 	}
@@ -253,6 +275,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Lease:       o.Lease,
 		Log:         o.Log,
 		Crash:       o.Crash,
+		Sealer:      sealer,
 	}
 	if p.Crash == nil && o.CrashRate > 0 {
 		p.Crash = func(string) error {

@@ -42,7 +42,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	var (
 		clients    = fs.Int("clients", 20, "number of simulated clients to enroll")
 		report     = fs.String("report", "", "write the JSON report to this file")
-		configFile = fs.String("config", "", "adapter config JSON (CA connections, profiles, allowedCustomers); default: the built-in development CA")
+		configFile = fs.String("config", "", "adapter config JSON (CA connections, profiles, allowedCustomers); secrets it names are read from the environment; default: the built-in development CA")
 		slow       = fs.Float64("slow", 0, "share of slow clients, which sign within -slow-delay")
 		silent     = fs.Float64("silent", 0, "share of silent clients, which never sign (failed at the poll deadline)")
 		wrong      = fs.Float64("wrong", 0, "share of clients that sign wrongly (failed: signature does not verify)")
@@ -111,6 +111,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			return 2, fmt.Errorf("-config %s:\n%w", *configFile, err)
 		}
 		o.Adapter = &a
+		o.Secrets = adapter.EnvSecrets(os.LookupEnv)
 	}
 	r, err := simulation.Run(ctx, o)
 	if err != nil {
