@@ -190,6 +190,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 		}
 		return nil, p.apiError(ctx, rec, "claim", err)
 	}
+	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
 	if err := p.crash("claim:after-claim"); err != nil {
 		return nil, err
 	}
@@ -444,4 +445,29 @@ func processVars(rec *progress.Record, proc *cpapi.Process) profile.Vars {
 		deviceID, serial = d.DeviceDirectoryApiId, d.SerialNumber
 	}
 	return profile.NewVars(rec.Customer, rec.ProcessID, proc.ProvisioningProfileId, email, userID, deviceID, serial)
+}
+
+// processIdentity names the device and the user of a process in the log, so
+// that "what happened to device X" has an answer: the Directory API ids and
+// the serial number. The user's email is personal data and not logged.
+func processIdentity(proc *cpapi.Process) []any {
+	var attrs []any
+	dev := proc.ChromeOsDevice
+	if s := proc.ChromeOsUserSession; s != nil {
+		if s.UserDirectoryApiId != "" {
+			attrs = append(attrs, slog.String("user_id", s.UserDirectoryApiId))
+		}
+		if dev == nil {
+			dev = s.ChromeOsDevice
+		}
+	}
+	if dev != nil {
+		if dev.DeviceDirectoryApiId != "" {
+			attrs = append(attrs, slog.String("device_id", dev.DeviceDirectoryApiId))
+		}
+		if dev.SerialNumber != "" {
+			attrs = append(attrs, slog.String("device_serial", dev.SerialNumber))
+		}
+	}
+	return attrs
 }

@@ -1,0 +1,113 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/chromeos-certprov/adapter/shared/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/logging"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+)
+
+// syncBuffer is a log sink shared by concurrent deliveries.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) entries(t *testing.T) []map[string]any {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line is not JSON: %q: %v", line, err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// Every state transition is logged once, with the process, the customer, the
+// state and the elapsed time; the device is named once, on the claim; a
+// failure carries its reason and the device's message. Duplicate deliveries
+// do not log a transition twice.
+func TestEveryTransitionLoggedOnce(t *testing.T) {
+	h := newHarness(t, cpemulator.Options{})
+	var buf syncBuffer
+	h.p.Log = logging.New(&buf, slog.LevelInfo, "test")
+	h.dup = true
+	ok, okNote := h.add(cpemulator.ClientSpec{Kind: cpemulator.Device, Key: cpemulator.ECP256, DeviceID: "dev-42", Serial: "SN42", SignDelay: 30 * time.Second})
+	bad, badNote := h.add(cpemulator.ClientSpec{Kind: cpemulator.User, Key: cpemulator.RSA2048, Behaviour: cpemulator.Wrong})
+	for _, n := range [][]byte{okNote, badNote, okNote} {
+		if err := h.claim(n, 1); err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+	}
+	h.drain()
+	h.wantUploaded(ok)
+	h.wantFailed(bad, "signature")
+
+	logged := map[string][]string{}
+	claimed := map[string]map[string]any{}
+	for _, e := range buf.entries(t) {
+		pid, _ := e["process_id"].(string)
+		switch e["message"] {
+		case "state transition":
+			st, _ := e["state"].(string)
+			logged[pid] = append(logged[pid], st)
+			if e["customer"] != customer {
+				t.Errorf("transition %s of %s: customer %v", st, pid, e["customer"])
+			}
+			if _, ok := e["elapsed_ms"]; !ok && st != string(progress.StateReceived) {
+				t.Errorf("transition %s of %s has no elapsed_ms", st, pid)
+			}
+			switch progress.State(st) {
+			case progress.StateFailed:
+				if e["reason"] == "" || e["failure_message"] == "" || e["severity"] != "WARNING" {
+					t.Errorf("FAILED entry lacks reason, failure_message or WARNING: %v", e)
+				}
+			case progress.StateUploaded:
+				if _, ok := e["time_to_certificate_ms"]; !ok {
+					t.Errorf("UPLOADED entry lacks time_to_certificate_ms: %v", e)
+				}
+			}
+		case "process claimed":
+			claimed[pid] = e
+		}
+	}
+	for _, name := range []string{ok, bad} {
+		rec := h.record(name)
+		var want []string
+		for _, c := range rec.History {
+			if s := string(c.To); len(want) == 0 || want[len(want)-1] != s {
+				want = append(want, s)
+			}
+		}
+		if diff := cmp.Diff(want, logged[rec.ProcessID]); diff != "" {
+			t.Errorf("%s: logged transitions (-history +logged):\n%s", name, diff)
+		}
+	}
+	okID := h.record(ok).ProcessID
+	if got := claimed[okID]; got["device_id"] != "dev-42" || got["device_serial"] != "SN42" {
+		t.Errorf("the claim of %s does not name its device: %v", okID, got)
+	}
+	if got := claimed[h.record(bad).ProcessID]; got["user_id"] == nil {
+		t.Errorf("the claim of a user process does not name the user: %v", got)
+	}
+}
