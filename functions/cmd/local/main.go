@@ -52,14 +52,29 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		fast       = fs.String("fast-delay", "1s-5s", "when online clients sign, a range MIN-MAX")
 		slowDelay  = fs.String("slow-delay", "30s-10m", "when slow clients sign, a range MIN-MAX")
 		scale      = fs.Float64("time-scale", 1, "divide every client delay and the poll schedule by this factor")
-		deadline   = fs.Duration("deadline", 0, "poll deadline (default: POLL_DEADLINE or 24h; silent clients end there)")
+		deadline   = fs.Duration("deadline", 0, "poll deadline, after which silent clients are failed (default: POLL_DEADLINE, or 15m in a local run; production's default is 24h)")
 		arrival    = fs.Float64("arrival", 0, "new clients per second (0: all at once)")
 		seed       = fs.Uint64("seed", 1, "random seed of the client mix and the faults")
 		logs       = fs.Bool("logs", false, "print the adapter's JSON logs to stderr")
 		quiet      = fs.Bool("quiet", false, "no progress lines")
+		load       = fs.Bool("load", false, "the load benchmark: defaults become -clients 10000 -slow 0.15 -silent 0.05 -time-scale 60 -deadline 30m -arrival 250 (80% sign in 1-5 s, 15% in 30 s-10 min, 5% never); flags given explicitly win")
+		compare    = fs.Bool("compare-schedules", false, "run the same clients once per poll schedule (default, fixed 10 s, alternatives) and print added latency against operations.get calls")
+		cpuByFn    = fs.Bool("cpu-by-function", false, "profile the run to split CPU time by function")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2, nil
+	}
+	if fs.NArg() > 0 {
+		return 2, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *load {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]string{"clients": "10000", "slow": "0.15", "silent": "0.05", "time-scale": "60", "deadline": "30m", "arrival": "250"} {
+			if !set[name] {
+				_ = fs.Set(name, v)
+			}
+		}
 	}
 	for name, v := range map[string]float64{"slow": *slow, "silent": *silent, "wrong": *wrong, "elsewhere": *elsewhere, "api-error-rate": *errorRate, "api-lost-rate": *lostRate} {
 		if v < 0 || v > 1 {
@@ -87,6 +102,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	sched := env.Poll
 	if *deadline > 0 {
 		sched.Deadline = *deadline
+	} else if _, ok := os.LookupEnv("POLL_DEADLINE"); !ok {
+		sched.Deadline = localDeadline
 	}
 	o := simulation.Options{
 		Clients: *clients, Slow: *slow, Silent: *silent, Wrong: *wrong, Elsewhere: *elsewhere,
@@ -94,6 +111,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		FastDelay: scaleRange(fastR, *scale), SlowDelay: scaleRange(slowR, *scale),
 		Schedule: scaleSchedule(sched, *scale), Arrival: *arrival, Seed: *seed,
 		ProgressEvery: time.Second,
+		TimeScale:     *scale,
+		CPUByFunction: *cpuByFn,
 	}
 	if !*quiet {
 		o.Progress = stderr
@@ -113,9 +132,25 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		o.Adapter = &a
 		o.Secrets = adapter.EnvSecrets(os.LookupEnv)
 	}
-	r, err := simulation.Run(ctx, o)
-	if err != nil {
-		return 1, err
+	var r *simulation.Report
+	if *compare {
+		// The first schedule is the default: its run is the report's main figures.
+		var reports []*simulation.Report
+		rows, err := simulation.CompareSchedules(ctx, o, simulation.Schedules(), config.DefaultPoll.Deadline, o.Progress, func(_ simulation.ScheduleSpec, rep *simulation.Report) { reports = append(reports, rep) })
+		if err != nil {
+			return 1, err
+		}
+		r = reports[0]
+		r.Schedules = rows
+		for _, rep := range reports[1:] {
+			r.Unexpected = append(r.Unexpected, rep.Unexpected...)
+			r.Violations = append(r.Violations, rep.Violations...)
+		}
+	} else {
+		var err error
+		if r, err = simulation.Run(ctx, o); err != nil {
+			return 1, err
+		}
 	}
 	printSummary(stdout, r)
 	if *report != "" {
@@ -129,6 +164,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 	return 0, nil
 }
+
+// localDeadline is the poll deadline of a local run unless POLL_DEADLINE or
+// -deadline says otherwise: production's 24 hours would keep a run with silent
+// clients going for a day.
+const localDeadline = 15 * time.Minute
 
 // localEnv is the environment of a local run: the variables a user set, with
 // the emulated endpoints filled in.
@@ -180,22 +220,46 @@ func printSummary(w io.Writer, r *simulation.Report) {
 	fmt.Fprintf(w, "\n%d clients in %.1fs\n", r.Clients, r.WallSeconds)
 	fmt.Fprintf(w, "outcomes: uploaded %d, failed %d, claimed elsewhere %d, unfinished %d\n",
 		r.Outcomes.Uploaded, r.Outcomes.Failed, r.Outcomes.ClaimedElsewhere, r.Outcomes.Unfinished)
-	methods := make([]string, 0, len(r.APICalls))
-	for m := range r.APICalls {
-		methods = append(methods, m)
-	}
-	sort.Strings(methods)
 	fmt.Fprint(w, "API calls:")
-	for _, m := range methods {
+	for _, m := range sortedKeys(r.APICalls) {
 		fmt.Fprintf(w, " %s %d", m, r.APICalls[m])
 	}
 	fmt.Fprintln(w)
-	t := r.TimeToCertificate
-	fmt.Fprintf(w, "time to certificate: p50 %.0f ms, p95 %.0f ms, p99 %.0f ms (n=%d)\n", t.P50, t.P95, t.P99, t.N)
-	a := r.AddedLatency
-	fmt.Fprintf(w, "added latency (signature available to upload, minus CA time): p50 %.0f ms, p95 %.0f ms, p99 %.0f ms\n", a.P50, a.P95, a.P99)
-	fmt.Fprintf(w, "per enrollment: store reads %.1f, writes %.1f, function invocations %.1f, CPU %.2f ms; peak RSS %.0f MiB; %.1f enrollments/s\n",
-		r.PerEnrollment.StoreReads, r.PerEnrollment.StoreWrites, r.PerEnrollment.Invocations, r.PerEnrollment.CPUMilliseconds, r.PeakRSSMiB, r.EnrollmentsPerSec)
+	pct := func(name string, p simulation.Percentiles) {
+		fmt.Fprintf(w, "%s: p50 %.0f ms, p95 %.0f ms, p99 %.0f ms (n=%d)\n", name, p.P50, p.P95, p.P99, p.N)
+	}
+	pct("time to certificate", r.TimeToCertificate)
+	pct("added latency (signature available to upload, minus CA time)", r.AddedLatency)
+	if r.TimeScale > 1 {
+		fmt.Fprintf(w, "in real time (client delays and poll waits multiplied back by the time scale %g):\n", r.TimeScale)
+		pct("  time to certificate", r.TimeToCertificateUnscaled)
+		pct("  added latency", r.AddedLatencyUnscaled)
+	}
+	pe := r.PerEnrollment
+	fmt.Fprint(w, "per enrollment: API")
+	for _, m := range sortedKeys(pe.APICalls) {
+		fmt.Fprintf(w, " %s %.2f", m, pe.APICalls[m])
+	}
+	fmt.Fprintf(w, "\n                store reads %.1f, writes %.1f; function invocations %.2f (", pe.StoreReads, pe.StoreWrites, pe.Invocations)
+	for i, f := range sortedKeys(pe.ByFunction) {
+		if i > 0 {
+			fmt.Fprint(w, ", ")
+		}
+		fmt.Fprintf(w, "%s %.2f", f, pe.ByFunction[f])
+	}
+	fmt.Fprintf(w, "); CPU %.2f ms (whole process)", pe.CPUMilliseconds)
+	if pe.FunctionCPUMilliseconds > 0 {
+		fmt.Fprintf(w, ", of which the functions %.2f ms", pe.FunctionCPUMilliseconds)
+	}
+	fmt.Fprintf(w, "\npeak RSS %.0f MiB, peak heap %.0f MiB; %.1f enrollments/s\n", r.PeakRSSMiB, r.PeakHeapMiB, r.EnrollmentsPerSec)
+	if len(r.Schedules) > 0 {
+		fmt.Fprintf(w, "\npoll schedules (real time; operations.get per enrollment as run, and with silent clients polled to the %s deadline):\n", r.Schedules[0].Deadline)
+		fmt.Fprintf(w, "%-14s %-40s %10s %10s %10s %10s %12s %10s\n", "schedule", "", "added p50", "added p95", "added p99", "ops.get", "ops.get@24h", "per signed")
+		for _, s := range r.Schedules {
+			a := s.AddedLatency
+			fmt.Fprintf(w, "%-14s %-40s %8.0fms %8.0fms %8.0fms %10.2f %12.1f %10.2f\n", s.Name, s.Schedule, a.P50, a.P95, a.P99, s.OperationsGet, s.OperationsGetAtDeadline, s.OperationsGetSigned)
+		}
+	}
 	for i, u := range r.Unexpected {
 		if i == 20 {
 			fmt.Fprintf(w, "... and %d more\n", len(r.Unexpected)-20)
@@ -210,4 +274,13 @@ func printSummary(w io.Writer, r *simulation.Report) {
 		}
 		fmt.Fprintln(w, "VIOLATION", v)
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
