@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -39,22 +40,61 @@ const (
 // DefaultPoll is the default poll schedule (see the README's Performance section
 // for the measurement that chose it).
 var DefaultPoll = PollSchedule{
-	Initial:    2 * time.Second,
-	Multiplier: 1.5,
-	Max:        60 * time.Second,
-	Jitter:     0.2,
-	Deadline:   24 * time.Hour,
+	Initial:      2 * time.Second,
+	Multiplier:   1.5,
+	Max:          10 * time.Second,
+	Jitter:       0.2,
+	LateAfter:    10 * time.Minute,
+	LateInterval: 5 * time.Minute,
+	Deadline:     24 * time.Hour,
 }
 
 // PollSchedule says when the poller asks for the signature again: Initial after
 // signData, then each delay times Multiplier up to Max, each randomised by
-// ±Jitter (a fraction), until Deadline after signData.
+// ±Jitter (a fraction); once LateAfter has passed since signData, every
+// LateInterval (±Jitter); until Deadline after signData. A client that has
+// not signed within minutes is asleep or offline: polling it often costs
+// calls and gains little. LateAfter 0 keeps the first phase to the end.
 type PollSchedule struct {
-	Initial    time.Duration
-	Multiplier float64
-	Max        time.Duration
-	Jitter     float64
-	Deadline   time.Duration
+	Initial      time.Duration
+	Multiplier   float64
+	Max          time.Duration
+	Jitter       float64
+	LateAfter    time.Duration
+	LateInterval time.Duration
+	Deadline     time.Duration
+}
+
+// Delay is the wait before poll n (0-based) when elapsed has passed since
+// signData, for a uniform draw u in [0,1) that applies the jitter.
+func (s PollSchedule) Delay(n int, elapsed time.Duration, u float64) time.Duration {
+	d := float64(s.Initial) * math.Pow(s.Multiplier, float64(n))
+	if d > float64(s.Max) {
+		d = float64(s.Max)
+	}
+	if s.LateAfter > 0 && s.LateInterval > 0 && elapsed >= s.LateAfter {
+		d = float64(s.LateInterval)
+	}
+	return time.Duration(d * (1 + s.Jitter*(2*u-1)))
+}
+
+// PollsUntil is how many polls a client that never signs costs until d, on
+// average (the jitter's mean).
+func (s PollSchedule) PollsUntil(d time.Duration) int {
+	var t time.Duration
+	for n := 0; ; n++ {
+		t += s.Delay(n, t, 0.5)
+		if t >= d || n >= 10_000_000 {
+			return n + 1 // the poll at the deadline itself
+		}
+	}
+}
+
+// Scale divides the schedule's durations by f (for time-scaled runs).
+func (s PollSchedule) Scale(f float64) PollSchedule {
+	div := func(d time.Duration) time.Duration { return time.Duration(float64(d) / f) }
+	s.Initial, s.Max, s.LateAfter, s.LateInterval, s.Deadline = div(s.Initial), div(s.Max), div(s.LateAfter), div(s.LateInterval), div(s.Deadline)
+	return s
 }
 
 // Config is everything the functions need.
@@ -175,6 +215,12 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 		}
 		return d
 	}
+	durOrZero := func(name string, def time.Duration) time.Duration {
+		if get(name, "") == "0" {
+			return 0
+		}
+		return dur(name, def)
+	}
 	num := func(name string, def float64, lo, hi float64) float64 {
 		v := get(name, "")
 		if v == "" {
@@ -201,11 +247,13 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 		TasksServiceAccount: get("TASKS_SERVICE_ACCOUNT", ""),
 		TasksMaxAttempts:    int(num("TASKS_MAX_ATTEMPTS", DefaultTasksMaxAttempts, 1, 100)),
 		Poll: PollSchedule{
-			Initial:    dur("POLL_INITIAL_DELAY", DefaultPoll.Initial),
-			Multiplier: num("POLL_MULTIPLIER", DefaultPoll.Multiplier, 1, 10),
-			Max:        dur("POLL_MAX_DELAY", DefaultPoll.Max),
-			Jitter:     num("POLL_JITTER", DefaultPoll.Jitter, 0, 0.9),
-			Deadline:   dur("POLL_DEADLINE", DefaultPoll.Deadline),
+			Initial:      dur("POLL_INITIAL_DELAY", DefaultPoll.Initial),
+			Multiplier:   num("POLL_MULTIPLIER", DefaultPoll.Multiplier, 1, 10),
+			Max:          dur("POLL_MAX_DELAY", DefaultPoll.Max),
+			Jitter:       num("POLL_JITTER", DefaultPoll.Jitter, 0, 0.9),
+			LateAfter:    durOrZero("POLL_LATE_AFTER", DefaultPoll.LateAfter),
+			LateInterval: dur("POLL_LATE_INTERVAL", DefaultPoll.LateInterval),
+			Deadline:     dur("POLL_DEADLINE", DefaultPoll.Deadline),
 		},
 		RecordTTL: dur("RECORD_TTL", DefaultRecordTTL),
 	}
@@ -220,6 +268,9 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 	}
 	if c.Poll.Max < c.Poll.Initial {
 		errs = append(errs, fmt.Errorf("POLL_MAX_DELAY %s is shorter than POLL_INITIAL_DELAY %s", c.Poll.Max, c.Poll.Initial))
+	}
+	if c.Poll.LateAfter > 0 && c.Poll.LateInterval <= 0 {
+		errs = append(errs, fmt.Errorf("POLL_LATE_INTERVAL must be positive when POLL_LATE_AFTER is set (%s); set POLL_LATE_AFTER=0 to poll at POLL_MAX_DELAY to the end", c.Poll.LateAfter))
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", get("LOG_LEVEL", "")))

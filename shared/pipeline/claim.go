@@ -241,7 +241,7 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record) (*pro
 		r.SignDataCalls++
 		r.LeaseUntil = now.Add(p.Lease)
 		r.Deadline = now.Add(p.Schedule.Deadline)
-		r.NextPollAt = now.Add(p.pollDelay(0))
+		r.NextPollAt = now.Add(p.pollDelay(r, 0, now))
 		return nil
 	})
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -191,15 +190,17 @@ func (p *Pipeline) enqueueIssue(ctx context.Context, r *progress.Record, at time
 	return nil
 }
 
-// pollDelay is the wait before poll n (0-based): Initial·Multiplier^n capped at
-// Max, randomised by ±Jitter.
-func (p *Pipeline) pollDelay(n int) time.Duration {
-	d := float64(p.Schedule.Initial) * math.Pow(p.Schedule.Multiplier, float64(n))
-	if d > float64(p.Schedule.Max) {
-		d = float64(p.Schedule.Max)
+// pollDelay is the wait before poll n (0-based) of r at now, by the schedule
+// (config.PollSchedule.Delay), counting from when signData was asked for.
+func (p *Pipeline) pollDelay(r *progress.Record, n int, now time.Time) time.Duration {
+	var elapsed time.Duration
+	for i := len(r.History) - 1; i >= 0; i-- {
+		if r.History[i].To == progress.StateSigning {
+			elapsed = now.Sub(r.History[i].At)
+			break
+		}
 	}
-	d *= 1 + p.Schedule.Jitter*(2*p.Jitter()-1)
-	return time.Duration(d)
+	return p.Schedule.Delay(n, elapsed, p.Jitter())
 }
 
 // transition advances rec and logs the change once.

@@ -68,11 +68,8 @@ func (p *Pipeline) lastAttempt(retry int) bool { return retry+1 >= p.MaxAttempts
 func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int) error {
 	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
 	now := p.Now().UTC()
-	if !now.Before(rec.Deadline) {
-		_, err := p.fail(ctx, rec, fmt.Sprintf("no signature after %d polls by the deadline %s", rec.PollCount, rec.Deadline.Format(time.RFC3339)),
-			"This device did not answer the certificate request in time. Make sure it is online and signed in, then try again.")
-		return err
-	}
+	// The poll at the deadline asks once more: a signature that arrived since
+	// the last poll is still used.
 	sig, apiFailure, done, err := p.signature(ctx, rec)
 	if err != nil {
 		if !errors.Is(err, errPermanent) && !p.lastAttempt(retry) {
@@ -91,13 +88,18 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 		return err
 	}
 	if !done {
+		if !now.Before(rec.Deadline) {
+			_, err := p.fail(ctx, rec, fmt.Sprintf("no signature after %d polls by the deadline %s", rec.PollCount+1, rec.Deadline.Format(time.RFC3339)),
+				"This device did not answer the certificate request in time. Make sure it is online and signed in, then try again.")
+			return err
+		}
 		n := rec.PollCount
 		next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StatePolling, func(r *progress.Record) error {
 			if r.PollCount != n {
 				return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StatePolling}, Current: r.Clone()}
 			}
 			r.PollCount++
-			r.NextPollAt = now.Add(p.pollDelay(r.PollCount))
+			r.NextPollAt = now.Add(p.pollDelay(r, r.PollCount, now))
 			if r.NextPollAt.After(r.Deadline) {
 				r.NextPollAt = r.Deadline
 			}
