@@ -10,17 +10,15 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 )
 
-// ScheduleSpec names a poll schedule to compare, in real time. Shape.Poll is
-// a schedule the pipeline runs itself; with Shape.LateAfter set the run
-// moves the poll tasks (see Shape).
+// ScheduleSpec names a poll schedule to compare, in real time.
 type ScheduleSpec struct {
-	Name  string
-	Shape Shape
+	Name string
+	Poll config.PollSchedule
 }
 
 // String describes the schedule.
 func (s ScheduleSpec) String() string {
-	p := s.Shape.Poll
+	p := s.Poll
 	d := ""
 	if p.Multiplier == 1 || p.Initial == p.Max {
 		d = fmt.Sprintf("every %s", p.Max)
@@ -30,26 +28,29 @@ func (s ScheduleSpec) String() string {
 	if p.Jitter > 0 {
 		d += fmt.Sprintf(" ±%g%%", p.Jitter*100)
 	}
-	if s.Shape.LateAfter > 0 {
-		d += fmt.Sprintf(", after %s every %s", s.Shape.LateAfter, s.Shape.LateMax)
+	if p.LateAfter > 0 {
+		d += fmt.Sprintf(", after %s every %s", p.LateAfter, p.LateInterval)
 	}
 	return d
 }
 
 // Schedules are the schedules the local run compares: the default, a fixed
-// 10-second interval and alternatives.
+// 10-second interval, the first phase of the default alone, and the
+// previous default (a single phase capped at a minute).
 func Schedules() []ScheduleSpec {
 	d := config.DefaultPoll
 	fixed := config.PollSchedule{Initial: 10 * time.Second, Multiplier: 1, Max: 10 * time.Second, Deadline: d.Deadline}
-	fast := config.PollSchedule{Initial: time.Second, Multiplier: 1.5, Max: 10 * time.Second, Jitter: 0.2, Deadline: d.Deadline}
+	firstPhase := d
+	firstPhase.LateAfter, firstPhase.LateInterval = 0, 0
+	previous := firstPhase
+	previous.Max = time.Minute
 	return []ScheduleSpec{
-		{Name: "default", Shape: Shape{Poll: d}},
-		{Name: "fixed-10s", Shape: Shape{Poll: fixed}},
-		{Name: "fast-cap-10s", Shape: Shape{Poll: fast}},
-		{Name: "two-phase", Shape: Shape{Poll: fast, LateAfter: 10 * time.Minute, LateMax: 5 * time.Minute}},
+		{Name: "default", Poll: d},
+		{Name: "fixed-10s", Poll: fixed},
+		{Name: "one-phase-10s", Poll: firstPhase},
+		{Name: "one-phase-60s", Poll: previous},
 	}
 }
-
 // ScheduleResult is one row of the comparison. Latencies are unscaled.
 type ScheduleResult struct {
 	Name              string      `json:"name"`
@@ -85,13 +86,8 @@ func CompareSchedules(ctx context.Context, o Options, specs []ScheduleSpec, dead
 	var out []ScheduleResult
 	for _, s := range specs {
 		oi := o
-		oi.Schedule = ScaleSchedule(s.Shape.Poll, scale)
+		oi.Schedule = s.Poll.Scale(scale)
 		oi.Schedule.Deadline = runDeadline
-		oi.Shape = nil
-		if s.Shape.LateAfter > 0 {
-			sh := Shape{Poll: oi.Schedule, LateAfter: time.Duration(float64(s.Shape.LateAfter) / scale), LateMax: time.Duration(float64(s.Shape.LateMax) / scale)}
-			oi.Shape = &sh
-		}
 		if progress != nil {
 			fmt.Fprintf(progress, "schedule %s (%s)\n", s.Name, s)
 		}
@@ -110,8 +106,7 @@ func CompareSchedules(ctx context.Context, o Options, specs []ScheduleSpec, dead
 			Deadline:      deadline.String(),
 			Outcomes:      r.Outcomes, OK: r.OK(),
 		}
-		sh := s.Shape
-		res.SilentPolls = sh.PollsUntil(deadline)
+		res.SilentPolls = s.Poll.PollsUntil(deadline)
 		var signed, signedOps, total float64
 		for sc, c := range r.PerScenario {
 			ops := c.APICalls[cpemulator.MethodOperationsGet] * float64(c.Clients)
@@ -135,13 +130,4 @@ func CompareSchedules(ctx context.Context, o Options, specs []ScheduleSpec, dead
 		out = append(out, res)
 	}
 	return out, nil
-}
-
-// ScaleSchedule divides a schedule's durations by f (the multiplier and the
-// jitter are unchanged).
-func ScaleSchedule(s config.PollSchedule, f float64) config.PollSchedule {
-	s.Initial = time.Duration(float64(s.Initial) / f)
-	s.Max = time.Duration(float64(s.Max) / f)
-	s.Deadline = time.Duration(float64(s.Deadline) / f)
-	return s
 }

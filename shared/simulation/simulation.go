@@ -68,9 +68,6 @@ type Options struct {
 	FastDelay, SlowDelay Range
 	// Schedule is the poll schedule; its Deadline ends silent clients.
 	Schedule config.PollSchedule
-	// Shape, when set, moves every poll task to the time Shape says (a
-	// schedule the pipeline's PollSchedule cannot express yet; see Shape).
-	Shape *Shape
 	// TimeScale is the factor by which the caller divided the client delays
 	// and the poll schedule (0 or 1: real time). The report gives the
 	// latencies both as measured and multiplied back (see Report).
@@ -305,9 +302,6 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	})
 	defer w.disp.Close()
 	p.Tasks = w.disp
-	if o.Shape != nil {
-		p.Tasks = &shapedQueue{next: w.disp, store: w.store, shape: *o.Shape, sched: o.Schedule, rng: rng}
-	}
 
 	// Pub/Sub push delivery, at least once: retried with backoff on error,
 	// dead-lettered after 10 attempts (as terraform configures it).

@@ -109,7 +109,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		Clients: *clients, Slow: *slow, Silent: *silent, Wrong: *wrong, Elsewhere: *elsewhere,
 		ErrorRate: *errorRate, LostRate: *lostRate,
 		FastDelay: scaleRange(fastR, *scale), SlowDelay: scaleRange(slowR, *scale),
-		Schedule: scaleSchedule(sched, *scale), Arrival: *arrival, Seed: *seed,
+		Schedule: sched.Scale(*scale), Arrival: *arrival, Seed: *seed,
 		ProgressEvery: time.Second,
 		TimeScale:     *scale,
 		CPUByFunction: *cpuByFn,
@@ -207,13 +207,6 @@ func parseRange(s string) (simulation.Range, error) {
 
 func scaleRange(r simulation.Range, f float64) simulation.Range {
 	return simulation.Range{Min: time.Duration(float64(r.Min) / f), Max: time.Duration(float64(r.Max) / f)}
-}
-
-func scaleSchedule(s config.PollSchedule, f float64) config.PollSchedule {
-	s.Initial = time.Duration(float64(s.Initial) / f)
-	s.Max = time.Duration(float64(s.Max) / f)
-	s.Deadline = time.Duration(float64(s.Deadline) / f)
-	return s
 }
 
 func printSummary(w io.Writer, r *simulation.Report) {
