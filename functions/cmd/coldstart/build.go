@@ -68,19 +68,23 @@ type spec struct {
 
 // variant is one way of building the bundle.
 type variant struct {
-	Name    string `json:"name"`
-	LDFlags string `json:"ldflags,omitempty"`
-	Path    string `json:"-"`
-	Size    int64  `json:"size_bytes"`
+	Name    string   `json:"name"`
+	LDFlags string   `json:"ldflags,omitempty"`
+	Env     []string `json:"env,omitempty"`
+	Path    string   `json:"-"`
+	Size    int64    `json:"size_bytes"`
 }
 
-// variants: what the buildpack builds, and the same with symbols and DWARF
+// variants: what the buildpack builds; the same with symbols and DWARF
 // stripped, which GOOGLE_GOLDFLAGS="-s -w" in the function's build
-// environment would give.
+// environment would give; and a static binary without cgo. The buildpack
+// leaves CGO_ENABLED alone, so whether its binary is dynamically linked (as
+// here, where gcc is installed) depends on a C compiler in its build image.
 func variants() []variant {
 	return []variant{
 		{Name: "buildpack"},
 		{Name: "stripped", LDFlags: "-s -w"},
+		{Name: "no-cgo", Env: []string{"CGO_ENABLED=0"}},
 	}
 }
 
@@ -311,7 +315,7 @@ func build(ctx context.Context, root, src, out string, vs []variant) error {
 			args = append(args, "-ldflags", v.LDFlags)
 		}
 		args = append(args, "-o", v.Path, "./"+appMainDir)
-		if _, err := goCmd(ctx, src, args...); err != nil {
+		if _, err := goCmdEnv(ctx, src, v.Env, args...); err != nil {
 			return err
 		}
 		fi, err := os.Stat(v.Path)
@@ -326,9 +330,14 @@ func build(ctx context.Context, root, src, out string, vs []variant) error {
 // goCmd runs the go command in dir as the buildpack would: modules through
 // the proxy and cache, no workspace, this toolchain.
 func goCmd(ctx context.Context, dir string, args ...string) (string, error) {
+	return goCmdEnv(ctx, dir, nil, args...)
+}
+
+// goCmdEnv is goCmd with more environment variables.
+func goCmdEnv(ctx context.Context, dir string, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "GOTOOLCHAIN=local")
+	cmd.Env = append(append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "GOTOOLCHAIN=local"), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -183,10 +183,11 @@ func TestBundle(t *testing.T) {
 	}
 }
 
-// TestColdStart builds the bundle and starts each entry point once per build.
+// TestColdStart builds the bundle each way and starts each entry point once
+// per build.
 func TestColdStart(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the bundle twice; skipped with -short")
+		t.Skip("builds the bundle three times; skipped with -short")
 	}
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "coldstart.json")
@@ -218,6 +219,7 @@ func TestColdStart(t *testing.T) {
 	want := []string{
 		"ClaimProcess/buildpack", "PollSignature/buildpack", "IssueCertificate/buildpack",
 		"ClaimProcess/stripped", "PollSignature/stripped", "IssueCertificate/stripped",
+		"ClaimProcess/no-cgo", "PollSignature/no-cgo", "IssueCertificate/no-cgo",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)

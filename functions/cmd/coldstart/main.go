@@ -1,7 +1,7 @@
 // Command coldstart measures each function's cold start and binary size. It
 // renders the source bundle as terraform does, builds it as the Cloud
-// Functions Go buildpack does (and once more stripped, with -ldflags "-s -w"),
-// then starts the binary again and again for each entry point with the
+// Functions Go buildpack does (and, for comparison, stripped with -ldflags
+// "-s -w", and static with CGO_ENABLED=0), then starts the binary again and again for each entry point with the
 // environment terraform gives it. For every start it times process start
 // until the port listens and until the first request is answered, the first
 // request alone (the functions configure themselves and create their clients

@@ -121,6 +121,7 @@ func printTable(w io.Writer, r report) error {
 		return err
 	}
 	fmt.Fprint(w, `
+builds: buildpack = go build as the Go buildpack runs it; stripped = -ldflags "-s -w"; no-cgo = CGO_ENABLED=0 (static)
 listen: process start until the port accepts a connection (runtime and package init, funcframework.Start)
 first answer: process start until the first request is answered (200)
 first request: that request alone; it includes adapter.Lazy's configuration and client setup
