@@ -191,22 +191,28 @@ variable "queue_rate_limits" {
 }
 
 variable "poll_schedule" {
-  description = "Poll schedule of PollSignature (POLL_INITIAL_DELAY, POLL_MULTIPLIER, POLL_MAX_DELAY, POLL_JITTER, POLL_DEADLINE). An attribute left null keeps the code's default."
+  description = "Poll schedule of PollSignature (POLL_INITIAL_DELAY, POLL_MULTIPLIER, POLL_MAX_DELAY, POLL_JITTER, POLL_LATE_AFTER, POLL_LATE_INTERVAL, POLL_DEADLINE; see the README). An attribute left null keeps the code's default."
   type = object({
     initial_delay = optional(string)
     multiplier    = optional(number)
     max_delay     = optional(string)
     jitter        = optional(number)
+    late_after    = optional(string)
+    late_interval = optional(string)
     deadline      = optional(string)
   })
   default = {}
 
   validation {
     condition = alltrue([
-      for d in [var.poll_schedule.initial_delay, var.poll_schedule.max_delay, var.poll_schedule.deadline] :
+      for d in [var.poll_schedule.initial_delay, var.poll_schedule.max_delay, var.poll_schedule.late_interval, var.poll_schedule.deadline] :
       d == null || can(regex("^([0-9]+(\\.[0-9]+)?(h|m|s|ms))+$", d))
     ])
     error_message = "poll_schedule durations must be Go durations such as 2s, 60s or 24h."
+  }
+  validation {
+    condition     = var.poll_schedule.late_after == null || can(regex("^(0|([0-9]+(\\.[0-9]+)?(h|m|s|ms))+)$", var.poll_schedule.late_after))
+    error_message = "poll_schedule.late_after must be a Go duration such as 10m, or \"0\" for one phase to the deadline."
   }
   validation {
     # The same ranges the functions accept (shared/config).

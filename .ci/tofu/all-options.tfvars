@@ -23,7 +23,7 @@ queue_rate_limits = {
   poll  = { max_dispatches_per_second = 10, max_concurrent_dispatches = 50 }
   issue = { max_dispatches_per_second = 1, max_concurrent_dispatches = 1 }
 }
-poll_schedule             = { initial_delay = "1s", multiplier = 2, max_delay = "30s", jitter = 0.1, deadline = "12h" }
+poll_schedule             = { initial_delay = "1s", multiplier = 2, max_delay = "30s", jitter = 0.1, late_after = "15m", late_interval = "10m", deadline = "12h" }
 poll_deadline_alert_hours = 12
 
 go_runtime         = "go126"
