@@ -24,16 +24,21 @@ func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 	if rec == nil {
 		return err
 	}
-	switch rec.State {
-	case progress.StateSigning:
-		if _, err := p.resumeSigning(ctx, rec); err != nil {
-			if cur, ok := stale(err); ok {
-				return p.advance(ctx, cur, retry)
-			}
+	if rec.State == progress.StateSigning {
+		// signData's answer was lost, or its caller died: the process tells
+		// whether it started. This task is then the record's first poll
+		// (enqueued before signData, under that poll's name), so it polls on
+		// itself: enqueuing "the current poll" would be a no-op.
+		next, err := p.resumeSigning(ctx, rec)
+		if cur, ok := stale(err); ok {
+			next, err = cur, nil
+		}
+		if err != nil || next == nil {
 			return err
 		}
-		return nil
-	case progress.StatePolling:
+		rec = next
+	}
+	if rec.State == progress.StatePolling {
 		if tb.Poll < rec.PollCount {
 			// A duplicate or stale task: make sure the current one exists.
 			return p.enqueuePoll(ctx, rec, rec.NextPollAt)
@@ -106,8 +111,10 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 			return nil
 		})
 		if err != nil {
-			if _, ok := stale(err); ok {
-				return nil // a duplicate delivery advanced it
+			if cur, ok := stale(err); ok {
+				// A duplicate delivery advanced it and may have died before
+				// enqueuing the next poll: make sure that exists.
+				return p.advance(ctx, cur, retry)
 			}
 			return err
 		}
@@ -143,8 +150,10 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 		return nil
 	})
 	if err != nil {
-		if _, ok := stale(err); ok {
-			return nil
+		if cur, ok := stale(err); ok {
+			// A duplicate delivery stored the signature and may have died
+			// before enqueuing the issue task: make sure that exists.
+			return p.advance(ctx, cur, retry)
 		}
 		return err
 	}
