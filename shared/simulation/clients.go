@@ -43,7 +43,8 @@ type Client struct {
 
 // AddClients creates o.Clients processes on emu for customer, in the mix of
 // scenarios o asks for, at o.Arrival clients per second (0: at once). rng
-// draws the mix and the delays; mu, when not nil, guards rng.
+// draws the mix and the delays; mu, when not nil, guards rng. Under a context
+// from WithSCEPClients the processes are SCEP ones.
 func AddClients(ctx context.Context, emu *cpemulator.Emulator, customer string, o Options, rng *rand.Rand, mu *sync.Mutex) ([]Client, error) {
 	if mu == nil {
 		mu = &sync.Mutex{}
@@ -88,6 +89,7 @@ func AddClients(ctx context.Context, emu *cpemulator.Emulator, customer string, 
 			spec.ClaimedBy = "another-adapter"
 		}
 		mu.Unlock()
+		applySCEPClients(ctx, &spec)
 		name, err := emu.AddClient(ctx, spec)
 		if err != nil {
 			errs = append(errs, err)
