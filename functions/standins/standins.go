@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
@@ -45,7 +47,9 @@ import (
 
 // Hosts are the emulators' host:port addresses.
 type Hosts struct {
-	Firestore, PubSub, Tasks string
+	Firestore string `json:"firestore"`
+	PubSub    string `json:"pubsub"`
+	Tasks     string `json:"cloudtasks"`
 }
 
 // Options configure an Env.
@@ -62,6 +66,24 @@ type Options struct {
 	Dir string
 	// LogLevel of the functions' logs (stdout); default "warn".
 	LogLevel string
+	// Measure serves, beside the registered functions, measured twins of
+	// them (same handlers, pipelines built by adapter.FromEnv from the same
+	// environment) that count invocations, answers, store operations, task
+	// creations and CA issuances, and points the push subscription and the
+	// task URLs at the twins. See Env.Measures. The load run uses it.
+	Measure bool
+	// PushShards is the number of topics, each with its own push
+	// subscription to ClaimProcess, that the API emulator's notifications
+	// are spread over, round robin (default 1: Env.Topic alone). The Pub/Sub
+	// emulator pushes at most two messages of a subscription at a time
+	// (two push loops per subscription, each posting one message and
+	// waiting for the answer), where Pub/Sub itself scales push
+	// concurrency with the subscriber's throughput: shards lift that limit.
+	PushShards int
+	// Rate limits of both queues; zero: the Cloud Tasks maximum rate (500
+	// dispatches/s) and 1000 concurrent dispatches.
+	MaxDispatchesPerSecond  float64
+	MaxConcurrentDispatches int32
 }
 
 // Env is a running set of functions and stand-ins.
@@ -75,10 +97,19 @@ type Env struct {
 	Topic     string
 
 	ps     *pubsub.Client
-	pub    *pubsub.Publisher
-	fs     *gfs.Client
-	tasks  *cloudtasks.Client
-	emuSrv *http.Server
+	pubs   []*pubsub.Publisher
+	pubN   atomic.Int64
+	topics []string
+	subs   []string
+
+	pubMu     sync.Mutex
+	published []*pubsub.PublishResult
+	fs        *gfs.Client
+	tasks     *cloudtasks.Client
+	emuSrv    *http.Server
+	meter     *meter
+	sub       string
+	queues    []string
 }
 
 // Start configures the environment, creates the topic, push subscription and
@@ -116,9 +147,16 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 	// The API emulator; new processes are announced on the Pub/Sub topic.
 	e.Topic = "projects/" + o.Project + "/topics/certprov"
 	emuOpts := o.Emulator
+	// Publishing does not wait for the server's answer (the client batches),
+	// so creating many clients at once is not paced by publish round trips;
+	// WaitPublished collects the answers.
 	emuOpts.Publish = func(ctx context.Context, data []byte, attrs map[string]string) error {
-		_, err := e.pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs}).Get(ctx)
-		return err
+		pub := e.pubs[int(e.pubN.Add(1)-1)%len(e.pubs)]
+		r := pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs})
+		e.pubMu.Lock()
+		e.published = append(e.published, r)
+		e.pubMu.Unlock()
+		return nil
 	}
 	e.Emu = cpemulator.New(emuOpts)
 	emuLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -134,6 +172,10 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 	}
 	e.Functions = fmt.Sprintf("http://127.0.0.1:%d", fnPort)
 	loc := "projects/" + o.Project + "/locations/us-central1"
+	fnURL := func(name string) string { return e.Functions + "/" + name }
+	if o.Measure {
+		fnURL = func(name string) string { return e.Functions + measuredPath(o.Project, name) }
+	}
 	env := map[string]string{
 		"GOOGLE_CLOUD_PROJECT":      o.Project,
 		"CERTPROV_API_ENDPOINT":     "http://" + emuLn.Addr().String() + "/",
@@ -144,8 +186,8 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 		"CLOUD_TASKS_EMULATOR_HOST": h.Tasks,
 		"TASKS_POLL_QUEUE":          loc + "/queues/poll-" + o.Project,
 		"TASKS_ISSUE_QUEUE":         loc + "/queues/issue-" + o.Project,
-		"POLL_SIGNATURE_URL":        e.Functions + "/PollSignature",
-		"ISSUE_CERTIFICATE_URL":     e.Functions + "/IssueCertificate",
+		"POLL_SIGNATURE_URL":        fnURL(PollSignature),
+		"ISSUE_CERTIFICATE_URL":     fnURL(IssueCertificate),
 		"TASKS_MAX_ATTEMPTS":        "10",
 		"POLL_INITIAL_DELAY":        o.Schedule.Initial.String(),
 		"POLL_MULTIPLIER":           strconv.FormatFloat(o.Schedule.Multiplier, 'f', -1, 64),
@@ -162,7 +204,16 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 	}
 	os.Unsetenv("FUNCTION_TARGET") // serve every function at /<Name>
 
-	// Cloud Tasks queues with a bounded retry config, as terraform makes them.
+	// Cloud Tasks queues with a bounded retry config, as terraform makes them,
+	// and rate limits of their own (terraform's defaults are kept low for the
+	// API quota; here the API is an emulator).
+	rate, concurrent := o.MaxDispatchesPerSecond, o.MaxConcurrentDispatches
+	if rate <= 0 {
+		rate = 500
+	}
+	if concurrent <= 0 {
+		concurrent = 1000
+	}
 	topts, err := tcloud.Dial(ctx, h.Tasks)
 	if err != nil {
 		return nil, err
@@ -172,7 +223,8 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 	}
 	for _, q := range []string{env["TASKS_POLL_QUEUE"], env["TASKS_ISSUE_QUEUE"]} {
 		_, err := e.tasks.CreateQueue(ctx, &cloudtaskspb.CreateQueueRequest{Parent: loc, Queue: &cloudtaskspb.Queue{
-			Name: q,
+			Name:       q,
+			RateLimits: &cloudtaskspb.RateLimits{MaxDispatchesPerSecond: rate, MaxConcurrentDispatches: concurrent},
 			RetryConfig: &cloudtaskspb.RetryConfig{
 				MaxAttempts: 10, MinBackoff: durationpb.New(100 * time.Millisecond), MaxBackoff: durationpb.New(5 * time.Second), MaxDoublings: 5,
 			},
@@ -180,9 +232,15 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 		if err != nil {
 			return nil, fmt.Errorf("standins: create queue %s: %w", q, err)
 		}
+		e.queues = append(e.queues, q)
+	}
+	if o.Measure {
+		if err := e.registerMeasured(ctx); err != nil {
+			return nil, err
+		}
 	}
 
-	// Serve the functions, then point a push subscription at the claim function.
+	// Serve the functions, then point the push subscriptions at the claim function.
 	go func() { _ = funcframework.StartHostPort("127.0.0.1", strconv.Itoa(fnPort)) }()
 	if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", fnPort)); err != nil {
 		return nil, err
@@ -190,18 +248,33 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 	if e.ps, err = pubsub.NewClient(ctx, o.Project); err != nil {
 		return nil, fmt.Errorf("standins: pubsub client: %w", err)
 	}
-	if _, err := e.ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: e.Topic}); err != nil {
-		return nil, fmt.Errorf("standins: create topic: %w", err)
+	for i := range max(1, o.PushShards) {
+		topic, sub := e.Topic, "projects/"+o.Project+"/subscriptions/certprov-claim"
+		if i > 0 {
+			topic, sub = fmt.Sprintf("%s-%d", topic, i), fmt.Sprintf("%s-%d", sub, i)
+		}
+		if _, err := e.ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
+			return nil, fmt.Errorf("standins: create topic: %w", err)
+		}
+		e.topics = append(e.topics, topic)
+		pushURL := fnURL(ClaimProcess)
+		if o.Measure {
+			// The measured twin serves a subtree, so that the push URL can
+			// end in the topic, where functions-framework-go looks for it to
+			// set the CloudEvent's source.
+			pushURL += "/" + topic
+		}
+		if _, err := e.ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+			Name:               sub,
+			Topic:              topic,
+			PushConfig:         &pubsubpb.PushConfig{PushEndpoint: pushURL},
+			AckDeadlineSeconds: 30,
+		}); err != nil {
+			return nil, fmt.Errorf("standins: create push subscription: %w", err)
+		}
+		e.subs = append(e.subs, sub)
+		e.pubs = append(e.pubs, e.ps.Publisher(topic))
 	}
-	if _, err := e.ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name:               "projects/" + o.Project + "/subscriptions/certprov-claim",
-		Topic:              e.Topic,
-		PushConfig:         &pubsubpb.PushConfig{PushEndpoint: e.Functions + "/ClaimProcess"},
-		AckDeadlineSeconds: 30,
-	}); err != nil {
-		return nil, fmt.Errorf("standins: create push subscription: %w", err)
-	}
-	e.pub = e.ps.Publisher(e.Topic)
 
 	if e.fs, err = gfs.NewClient(ctx, o.Project); err != nil {
 		return nil, fmt.Errorf("standins: firestore client: %w", err)
@@ -210,11 +283,47 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 	return e, nil
 }
 
+// WaitPublished waits until the Pub/Sub emulator has accepted every
+// notification published so far, and returns the failures.
+func (e *Env) WaitPublished(ctx context.Context) error {
+	e.pubMu.Lock()
+	rs := e.published
+	e.published = nil
+	e.pubMu.Unlock()
+	var errs []error
+	for _, r := range rs {
+		if _, err := r.Get(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("standins: %d of %d notifications not published: %w", len(errs), len(rs), errors.Join(errs...))
+	}
+	return nil
+}
+
 // Close stops what Start started (the functions server stays: funcframework
-// cannot be stopped, and the process ends soon after).
+// cannot be stopped, and the process ends soon after). It deletes the push
+// subscription, the topic and the queues, so that an emulator that outlives
+// this process does not keep delivering to a server that is gone.
 func (e *Env) Close() {
-	if e.pub != nil {
-		e.pub.Stop()
+	for _, p := range e.pubs {
+		p.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if e.ps != nil {
+		for _, sub := range e.subs {
+			_ = e.ps.SubscriptionAdminClient.DeleteSubscription(ctx, &pubsubpb.DeleteSubscriptionRequest{Subscription: sub})
+		}
+		for _, topic := range e.topics {
+			_ = e.ps.TopicAdminClient.DeleteTopic(ctx, &pubsubpb.DeleteTopicRequest{Topic: topic})
+		}
+	}
+	if e.tasks != nil {
+		for _, q := range e.queues {
+			_ = e.tasks.DeleteQueue(ctx, &cloudtaskspb.DeleteQueueRequest{Name: q})
+		}
 	}
 	for _, c := range []interface{ Close() error }{e.ps, e.fs, e.tasks} {
 		if c != nil {
