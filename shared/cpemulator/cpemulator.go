@@ -16,7 +16,7 @@
 // "Choice:").
 //
 // Fault injection (Options.ErrorRate, Options.LostResponseRate,
-// Options.Fault) and inspection (Calls, Process, Processes, Violations) serve
+// Options.Fault, including requests that time out before or after acting) and inspection (Calls, Process, Processes, Violations) serve
 // the fault campaign and the reports. Everything is safe for concurrent use and
 // sized for tens of thousands of processes: a client's signature appears
 // lazily, at the first read after its delay, with no timer per process.
@@ -75,6 +75,14 @@ const (
 	FaultLostResponse
 	// FaultPass serves the request normally and skips the random rates.
 	FaultPass
+	// FaultTimeout holds the request without acting until the client gives
+	// up (its connection closes) or Options.TimeoutHold passes, then answers
+	// 504 DEADLINE_EXCEEDED: a request timed out before it reached the
+	// service.
+	FaultTimeout
+	// FaultTimeoutAfterActing acts, then holds the answer the same way: the
+	// client timed out although the service did the work.
+	FaultTimeoutAfterActing
 )
 
 // NotificationEncoding chooses how AddClient encodes the Pub/Sub notification.
@@ -116,6 +124,9 @@ type Options struct {
 	// constants, processName the process's resource name (also for
 	// operations.get). It is called concurrently.
 	Fault func(method, processName string) Fault
+	// TimeoutHold is how long FaultTimeout and FaultTimeoutAfterActing hold a
+	// request whose client does not give up first; default one minute.
+	TimeoutHold time.Duration
 
 	// Now is the clock; default time.Now. Tests pass a settable clock so a
 	// client's SignDelay elapses without sleeping.
@@ -275,11 +286,20 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case FaultInternal:
 		writeError(w, r, &apiError{HTTP: http.StatusInternalServerError, Status: "INTERNAL", Message: "Internal error encountered."})
 		return
+	case FaultTimeout:
+		e.hold(r)
+		writeError(w, r, errDeadline())
+		return
 	}
 
 	resp, aerr := e.serve(r, rt, p)
-	if fault == FaultLostResponse {
+	switch fault {
+	case FaultLostResponse:
 		writeError(w, r, errUnavailable())
+		return
+	case FaultTimeoutAfterActing:
+		e.hold(r)
+		writeError(w, r, errDeadline())
 		return
 	}
 	if aerr != nil {
@@ -323,6 +343,27 @@ func (e *Emulator) serve(r *http.Request, rt route, p *process) (any, *apiError)
 		return e.setFailure(p, body, now)
 	}
 	return nil, errNotFound("Method not found.")
+}
+
+// hold keeps a timed-out request until its client gives up or
+// Options.TimeoutHold passes. The body is drained first: the server notices a
+// closed connection only once it has read the request.
+func (e *Emulator) hold(r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxBody+1))
+	d := e.opts.TimeoutHold
+	if d <= 0 {
+		d = time.Minute
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-r.Context().Done():
+	case <-t.C:
+	}
+}
+
+func errDeadline() *apiError {
+	return &apiError{HTTP: http.StatusGatewayTimeout, Status: "DEADLINE_EXCEEDED", Message: "The request timed out (emulated)."}
 }
 
 func (e *Emulator) lookup(name string) *process {
