@@ -111,10 +111,18 @@ type Options struct {
 	Concurrency int
 	// TaskMaxBackoff bounds the dispatcher's retry backoff; default 5s.
 	TaskMaxBackoff time.Duration
+	// APITimeout bounds each API call of the adapter; default 30s (the
+	// production client's).
+	APITimeout time.Duration
 	// CPUByFunction samples a CPU profile during the run to attribute CPU
 	// time to the three functions (Report.FunctionCPUSeconds). Only one run
 	// per process may profile at a time.
 	CPUByFunction bool
+
+	// published, when set, sees every notification as the API publishes it,
+	// in the order the processes were created (the fault campaign numbers
+	// the processes by it).
+	published func(data []byte)
 }
 
 // world is a running simulation: what the report and the campaign inspect.
@@ -229,6 +237,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	api, err := cpapi.New(ctx, cpapi.Options{
 		Endpoint:   "http://" + ln.Addr().String() + "/",
 		HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second},
+		Timeout:    o.APITimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -311,6 +320,9 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deliver = func(data []byte) {
+		if o.published != nil {
+			o.published(data)
+		}
 		copies := 1
 		if o.DuplicateRate > 0 && rng.Float64() < o.DuplicateRate {
 			copies = 2
