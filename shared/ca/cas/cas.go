@@ -16,7 +16,9 @@
 // roles/privateca.certificateRequester on the pool (and
 // roles/privateca.templateUser on the template, if one is used).
 //
-// Issue sends CreateCertificate with the CSR as pem_csr. A request whose
+// Issue reads the pool's CA certificates (FetchCaCerts), then sends
+// CreateCertificate with the CSR as pem_csr; Roots reuses those CA
+// certificates, so a certificate once issued is checked without another call. A request whose
 // TemplateName is set overrides certificateTemplate: a full template name is
 // used as it is, a bare id names a template in the pool's project and
 // location. The request's Validity, if set, overrides lifetime. CSR
@@ -58,6 +60,7 @@ import (
 	"net"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	privateca "cloud.google.com/go/security/privateca/apiv1"
@@ -103,7 +106,15 @@ type Connector struct {
 	caID     string
 	template string
 	lifetime time.Duration
+
+	mu      sync.Mutex
+	roots   []*x509.Certificate
+	fetched time.Time
 }
+
+// rootsTTL is how long Roots reuses the pool's CA certificates that Issue
+// fetched before issuing.
+const rootsTTL = 10 * time.Minute
 
 var (
 	poolRE     = regexp.MustCompile(`^projects/([a-z0-9.:-]+)/locations/([a-z0-9-]+)/caPools/([a-zA-Z0-9_-]{1,63})$`)
@@ -219,6 +230,11 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, erro
 	if req.Validity > 0 {
 		lifetime = req.Validity
 	}
+	// The pool's CA certificates first: once CAS has issued, checking the
+	// certificate (Roots) must not depend on another call that may fail.
+	if _, err := c.fetchRoots(ctx); err != nil {
+		return nil, err
+	}
 	certID := CertificateID(req.RequestID)
 	cert, err := c.client.CreateCertificate(ctx, &privatecapb.CreateCertificateRequest{
 		Parent:                        c.pool,
@@ -252,8 +268,20 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, erro
 }
 
 // Roots returns the root certificates of the pool's CAs (FetchCaCerts): the
-// last certificate of each CA chain.
+// last certificate of each CA chain. Those Issue fetched before issuing are
+// reused for rootsTTL.
 func (c *Connector) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+	c.mu.Lock()
+	roots, fresh := c.roots, time.Since(c.fetched) < rootsTTL
+	c.mu.Unlock()
+	if roots != nil && fresh {
+		return slices.Clone(roots), nil
+	}
+	return c.fetchRoots(ctx)
+}
+
+// fetchRoots reads the pool's roots from the service and keeps them for Roots.
+func (c *Connector) fetchRoots(ctx context.Context) ([]*x509.Certificate, error) {
 	resp, err := c.client.FetchCaCerts(ctx, &privatecapb.FetchCaCertsRequest{CaPool: c.pool}, noRetry)
 	if err != nil {
 		return nil, classify("fetch CA certificates", err)
@@ -274,7 +302,10 @@ func (c *Connector) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	if len(roots) == 0 {
 		return nil, &ca.Error{Kind: ca.Permanent, UserMessage: msgSettings, Reason: "the CA pool has no CA certificates"}
 	}
-	return roots, nil
+	c.mu.Lock()
+	c.roots, c.fetched = roots, time.Now()
+	c.mu.Unlock()
+	return slices.Clone(roots), nil
 }
 
 // templateFor resolves the request's template name against the settings.

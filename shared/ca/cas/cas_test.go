@@ -324,8 +324,9 @@ func TestOutageThenRecovery(t *testing.T) {
 	if _, err := c.Roots(ctx); ca.KindOf(err) != ca.Transient {
 		t.Fatalf("Roots during outage: %v, want transient", err)
 	}
-	if n := fake.Calls("CreateCertificate"); n != 1 {
-		t.Errorf("CreateCertificate calls during outage = %d, want 1 (no client-side retries)", n)
+	// Issue reads the pool's CA certificates before it asks for one.
+	if n, m := fake.Calls("FetchCaCerts"), fake.Calls("CreateCertificate"); n != 2 || m != 0 {
+		t.Errorf("FetchCaCerts, CreateCertificate calls during outage = %d, %d; want 2, 0 (one per call, no client-side retries)", n, m)
 	}
 	fake.SetOutage(false)
 	if _, err := c.Issue(ctx, req); err != nil {
@@ -333,6 +334,26 @@ func TestOutageThenRecovery(t *testing.T) {
 	}
 	if n := fake.Issued(); n != 1 {
 		t.Errorf("Issued = %d, want 1", n)
+	}
+}
+
+// Once Issue returned a certificate, the pipeline's check of it (Roots) needs
+// no further call: an outage right after the issuance cannot fail the check
+// of a certificate already issued.
+func TestRootsAfterIssueNeedNoCall(t *testing.T) {
+	ctx := context.Background()
+	c, fake := setup(t, nil)
+	csr, _ := newCSR(t, "device-1")
+	if _, err := c.Issue(ctx, ca.Request{CSR: csr, RequestID: "process-1"}); err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	fake.SetOutage(true)
+	roots, err := c.Roots(ctx)
+	if err != nil {
+		t.Fatalf("Roots right after Issue, during an outage: %v", err)
+	}
+	if diff := cmp.Diff(fake.Roots(pool), roots); diff != "" {
+		t.Errorf("Roots differ from the pool's roots (-want +got):\n%s", diff)
 	}
 }
 
