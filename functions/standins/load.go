@@ -37,9 +37,17 @@ type LoadOptions struct {
 	// pushed to ClaimProcess by its own subscription (see Options.PushShards);
 	// default DefaultPushShards.
 	PushShards int
-	// Queue rate limits (see Options); zero: 500/s and 1000 at once.
+	// Queue rate limits (see Options). Zero: Cloud Tasks' ceiling of 500
+	// dispatches per second in the run's time (500·TimeScale per second of
+	// the clock: a time-scaled run polls TimeScale times as often, and a
+	// queue limit that did not scale would delay the polls, which the
+	// in-process run's dispatcher does not), and 1000 at once.
 	MaxDispatchesPerSecond  float64
 	MaxConcurrentDispatches int32
+	// Warmup enrolls this many clients first, in a project of their own and
+	// not measured, so that the emulators' JVMs have compiled their hot paths
+	// and the figures are of a warm system.
+	Warmup int
 }
 
 // DefaultPushShards lifts the Pub/Sub emulator's push limit (two messages at
@@ -55,9 +63,14 @@ type Result struct {
 
 // Extra are the figures of a stand-ins run that the in-process run has not.
 type Extra struct {
-	Hosts      Hosts  `json:"hosts"`
+	Hosts Hosts `json:"hosts"`
+	// Functions is the base URL the functions were served at.
+	Functions  string `json:"functions_url"`
 	Project    string `json:"project"`
 	PushShards int    `json:"push_shards"`
+	Warmup     int    `json:"warmup_clients"`
+	// QueueRate is the queues' max dispatches per second.
+	QueueRate float64 `json:"queue_max_dispatches_per_second"`
 	// Emulators is each emulator process's CPU over the run (read from
 	// /proc; the emulators are separate processes, so Report.CPUSeconds,
 	// this process's CPU, does not include them). Peak RSS is since the
@@ -72,6 +85,9 @@ type Extra struct {
 	// emulators' delivery concurrency); FunctionMs how long they took.
 	MaxInFlight map[string]int64                  `json:"max_in_flight"`
 	FunctionMs  map[string]simulation.Percentiles `json:"function_ms"`
+	// DispatchLagMs is how late the task functions' tasks were dispatched
+	// after their schedule time.
+	DispatchLagMs map[string]simulation.Percentiles `json:"dispatch_lag_ms"`
 	// PublishSeconds is how long creating the clients and publishing their
 	// notifications took.
 	PublishSeconds float64 `json:"publish_seconds"`
@@ -97,6 +113,14 @@ func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
 		defer os.RemoveAll(dir)
 		o.Dir = dir
 	}
+	if o.Warmup > 0 {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "warm-up: %d enrollments, not measured\n", o.Warmup)
+		}
+		if err := warmUp(ctx, hosts, o); err != nil {
+			return nil, err
+		}
+	}
 	env, err := Start(ctx, hosts, Options{
 		Project:  o.Project,
 		Customer: simulation.Customer,
@@ -121,7 +145,7 @@ func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
 	}
 	defer env.Close()
 
-	res := &Result{StandIns: Extra{Hosts: hosts, Project: o.Project, PushShards: o.PushShards, Emulators: map[string]ProcessUsage{}}}
+	res := &Result{StandIns: Extra{Hosts: hosts, Project: o.Project, PushShards: o.PushShards, Warmup: o.Warmup, QueueRate: o.MaxDispatchesPerSecond, Functions: env.Functions, Emulators: map[string]ProcessUsage{}}}
 	emulators := map[string]string{"firestore": hosts.Firestore, "pubsub": hosts.PubSub, "cloudtasks": hosts.Tasks}
 	before := map[string]ProcessUsage{}
 	for name, addr := range emulators {
@@ -183,6 +207,7 @@ func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
 	res.StandIns.Answers = m.Answers
 	res.StandIns.MaxInFlight = m.MaxInFlight
 	res.StandIns.FunctionMs = m.Duration
+	res.StandIns.DispatchLagMs = m.DispatchLag
 	r.PubSub.Deliveries = m.Invocations[ClaimProcess]
 	r.Tasks = embedded.Stats{Enqueued: int(m.Enqueued), Duplicates: int(m.EnqueueDuplicates)}
 	for _, fn := range []string{PollSignature, IssueCertificate} {
@@ -235,6 +260,32 @@ func (o *LoadOptions) validate() error {
 	return nil
 }
 
+// warmUp enrolls o.Warmup online clients, quickly, in a project of their own.
+func warmUp(ctx context.Context, hosts Hosts, o LoadOptions) error {
+	w := LoadOptions{
+		Options: simulation.Options{
+			Clients:   o.Warmup,
+			FastDelay: simulation.Range{Max: 200 * time.Millisecond},
+			Schedule:  config.PollSchedule{Initial: 100 * time.Millisecond, Multiplier: 1.5, Max: time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
+			Timeout:   3 * time.Minute,
+			Seed:      o.Seed + 1,
+		},
+		Project:                 o.Project + "-warmup",
+		LogLevel:                o.LogLevel,
+		PushShards:              o.PushShards,
+		MaxDispatchesPerSecond:  o.MaxDispatchesPerSecond,
+		MaxConcurrentDispatches: o.MaxConcurrentDispatches,
+	}
+	r, err := Load(ctx, hosts, w)
+	if err != nil {
+		return fmt.Errorf("standins: warm-up: %w", err)
+	}
+	if !r.OK() || r.Outcomes.Uploaded != o.Warmup {
+		return fmt.Errorf("standins: warm-up: %d of %d uploaded; unexpected %v, violations %v", r.Outcomes.Uploaded, o.Warmup, r.Unexpected, r.Violations)
+	}
+	return nil
+}
+
 func (o *LoadOptions) defaults() {
 	if o.Schedule.Initial <= 0 {
 		o.Schedule = config.DefaultPoll
@@ -247,6 +298,9 @@ func (o *LoadOptions) defaults() {
 	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = time.Second
+	}
+	if o.MaxDispatchesPerSecond <= 0 {
+		o.MaxDispatchesPerSecond = 500 * o.TimeScale
 	}
 	if o.PushShards <= 0 {
 		o.PushShards = DefaultPushShards

@@ -46,6 +46,7 @@ type meter struct {
 	answers     [3]map[int]int64 // HTTP status (ClaimProcess: 200 or 500) -> count
 	maxInFlight [3]int64
 	durations   [3][]float64 // ms
+	lags        [3][]float64 // ms from a task's schedule time (ETA) to its dispatch
 	taskNames   map[string]bool
 	enqueued    int64
 	enqueueDups int64
@@ -73,6 +74,10 @@ type Measures struct {
 	MaxInFlight map[string]int64
 	// Duration is how long each function's invocations took, in ms.
 	Duration map[string]simulation.Percentiles
+	// DispatchLag is, for the task functions, how late the Cloud Tasks
+	// emulator dispatched each task after its schedule time, in ms (the
+	// queue's rate limit and concurrency, and the emulator's own delay).
+	DispatchLag map[string]simulation.Percentiles
 }
 
 // CARecorder returns the recorder that saw every issuance of a measured Env
@@ -87,7 +92,7 @@ func (e *Env) CARecorder() *simulation.CARecorder {
 // Measures returns the counts so far of a measured Env (zero otherwise).
 func (e *Env) Measures() Measures {
 	m := Measures{Invocations: map[string]int64{}, Answers: map[string]map[string]int64{},
-		MaxInFlight: map[string]int64{}, Duration: map[string]simulation.Percentiles{}}
+		MaxInFlight: map[string]int64{}, Duration: map[string]simulation.Percentiles{}, DispatchLag: map[string]simulation.Percentiles{}}
 	if e.meter == nil {
 		return m
 	}
@@ -108,6 +113,9 @@ func (e *Env) Measures() Measures {
 		}
 		m.MaxInFlight[name] = e.meter.maxInFlight[i]
 		m.Duration[name] = percentiles(e.meter.durations[i])
+		if i > 0 {
+			m.DispatchLag[name] = percentiles(e.meter.lags[i])
+		}
 		e.meter.mu.Unlock()
 		m.Answers[name] = a
 	}
@@ -190,6 +198,12 @@ func (e *Env) registerMeasured(ctx context.Context) error {
 		name := functionNames[i]
 		if err := funcframework.RegisterHTTPFunctionContext(ctx, measuredPath(e.Project, name), func(w http.ResponseWriter, r *http.Request) {
 			end := m.begin(i)
+			if eta, err := strconv.ParseFloat(r.Header.Get("X-CloudTasks-TaskETA"), 64); err == nil {
+				lag := time.Since(time.Unix(0, int64(eta*1e9)))
+				m.mu.Lock()
+				m.lags[i] = append(m.lags[i], float64(lag)/float64(time.Millisecond))
+				m.mu.Unlock()
+			}
 			sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 			simulation.InFunction(r.Context(), name, func(ctx context.Context) { h.ServeHTTP(sw, r.WithContext(ctx)) })
 			end(sw.code)

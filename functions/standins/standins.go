@@ -197,6 +197,13 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 		"LOG_LEVEL":                 o.LogLevel,
 		"PUBSUB_EMULATOR_HOST":      h.PubSub,
 	}
+	// The late phase of the schedule, when it has one ("0" turns it off;
+	// unset, the code's default would apply).
+	env["POLL_LATE_AFTER"] = "0"
+	if o.Schedule.LateAfter > 0 && o.Schedule.LateInterval > 0 {
+		env["POLL_LATE_AFTER"] = o.Schedule.LateAfter.String()
+		env["POLL_LATE_INTERVAL"] = o.Schedule.LateInterval.String()
+	}
 	for k, v := range env {
 		if err := os.Setenv(k, v); err != nil {
 			return nil, err

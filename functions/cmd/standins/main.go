@@ -59,19 +59,33 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		fast      = fs.String("fast-delay", "1s-5s", "when online clients sign, a range MIN-MAX")
 		slowDelay = fs.String("slow-delay", "30s-10m", "when slow clients sign, a range MIN-MAX")
 		scale     = fs.Float64("time-scale", 1, "divide every client delay and the poll schedule by this factor")
-		deadline  = fs.Duration("deadline", 0, "poll deadline (default: POLL_DEADLINE or 24h; silent clients end there)")
+		deadline  = fs.Duration("deadline", 0, "poll deadline, after which silent clients are failed (default: POLL_DEADLINE, or 15m as in the local run; production's default is 24h)")
 		arrival   = fs.Float64("arrival", 0, "new clients per second (0: all at once)")
 		seed      = fs.Uint64("seed", 1, "random seed of the client mix and the faults")
 		timeout   = fs.Duration("timeout", 0, "end the run after this long; unfinished processes are reported (default: the deadline plus 5 minutes)")
 		byFn      = fs.Bool("cpu-by-function", true, "sample a CPU profile to split this process's CPU by function")
 		logs      = fs.Bool("logs", false, "the functions log at info (to stdout) instead of error")
 		quiet     = fs.Bool("quiet", false, "no progress lines")
+		load      = fs.Bool("load", false, "the load benchmark's client mix at 1,000 clients: defaults become -clients 1000 -slow 0.15 -silent 0.05 -time-scale 60 -deadline 30m -arrival 250 (as the local run's -load, with fewer clients); flags given explicitly win")
+		warmup    = fs.Int("warmup", 2000, "enroll this many clients first, unmeasured, so that the emulators run warm (the Firestore emulator's JVM needs about 2,000 enrollments)")
 		shards    = fs.Int("push-shards", standins.DefaultPushShards, "spread the notifications over this many topics, each with its own push subscription (the Pub/Sub emulator pushes two messages at a time per subscription)")
-		rate      = fs.Float64("queue-rate", 500, "max dispatches per second of each Cloud Tasks queue")
+		rate      = fs.Float64("queue-rate", 0, "max dispatches per second of each Cloud Tasks queue (default: Cloud Tasks' ceiling of 500/s, times -time-scale)")
 		conc      = fs.Int("queue-concurrency", 1000, "max concurrent dispatches of each Cloud Tasks queue")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2, nil
+	}
+	if fs.NArg() > 0 {
+		return 2, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *load {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]string{"clients": "1000", "slow": "0.15", "silent": "0.05", "time-scale": "60", "deadline": "30m", "arrival": "250"} {
+			if !set[name] {
+				_ = fs.Set(name, v)
+			}
+		}
 	}
 	for name, v := range map[string]float64{"slow": *slow, "silent": *silent, "wrong": *wrong, "elsewhere": *elsewhere, "api-error-rate": *errorRate, "api-lost-rate": *lostRate} {
 		if v < 0 || v > 1 {
@@ -102,15 +116,20 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	sched := env.Poll
 	if *deadline > 0 {
 		sched.Deadline = *deadline
+	} else if _, ok := os.LookupEnv("POLL_DEADLINE"); !ok {
+		sched.Deadline = localDeadline
 	}
-	if *shards < 1 || *rate <= 0 || *conc < 1 {
-		return 2, errors.New("-push-shards, -queue-rate and -queue-concurrency must be positive")
+	if *shards < 1 || *rate < 0 || *conc < 1 {
+		return 2, errors.New("-push-shards and -queue-concurrency must be positive, -queue-rate 0 or more")
 	}
-	o := standins.LoadOptions{PushShards: *shards, MaxDispatchesPerSecond: *rate, MaxConcurrentDispatches: int32(*conc), Options: simulation.Options{
+	if *warmup < 0 {
+		return 2, fmt.Errorf("-warmup %d: want 0 or more", *warmup)
+	}
+	o := standins.LoadOptions{Warmup: *warmup, PushShards: *shards, MaxDispatchesPerSecond: *rate, MaxConcurrentDispatches: int32(*conc), Options: simulation.Options{
 		Clients: *clients, Slow: *slow, Silent: *silent, Wrong: *wrong, Elsewhere: *elsewhere,
 		ErrorRate: *errorRate, LostRate: *lostRate,
 		FastDelay: fastR.Scale(*scale), SlowDelay: slowR.Scale(*scale),
-		Schedule: scaleSchedule(sched, *scale), TimeScale: *scale, Arrival: *arrival, Seed: *seed,
+		Schedule: sched.Scale(*scale), TimeScale: *scale, Arrival: *arrival, Seed: *seed,
 		Timeout: *timeout, ProgressEvery: time.Second, CPUByFunction: *byFn,
 	}}
 	if !*quiet {
@@ -146,6 +165,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	return 0, nil
 }
 
+// localDeadline is the poll deadline of a run on this machine unless
+// POLL_DEADLINE or -deadline says otherwise, as in the local run.
+const localDeadline = 15 * time.Minute
+
 // pollEnv is the environment config.Load needs to read the poll schedule the
 // user set (POLL_*); the rest is filled in and not used.
 func pollEnv() map[string]string {
@@ -176,52 +199,60 @@ func parseRange(s string) (simulation.Range, error) {
 	return simulation.Range{Min: lo, Max: hi}, nil
 }
 
-func scaleSchedule(s config.PollSchedule, f float64) config.PollSchedule {
-	s.Initial = time.Duration(float64(s.Initial) / f)
-	s.Max = time.Duration(float64(s.Max) / f)
-	s.Deadline = time.Duration(float64(s.Deadline) / f)
-	return s
-}
-
-// printSummary prints what the local run prints, and the stand-ins' own figures.
+// printSummary prints what the local run prints, in the same lines, and then
+// the stand-ins' own figures.
 func printSummary(w io.Writer, res *standins.Result) {
 	r := res.Report
-	fmt.Fprintf(w, "\n%d clients in %.1fs (over the stand-ins: Pub/Sub, Cloud Tasks and Firestore emulators)\n", r.Clients, r.WallSeconds)
+	fmt.Fprintf(w, "\n%d clients in %.1fs\n", r.Clients, r.WallSeconds)
 	fmt.Fprintf(w, "outcomes: uploaded %d, failed %d, claimed elsewhere %d, unfinished %d\n",
 		r.Outcomes.Uploaded, r.Outcomes.Failed, r.Outcomes.ClaimedElsewhere, r.Outcomes.Unfinished)
 	fmt.Fprintf(w, "API calls:%s\n", sortedInts(r.APICalls))
-	t := r.TimeToCertificate
-	fmt.Fprintf(w, "time to certificate: p50 %.0f ms, p95 %.0f ms, p99 %.0f ms (n=%d)\n", t.P50, t.P95, t.P99, t.N)
-	a := r.AddedLatency
-	fmt.Fprintf(w, "added latency (signature available to upload, minus CA time): p50 %.0f ms, p95 %.0f ms, p99 %.0f ms\n", a.P50, a.P95, a.P99)
-	pw, pr := r.PollWait, r.Processing
-	fmt.Fprintf(w, "  of which poll wait p50 %.0f ms, p95 %.0f ms; processing p50 %.0f ms, p95 %.0f ms\n", pw.P50, pw.P95, pr.P50, pr.P95)
+	pct := func(name string, p simulation.Percentiles) {
+		fmt.Fprintf(w, "%s: p50 %.0f ms, p95 %.0f ms, p99 %.0f ms (n=%d)\n", name, p.P50, p.P95, p.P99, p.N)
+	}
+	pct("time to certificate", r.TimeToCertificate)
+	pct("added latency (signature available to upload, minus CA time)", r.AddedLatency)
 	if r.TimeScale > 1 {
-		tu, au := r.TimeToCertificateUnscaled, r.AddedLatencyUnscaled
-		fmt.Fprintf(w, "unscaled (x%g): time to certificate p50 %.0f ms, p95 %.0f ms; added latency p50 %.0f ms, p95 %.0f ms\n", r.TimeScale, tu.P50, tu.P95, au.P50, au.P95)
+		fmt.Fprintf(w, "in real time (client delays and poll waits multiplied back by the time scale %g):\n", r.TimeScale)
+		pct("  time to certificate", r.TimeToCertificateUnscaled)
+		pct("  added latency", r.AddedLatencyUnscaled)
 	}
 	pe := r.PerEnrollment
-	fmt.Fprintf(w, "per enrollment: store reads %.1f, writes %.1f, function invocations %.1f, CPU %.2f ms; peak RSS %.0f MiB; %.1f enrollments/s\n",
-		pe.StoreReads, pe.StoreWrites, pe.Invocations, pe.CPUMilliseconds, r.PeakRSSMiB, r.EnrollmentsPerSec)
-	fmt.Fprintf(w, "  API calls:%s\n", sortedFloats(pe.APICalls))
-	fmt.Fprintf(w, "  invocations:%s\n", sortedFloats(pe.ByFunction))
-	if pe.FunctionCPUMilliseconds > 0 {
-		fmt.Fprintf(w, "  CPU in the three functions %.2f ms (the rest: API emulator, simulated clients, HTTP serving, emulator clients)\n", pe.FunctionCPUMilliseconds)
+	fmt.Fprintf(w, "per enrollment: API%s\n", sortedFloats(pe.APICalls))
+	fmt.Fprintf(w, "                store reads %.1f, writes %.1f; function invocations %.2f (", pe.StoreReads, pe.StoreWrites, pe.Invocations)
+	for i, f := range []string{standins.ClaimProcess, standins.IssueCertificate, standins.PollSignature} {
+		if i > 0 {
+			fmt.Fprint(w, ", ")
+		}
+		fmt.Fprintf(w, "%s %.2f", f, pe.ByFunction[f])
 	}
+	fmt.Fprintf(w, "); CPU %.2f ms (whole process)", pe.CPUMilliseconds)
+	if pe.FunctionCPUMilliseconds > 0 {
+		fmt.Fprintf(w, ", of which the functions %.2f ms", pe.FunctionCPUMilliseconds)
+	}
+	fmt.Fprintf(w, "\npeak RSS %.0f MiB, peak heap %.0f MiB; %.1f enrollments/s\n", r.PeakRSSMiB, r.PeakHeapMiB, r.EnrollmentsPerSec)
+
 	x := res.StandIns
+	fmt.Fprintf(w, "stand-ins: functions served over HTTP; Pub/Sub emulator push (%d subscriptions), Cloud Tasks emulator (queues at %g/s), Firestore emulator; after %d warm-up enrollments\n", x.PushShards, x.QueueRate, x.Warmup)
 	var emu []string
 	for _, name := range []string{"firestore", "pubsub", "cloudtasks"} {
 		if u, ok := x.Emulators[name]; ok {
 			emu = append(emu, fmt.Sprintf("%s %.1fs (peak RSS %.0f MiB)", name, u.CPUSeconds, u.PeakRSSMiB))
 		}
 	}
-	fmt.Fprintf(w, "emulators' CPU (separate processes): %s; %.2f ms per enrollment\n", strings.Join(emu, ", "), x.EmulatorCPUPerEnrollment)
-	fmt.Fprintf(w, "store: %d reads, %d writes, %d transactions, %d conflicts; tasks: %d created (+%d AlreadyExists), %d dispatched, %d non-2xx; Pub/Sub pushes %d; publishing took %.1fs\n",
+	fmt.Fprintf(w, "  emulators' CPU (separate processes, not in the CPU above): %s; %.2f ms per enrollment\n", strings.Join(emu, ", "), x.EmulatorCPUPerEnrollment)
+	pw, pr := r.PollWait, r.Processing
+	fmt.Fprintf(w, "  added latency = poll wait p50 %.0f ms, p95 %.0f ms + processing p50 %.0f ms, p95 %.0f ms\n", pw.P50, pw.P95, pr.P50, pr.P95)
+	fmt.Fprintf(w, "  store: %d reads, %d writes, %d transactions, %d conflicts; tasks: %d created (+%d AlreadyExists), %d dispatched, %d non-2xx; Pub/Sub pushes %d; publishing took %.1fs\n",
 		r.Store.Reads, r.Store.Writes, r.Store.Transactions, r.Store.Conflicts, r.Tasks.Enqueued, r.Tasks.Duplicates, r.Tasks.Dispatched, r.Tasks.FailedAttempts, r.PubSub.Deliveries, x.PublishSeconds)
 	for _, fn := range []string{standins.ClaimProcess, standins.PollSignature, standins.IssueCertificate} {
 		if a := x.Answers[fn]; len(a) > 0 {
 			d := x.FunctionMs[fn]
-			fmt.Fprintf(w, "  %s: answers%s; at most %d at once; took p50 %.0f ms, p95 %.0f ms, p99 %.0f ms\n", fn, sortedInts64(a), x.MaxInFlight[fn], d.P50, d.P95, d.P99)
+			fmt.Fprintf(w, "  %s: answers%s; at most %d at once; took p50 %.0f ms, p95 %.0f ms, p99 %.0f ms", fn, sortedInts64(a), x.MaxInFlight[fn], d.P50, d.P95, d.P99)
+			if l, ok := x.DispatchLagMs[fn]; ok && l.N > 0 {
+				fmt.Fprintf(w, "; dispatched after its schedule time by p50 %.0f ms, p95 %.0f ms, p99 %.0f ms", l.P50, l.P95, l.P99)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 	for _, n := range x.Notes {
