@@ -85,8 +85,9 @@ type Extra struct {
 	// emulators' delivery concurrency); FunctionMs how long they took.
 	MaxInFlight map[string]int64                  `json:"max_in_flight"`
 	FunctionMs  map[string]simulation.Percentiles `json:"function_ms"`
-	// DispatchLagMs is how late the task functions' tasks were dispatched
-	// after their schedule time.
+	// DispatchLagMs is how late the invocations came: ClaimProcess after
+	// the notification's publish time, the task functions after their
+	// task's schedule time.
 	DispatchLagMs map[string]simulation.Percentiles `json:"dispatch_lag_ms"`
 	// PublishSeconds is how long creating the clients and publishing their
 	// notifications took.

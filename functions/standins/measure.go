@@ -46,7 +46,7 @@ type meter struct {
 	answers     [3]map[int]int64 // HTTP status (ClaimProcess: 200 or 500) -> count
 	maxInFlight [3]int64
 	durations   [3][]float64 // ms
-	lags        [3][]float64 // ms from a task's schedule time (ETA) to its dispatch
+	lags        [3][]float64 // ms from the publish time (claim) or the task's schedule time (ETA) to the invocation
 	taskNames   map[string]bool
 	enqueued    int64
 	enqueueDups int64
@@ -74,9 +74,10 @@ type Measures struct {
 	MaxInFlight map[string]int64
 	// Duration is how long each function's invocations took, in ms.
 	Duration map[string]simulation.Percentiles
-	// DispatchLag is, for the task functions, how late the Cloud Tasks
-	// emulator dispatched each task after its schedule time, in ms (the
-	// queue's rate limit and concurrency, and the emulator's own delay).
+	// DispatchLag is how late each invocation came, in ms: for
+	// ClaimProcess from the message's publish time (the push backlog), for
+	// the task functions from the task's schedule time (the queue's rate
+	// limit and concurrency, and the emulator's own delay).
 	DispatchLag map[string]simulation.Percentiles
 }
 
@@ -113,9 +114,7 @@ func (e *Env) Measures() Measures {
 		}
 		m.MaxInFlight[name] = e.meter.maxInFlight[i]
 		m.Duration[name] = percentiles(e.meter.durations[i])
-		if i > 0 {
-			m.DispatchLag[name] = percentiles(e.meter.lags[i])
-		}
+		m.DispatchLag[name] = percentiles(e.meter.lags[i])
 		e.meter.mu.Unlock()
 		m.Answers[name] = a
 	}
@@ -123,6 +122,12 @@ func (e *Env) Measures() Measures {
 	m.Enqueued, m.EnqueueDuplicates = e.meter.enqueued, e.meter.enqueueDups
 	e.meter.mu.Unlock()
 	return m
+}
+
+func (m *meter) lag(i int, d time.Duration) {
+	m.mu.Lock()
+	m.lags[i] = append(m.lags[i], float64(d)/float64(time.Millisecond))
+	m.mu.Unlock()
 }
 
 // begin counts an invocation of function i; the returned func ends it with
@@ -183,6 +188,9 @@ func (e *Env) registerMeasured(ctx context.Context) error {
 	claim := adapter.Claim(get(0))
 	if err := funcframework.RegisterCloudEventFunctionContext(ctx, measuredPath(e.Project, ClaimProcess)+"/", func(ctx context.Context, ev event.Event) error {
 		end := m.begin(0)
+		if t := ev.Time(); !t.IsZero() {
+			m.lag(0, time.Since(t))
+		}
 		var err error
 		simulation.InFunction(ctx, ClaimProcess, func(ctx context.Context) { err = claim(ctx, ev) })
 		if err != nil {
@@ -199,10 +207,7 @@ func (e *Env) registerMeasured(ctx context.Context) error {
 		if err := funcframework.RegisterHTTPFunctionContext(ctx, measuredPath(e.Project, name), func(w http.ResponseWriter, r *http.Request) {
 			end := m.begin(i)
 			if eta, err := strconv.ParseFloat(r.Header.Get("X-CloudTasks-TaskETA"), 64); err == nil {
-				lag := time.Since(time.Unix(0, int64(eta*1e9)))
-				m.mu.Lock()
-				m.lags[i] = append(m.lags[i], float64(lag)/float64(time.Millisecond))
-				m.mu.Unlock()
+				m.lag(i, time.Since(time.Unix(0, int64(eta*1e9))))
 			}
 			sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 			simulation.InFunction(r.Context(), name, func(ctx context.Context) { h.ServeHTTP(sw, r.WithContext(ctx)) })

@@ -250,7 +250,11 @@ func printSummary(w io.Writer, res *standins.Result) {
 			d := x.FunctionMs[fn]
 			fmt.Fprintf(w, "  %s: answers%s; at most %d at once; took p50 %.0f ms, p95 %.0f ms, p99 %.0f ms", fn, sortedInts64(a), x.MaxInFlight[fn], d.P50, d.P95, d.P99)
 			if l, ok := x.DispatchLagMs[fn]; ok && l.N > 0 {
-				fmt.Fprintf(w, "; dispatched after its schedule time by p50 %.0f ms, p95 %.0f ms, p99 %.0f ms", l.P50, l.P95, l.P99)
+				after := "its task's schedule time"
+				if fn == standins.ClaimProcess {
+					after = "publishing"
+				}
+				fmt.Fprintf(w, "; invoked after %s by p50 %.0f ms, p95 %.0f ms, p99 %.0f ms", after, l.P50, l.P95, l.P99)
 			}
 			fmt.Fprintln(w)
 		}
