@@ -1,0 +1,161 @@
+// Command campaign runs the fault campaign of issue 5 in process: it enrolls
+// simulated clients through the whole adapter while injecting API errors,
+// lost answers and timeouts, CA outages and refusals, duplicate deliveries,
+// crashes at every crash point and store faults before and after commit, then
+// checks every process against the invariants. It prints the fault counts,
+// the outcomes, the API calls and every violation with the process's history,
+// and exits non-zero on any violation or unfinished process.
+//
+//	go run ./functions/cmd/campaign -enrollments 2000 -seed 1 -report campaign.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/logging"
+	"github.com/chromeos-certprov/adapter/shared/simulation"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	code, err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "campaign:", err)
+	}
+	os.Exit(code)
+}
+
+// parse reads the flags into campaign options; report is the -report file.
+func parse(args []string, stderr io.Writer) (co simulation.CampaignOptions, report string, quiet bool, err error) {
+	fs := flag.NewFlagSet("campaign", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	d := simulation.DefaultCampaign(2000, 1)
+	fs.IntVar(&co.Enrollments, "enrollments", d.Enrollments, "number of simulated clients to enroll")
+	fs.Uint64Var(&co.Seed, "seed", d.Seed, "random seed of the client mix, the fault plans and the CA outage timeline")
+	fs.StringVar(&report, "report", "", "write the JSON report to this file")
+	fs.Float64Var(&co.Slow, "slow", d.Slow, "share of slow clients")
+	fs.Float64Var(&co.Silent, "silent", d.Silent, "share of silent clients (never sign: failed at the poll deadline)")
+	fs.Float64Var(&co.Wrong, "wrong", d.Wrong, "share of clients that sign wrongly (failed: signature does not verify)")
+	fs.Float64Var(&co.Elsewhere, "elsewhere", d.Elsewhere, "share of processes already claimed by another adapter")
+	fs.Float64Var(&co.APIErrorRate, "api-error-rate", d.APIErrorRate, "share of API requests failed with 429/503/500 before acting")
+	fs.Float64Var(&co.LostRate, "lost-rate", d.LostRate, "share of API requests that act but answer 503")
+	fs.Float64Var(&co.TimeoutRate, "timeout-rate", d.TimeoutRate, "share of API requests held until the adapter times out (half before acting, half after)")
+	fs.Float64Var(&co.CrashRate, "crash-rate", d.CrashRate, "probability that a function dies at each crash point it passes")
+	fs.Float64Var(&co.StoreFaultRate, "store-fault-rate", d.StoreFaultRate, "share of store operations failed before they happen")
+	fs.Float64Var(&co.StoreAfterCommitRate, "store-after-commit-rate", d.StoreAfterCommitRate, "share of store writes failed after they committed")
+	fs.Float64Var(&co.DuplicateRate, "duplicate-rate", d.DuplicateRate, "share of Pub/Sub deliveries and task dispatches delivered twice")
+	fs.Float64Var(&co.RefusalRate, "refusal-rate", d.RefusalRate, "share of processes the CA refuses")
+	fs.DurationVar(&co.CAOutageGap.Min, "ca-outage-gap-min", d.CAOutageGap.Min, "least time between CA outages (real time, scaled)")
+	fs.DurationVar(&co.CAOutageGap.Max, "ca-outage-gap-max", d.CAOutageGap.Max, "most time between CA outages (real time, scaled)")
+	fs.DurationVar(&co.CAOutageLength.Min, "ca-outage-min", d.CAOutageLength.Min, "shortest CA outage (real time, scaled)")
+	fs.DurationVar(&co.CAOutageLength.Max, "ca-outage-max", d.CAOutageLength.Max, "longest CA outage (real time, scaled)")
+	fs.IntVar(&co.MaxFaultsPerProcess, "max-faults-per-process", d.MaxFaultsPerProcess, "bound on crashes, store faults, lost answers and timeouts per process (0: none)")
+	fs.Float64Var(&co.TimeScale, "time-scale", d.TimeScale, "divide client delays, the poll schedule, the lease, the API timeout and task backoff by this factor")
+	fs.Float64Var(&co.Arrival, "arrival", d.Arrival, "new clients per second (0: all at once)")
+	fs.DurationVar(&co.Timeout, "timeout", 0, "end the run after this long (default: from the arrival time and the poll deadline)")
+	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
+	logs := fs.Bool("logs", false, "print the adapter's JSON logs to stderr")
+	if err := fs.Parse(args); err != nil {
+		return co, "", false, err
+	}
+	if fs.NArg() > 0 {
+		return co, "", false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if co.TimeScale <= 0 {
+		return co, "", false, fmt.Errorf("-time-scale %g: want a positive factor", co.TimeScale)
+	}
+	if *logs {
+		co.Log = logging.New(stderr, slog.LevelInfo, "campaign")
+	}
+	return co, report, quiet, nil
+}
+
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	co, report, quiet, err := parse(args, stderr)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return 0, nil
+		}
+		return 2, err
+	}
+	if !quiet {
+		co.Progress, co.ProgressEvery = stderr, 5*time.Second
+	}
+	start := time.Now()
+	r, err := simulation.Campaign(ctx, co)
+	if err != nil {
+		return 2, err
+	}
+	printReport(stdout, r, time.Since(start))
+	if report != "" {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		if err := os.WriteFile(report, append(b, '\n'), 0o644); err != nil {
+			return 1, fmt.Errorf("-report: %w", err)
+		}
+	}
+	if !r.OK() {
+		return 1, fmt.Errorf("%d processes with violations (%d unfinished)", len(r.Violations), r.Outcomes.Unfinished)
+	}
+	return 0, nil
+}
+
+func printReport(w io.Writer, r *simulation.CampaignReport, took time.Duration) {
+	fmt.Fprintf(w, "fault campaign: %d enrollments, seed %d, time scale %g, %.1fs\n", r.Enrollments, r.Seed, r.TimeScale, took.Seconds())
+	f := r.Faults
+	fmt.Fprintf(w, "faults injected:\n")
+	fmt.Fprintf(w, "  API: %d requests; before acting 503 %d, 429 %d, 500 %d (%.2f%% of requests); lost answers %d; timeouts %d before acting, %d after\n",
+		f.APIRequests, f.APIUnavailable, f.APIResourceExhausted, f.APIInternal, 100*f.APIErrorShare, f.APILostResponse, f.APITimeout, f.APITimeoutAfterActing)
+	fmt.Fprintf(w, "  CA: %d outage windows failing %d issuances; %d processes refused (%d refusals)\n", f.CAOutageWindows, f.CAOutageFailures, f.CARefusedProcesses, f.CARefusals)
+	fmt.Fprintf(w, "  duplicates: %d Pub/Sub deliveries, %d task dispatches\n", f.PubSubDuplicates, f.TaskDuplicates)
+	fmt.Fprintf(w, "  crashes: %s\n", counts(f.Crashes))
+	fmt.Fprintf(w, "  store faults before commit: %s\n", counts(f.StoreBefore))
+	fmt.Fprintf(w, "  store faults after commit: %s\n", counts(f.StoreAfterCommit))
+	fmt.Fprintf(w, "  not injected (process at its fault bound): %d\n", f.Suppressed)
+	fmt.Fprintf(w, "scenarios: %s\n", counts(r.Scenarios))
+	fmt.Fprintf(w, "expected:  %s\n", counts(r.Expected))
+	o := r.Outcomes
+	fmt.Fprintf(w, "outcomes:  uploaded %d, failed %d, claimed elsewhere %d, unfinished %d\n", o.Uploaded, o.Failed, o.ClaimedElsewhere, o.Unfinished)
+	fmt.Fprintf(w, "API calls: %s\n", counts(r.APICalls))
+	if r.Run != nil {
+		fmt.Fprintf(w, "tasks: %d enqueued, %d dispatched, %d failed attempts, %d dropped; Pub/Sub: %d deliveries, %d dead-lettered\n",
+			r.Run.Tasks.Enqueued, r.Run.Tasks.Dispatched, r.Run.Tasks.FailedAttempts, r.Run.Tasks.Dropped, r.Run.PubSub.Deliveries, r.Run.PubSub.DeadLettered)
+	}
+	if len(r.Violations) == 0 {
+		fmt.Fprintf(w, "violations: none\n")
+		return
+	}
+	fmt.Fprintf(w, "violations: %d processes\n", len(r.Violations))
+	for _, v := range r.Violations {
+		fmt.Fprint(w, v.String())
+	}
+}
+
+// counts prints a map sorted by key.
+func counts[K ~string, V int | int64](m map[K]V) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	s := ""
+	for i, k := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%s %d", k, m[K(k)])
+	}
+	if s == "" {
+		return "none"
+	}
+	return s
+}
