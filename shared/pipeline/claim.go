@@ -30,6 +30,7 @@ func (p *Pipeline) Claim(ctx context.Context, data []byte) error {
 // topic, so no process waits forever.
 func (p *Pipeline) ClaimDelivery(ctx context.Context, data []byte, attempt int) error {
 	p.init()
+	ctx = withRetry(ctx, max(attempt-1, 0))
 	err := p.claim(ctx, data)
 	if err == nil || IsCrash(err) || attempt < p.MaxAttempts {
 		return err

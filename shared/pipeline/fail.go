@@ -48,7 +48,21 @@ func (p *Pipeline) fail(ctx context.Context, rec *progress.Record, reason, messa
 		}
 		return nil, err
 	}
-	return p.reportFailure(ctx, next, 0)
+	return p.reportFailure(ctx, next, retryOf(ctx))
+}
+
+// retryKey carries the delivery's retry count to fail, which the steps reach
+// from many places: a failure decided on the last attempt is reported on that
+// attempt, not left to a retry that will not come.
+type retryKey struct{}
+
+func withRetry(ctx context.Context, retry int) context.Context {
+	return context.WithValue(ctx, retryKey{}, retry)
+}
+
+func retryOf(ctx context.Context) int {
+	r, _ := ctx.Value(retryKey{}).(int)
+	return r
 }
 
 // reportFailure calls setFailure for a record in FAILING and ends it.

@@ -20,6 +20,7 @@ import (
 // should deliver the task again.
 func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
 	p.init()
+	ctx = withRetry(ctx, retry)
 	rec, _, err := p.load(ctx, body, "issue")
 	if rec == nil {
 		return err

@@ -20,6 +20,7 @@ import (
 // error only when the queue should deliver the task again.
 func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 	p.init()
+	ctx = withRetry(ctx, retry)
 	rec, tb, err := p.load(ctx, body, "poll")
 	if rec == nil {
 		return err

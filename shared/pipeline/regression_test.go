@@ -1,0 +1,57 @@
+package pipeline_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tasks"
+)
+
+// Regressions found by the fault campaign (shared/simulation.Campaign).
+
+// faultOnce injects fault the first time method is called.
+func faultOnce(method string, fault cpemulator.Fault) func(string, string) cpemulator.Fault {
+	var mu sync.Mutex
+	done := false
+	return func(m, _ string) cpemulator.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if m != method || done {
+			return cpemulator.NoFault
+		}
+		done = true
+		return fault
+	}
+}
+
+// A failure decided on a task's last attempt is reported on that attempt: a
+// transient setFailure error there must not leave the process FAILING with no
+// task left to finish it.
+func TestFailureDecidedOnTheLastAttemptEnds(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{Fault: faultOnce(cpemulator.MethodSetFailure, cpemulator.FaultLostResponse)})
+	name, data := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, Behaviour: cpemulator.Silent})
+	if err := h.claim(data, 1); err != nil {
+		t.Fatal(err)
+	}
+	task, ok := h.q.next()
+	if !ok || task.Queue != tasks.QueuePoll {
+		t.Fatalf("no poll task after the claim")
+	}
+	h.clk.advance(2 * time.Hour) // past the poll deadline
+	last := h.p.MaxAttempts - 1
+	if err := h.p.Poll(context.Background(), task.Body, last); err != nil {
+		t.Errorf("last attempt returned %v: the queue drops the task, nothing finishes the process", err)
+	}
+	rec := h.record(name)
+	if rec.State != progress.StateFailed || !rec.FailureReported {
+		t.Errorf("state %s, reported %v; want FAILED and reported (setFailure acted, its answer was lost)", rec.State, rec.FailureReported)
+	}
+	if s := h.snap(name); s.SetFailureCalls != 1 {
+		t.Errorf("setFailure accepted %d times, want 1", s.SetFailureCalls)
+	}
+}
