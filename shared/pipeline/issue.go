@@ -68,7 +68,14 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 		return p.fail(ctx, rec, "the SCEP challenge expired at "+rec.ChallengeExpiresAt.Format(time.RFC3339)+" before the device signed",
 			"The device signed too late: the enrollment challenge had expired. The device will try again; keep it online.")
 	}
-	if !now.Before(rec.Deadline) && rec.State == progress.StateIssuing {
+	// The CA's deadline (for a CA that keeps answering pending) runs from the
+	// signature: a client that signed just before the poll deadline still
+	// gets the CA's retries.
+	caDeadline := rec.Deadline
+	if !rec.SignedAt.IsZero() {
+		caDeadline = rec.SignedAt.Add(p.Schedule.Deadline)
+	}
+	if !now.Before(caDeadline) && rec.State == progress.StateIssuing {
 		return p.fail(ctx, rec, "the CA had not issued by the deadline", "The certificate authority did not issue the certificate in time. Contact your administrator.")
 	}
 	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateSigned, progress.StateIssuing}, progress.StateIssuing, func(r *progress.Record) error {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
@@ -53,5 +54,37 @@ func TestFailureDecidedOnTheLastAttemptEnds(t *testing.T) {
 	}
 	if s := h.snap(name); s.SetFailureCalls != 1 {
 		t.Errorf("setFailure accepted %d times, want 1", s.SetFailureCalls)
+	}
+}
+
+// A client that signs shortly before the poll deadline still gets its
+// certificate when the CA needs a retry: the CA step's deadline runs from the
+// signature, not from signData. (The campaign saw a process failed with "the
+// CA had not issued by the deadline" after its CA had issued: the issuing
+// delivery died, and the retry came after the poll deadline.)
+func TestCARetryAfterThePollDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{})
+	var mu sync.Mutex
+	calls := 0
+	h.ca.SetFault(func(ca.Request) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return &ca.Error{Kind: ca.Transient, Reason: "outage"}
+		}
+		return nil
+	})
+	// The poll deadline is an hour: the client signs a minute before it.
+	name, data := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: 59 * time.Minute})
+	if err := h.claim(data, 1); err != nil {
+		t.Fatal(err)
+	}
+	h.drain() // the CA's retry comes 90s later: past the poll deadline
+	h.wantUploaded(name)
+	h.noViolations()
+	if rec := h.record(name); !rec.UploadedAt.After(rec.Deadline) || calls != 2 {
+		t.Errorf("uploaded at %s after %d CA calls; the case needs an upload after the poll deadline %s and a retried CA", rec.UploadedAt, calls, rec.Deadline)
 	}
 }
