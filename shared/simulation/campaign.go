@@ -59,11 +59,15 @@ type CampaignOptions struct {
 	// CAOutageGap and CAOutageLength (real time, scaled by TimeScale) draw the
 	// CA outage windows: during one every issuance fails transiently.
 	CAOutageGap, CAOutageLength Range
-	// MaxFaultsPerProcess bounds the faults that can cost a process a whole
-	// retry chain -- crashes, store faults, lost answers and timeouts -- so
-	// that injected faults alone never exhaust the bounded retries (which
-	// would legitimately fail or strand the process). API errors, CA outages,
-	// refusals and duplicates are not bounded. 0: unbounded.
+	// MaxFaultsPerProcess bounds the faults injected into one process that
+	// cost it retries -- crashes, store faults, lost answers, timeouts and CA
+	// outage failures (an outage spares a process at its bound) -- so that
+	// injected faults alone never exhaust the bounded retries, after which
+	// giving up is the designed ending. A crash that holds a lease costs
+	// about half a task's attempts (as in production: the backoff reaches the
+	// lease after five attempts). API errors before acting (at most one
+	// attempt each, rarely at a lease), refusals and duplicates are not
+	// bounded. 0: unbounded.
 	MaxFaultsPerProcess int
 
 	// TimeScale divides the client delays, the poll schedule, the lease, the
@@ -104,6 +108,15 @@ func DefaultCampaign(enrollments int, seed uint64) CampaignOptions {
 	}
 }
 
+// campaignPoll is the default poll schedule with a 15-minute deadline (24
+// hours in production): slow clients sign in its first phase, silent ones
+// reach its late phase and then the deadline.
+func campaignPoll() config.PollSchedule {
+	p := config.DefaultPoll
+	p.Deadline = 15 * time.Minute
+	return p
+}
+
 // campaignTiming is the campaign's time base in real time; Campaign divides
 // it by TimeScale. The ratios follow production: the lease (2 minutes there)
 // is four API timeouts, and task backoff grows past the lease.
@@ -115,7 +128,7 @@ var campaignTiming = struct {
 }{
 	fast:           Range{Min: time.Second, Max: 5 * time.Second},
 	slow:           Range{Min: 30 * time.Second, Max: 5 * time.Minute},
-	poll:           config.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.2, Deadline: 10 * time.Minute},
+	poll:           campaignPoll(),
 	lease:          80 * time.Second,
 	apiCall:        20 * time.Second,
 	taskMaxBackoff: 5 * time.Minute,
@@ -155,9 +168,9 @@ func (co *CampaignOptions) options(inj *injector) Options {
 	}
 	t := campaignTiming
 	sched := t.poll
-	sched.Initial = time.Duration(float64(sched.Initial) / s)
-	sched.Max = time.Duration(float64(sched.Max) / s)
-	sched.Deadline = time.Duration(float64(sched.Deadline) / s)
+	for _, d := range []*time.Duration{&sched.Initial, &sched.Max, &sched.LateAfter, &sched.LateInterval, &sched.Deadline} {
+		*d = time.Duration(float64(*d) / s)
+	}
 	timeout := co.Timeout
 	if timeout <= 0 {
 		timeout = 3*sched.Deadline + time.Minute
@@ -250,8 +263,11 @@ type FaultCounts struct {
 	APITimeoutAfterActing int64   `json:"api_timeout_after_acting"`
 	// CAOutageWindows is the windows that began during the run;
 	// CAOutageFailures the issuances they failed.
-	CAOutageWindows    int   `json:"ca_outage_windows"`
-	CAOutageFailures   int64 `json:"ca_outage_failures"`
+	CAOutageWindows  int   `json:"ca_outage_windows"`
+	CAOutageFailures int64 `json:"ca_outage_failures"`
+	// CAOutageSpared is the issuances let through an outage because their
+	// process was at its fault bound (also counted in Suppressed).
+	CAOutageSpared     int64 `json:"ca_outage_spared"`
 	CARefusedProcesses int   `json:"ca_refused_processes"`
 	CARefusals         int64 `json:"ca_refusals"`
 	PubSubDuplicates   int64 `json:"pubsub_duplicate_deliveries"`
@@ -260,8 +276,8 @@ type FaultCounts struct {
 	Crashes          map[string]int64 `json:"crashes"`
 	StoreBefore      map[string]int64 `json:"store_faults_before_commit"`
 	StoreAfterCommit map[string]int64 `json:"store_faults_after_commit"`
-	// Suppressed is the faults drawn but not injected because the process
-	// had used MaxFaultsPerProcess.
+	// Suppressed is the faults drawn but not injected (and the outage
+	// failures spared) because the process had used MaxFaultsPerProcess.
 	Suppressed int64 `json:"suppressed_by_bound"`
 }
 
@@ -328,7 +344,7 @@ type injector struct {
 	outages []window
 
 	apiRequests, api503, api429, api500, lost, timeout, timeoutActed atomic.Int64
-	outageFailures, refusals, suppressed                             atomic.Int64
+	outageFailures, outageSpared, refusals, suppressed               atomic.Int64
 	kmu                                                              sync.Mutex
 	crashes, storeBefore, storeAfter                                 map[string]int64
 }
@@ -488,11 +504,13 @@ func (inj *injector) caFault(req ca.Request) error {
 	now := time.Since(inj.start)
 	i := sort.Search(len(inj.outages), func(i int) bool { return inj.outages[i].to > now })
 	if i < len(inj.outages) && inj.outages[i].from <= now {
-		inj.outageFailures.Add(1)
-		if p != nil {
-			inj.note(p, fmt.Sprintf("ca: outage window %d", i))
+		// A process at its fault bound is spared: the outage would cost it
+		// one of the attempts the bound keeps for it.
+		if p == nil || inj.take(p, fmt.Sprintf("ca: outage window %d", i)) {
+			inj.outageFailures.Add(1)
+			return &ca.Error{Kind: ca.Transient, Reason: "outage (fault campaign)"}
 		}
-		return &ca.Error{Kind: ca.Transient, Reason: "outage (fault campaign)"}
+		inj.outageSpared.Add(1)
 	}
 	if p != nil && p.refused {
 		inj.refusals.Add(1)
@@ -723,7 +741,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 			f.CAOutageWindows++
 		}
 	}
-	f.CAOutageFailures, f.CARefusals = inj.outageFailures.Load(), inj.refusals.Load()
+	f.CAOutageFailures, f.CAOutageSpared, f.CARefusals = inj.outageFailures.Load(), inj.outageSpared.Load(), inj.refusals.Load()
 	f.PubSubDuplicates = run.PubSub.Duplicates
 	f.TaskDuplicates = int64(run.Tasks.InjectedDuplicates)
 	inj.kmu.Lock()

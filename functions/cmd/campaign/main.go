@@ -115,7 +115,7 @@ func printReport(w io.Writer, r *simulation.CampaignReport, took time.Duration) 
 	fmt.Fprintf(w, "faults injected:\n")
 	fmt.Fprintf(w, "  API: %d requests; before acting 503 %d, 429 %d, 500 %d (%.2f%% of requests); lost answers %d; timeouts %d before acting, %d after\n",
 		f.APIRequests, f.APIUnavailable, f.APIResourceExhausted, f.APIInternal, 100*f.APIErrorShare, f.APILostResponse, f.APITimeout, f.APITimeoutAfterActing)
-	fmt.Fprintf(w, "  CA: %d outage windows failing %d issuances; %d processes refused (%d refusals)\n", f.CAOutageWindows, f.CAOutageFailures, f.CARefusedProcesses, f.CARefusals)
+	fmt.Fprintf(w, "  CA: %d outage windows failing %d issuances (%d spared: process at its fault bound); %d processes refused (%d refusals)\n", f.CAOutageWindows, f.CAOutageFailures, f.CAOutageSpared, f.CARefusedProcesses, f.CARefusals)
 	fmt.Fprintf(w, "  duplicates: %d Pub/Sub deliveries, %d task dispatches\n", f.PubSubDuplicates, f.TaskDuplicates)
 	fmt.Fprintf(w, "  crashes: %s\n", counts(f.Crashes))
 	fmt.Fprintf(w, "  store faults before commit: %s\n", counts(f.StoreBefore))
