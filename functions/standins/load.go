@@ -44,9 +44,13 @@ type LoadOptions struct {
 	// in-process run's dispatcher does not), and 1000 at once.
 	MaxDispatchesPerSecond  float64
 	MaxConcurrentDispatches int32
-	// Warmup enrolls this many clients first, in a project of their own and
-	// not measured, so that the emulators' JVMs have compiled their hot paths
-	// and the figures are of a warm system.
+	// Warmup, when positive, enrolls batches of this many clients first,
+	// each in a project of its own and not measured, until the emulators'
+	// CPU per enrollment falls by less than a fifth from one batch to the
+	// next (at most MaxWarmupBatches). A fresh Firestore emulator's JVM
+	// spends tens of seconds compiling its hot paths over the first two to
+	// three thousand enrollments: without a warm-up its CPU per enrollment
+	// is several times its steady value.
 	Warmup int
 }
 
@@ -68,7 +72,10 @@ type Extra struct {
 	Functions  string `json:"functions_url"`
 	Project    string `json:"project"`
 	PushShards int    `json:"push_shards"`
-	Warmup     int    `json:"warmup_clients"`
+	Warmup     int    `json:"warmup_batch"`
+	// WarmupCPUPerEnrollment is the emulators' CPU per enrollment in each
+	// warm-up batch, in ms.
+	WarmupCPUPerEnrollment []float64 `json:"warmup_emulator_cpu_ms_per_enrollment,omitempty"`
 	// QueueRate is the queues' max dispatches per second.
 	QueueRate float64 `json:"queue_max_dispatches_per_second"`
 	// Emulators is each emulator process's CPU over the run (read from
@@ -114,11 +121,10 @@ func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
 		defer os.RemoveAll(dir)
 		o.Dir = dir
 	}
+	var warm []float64
 	if o.Warmup > 0 {
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "warm-up: %d enrollments, not measured\n", o.Warmup)
-		}
-		if err := warmUp(ctx, hosts, o); err != nil {
+		var err error
+		if warm, err = warmUp(ctx, hosts, o); err != nil {
 			return nil, err
 		}
 	}
@@ -146,7 +152,7 @@ func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
 	}
 	defer env.Close()
 
-	res := &Result{StandIns: Extra{Hosts: hosts, Project: o.Project, PushShards: o.PushShards, Warmup: o.Warmup, QueueRate: o.MaxDispatchesPerSecond, Functions: env.Functions, Emulators: map[string]ProcessUsage{}}}
+	res := &Result{StandIns: Extra{Hosts: hosts, Project: o.Project, PushShards: o.PushShards, Warmup: o.Warmup, WarmupCPUPerEnrollment: warm, QueueRate: o.MaxDispatchesPerSecond, Functions: env.Functions, Emulators: map[string]ProcessUsage{}}}
 	emulators := map[string]string{"firestore": hosts.Firestore, "pubsub": hosts.PubSub, "cloudtasks": hosts.Tasks}
 	before := map[string]ProcessUsage{}
 	for name, addr := range emulators {
@@ -261,30 +267,49 @@ func (o *LoadOptions) validate() error {
 	return nil
 }
 
-// warmUp enrolls o.Warmup online clients, quickly, in a project of their own.
-func warmUp(ctx context.Context, hosts Hosts, o LoadOptions) error {
-	w := LoadOptions{
-		Options: simulation.Options{
-			Clients:   o.Warmup,
-			FastDelay: simulation.Range{Max: 200 * time.Millisecond},
-			Schedule:  config.PollSchedule{Initial: 100 * time.Millisecond, Multiplier: 1.5, Max: time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
-			Timeout:   3 * time.Minute,
-			Seed:      o.Seed + 1,
-		},
-		Project:                 o.Project + "-warmup",
-		LogLevel:                o.LogLevel,
-		PushShards:              o.PushShards,
-		MaxDispatchesPerSecond:  o.MaxDispatchesPerSecond,
-		MaxConcurrentDispatches: o.MaxConcurrentDispatches,
+// MaxWarmupBatches bounds the warm-up.
+const MaxWarmupBatches = 6
+
+// warmUp enrolls batches of o.Warmup online clients, quickly, each in a
+// project of its own, until the emulators' CPU per enrollment levels off. It
+// returns that CPU per batch.
+func warmUp(ctx context.Context, hosts Hosts, o LoadOptions) ([]float64, error) {
+	var cpu []float64
+	for i := range MaxWarmupBatches {
+		w := LoadOptions{
+			Options: simulation.Options{
+				Clients:   o.Warmup,
+				FastDelay: simulation.Range{Max: 200 * time.Millisecond},
+				Schedule:  config.PollSchedule{Initial: 100 * time.Millisecond, Multiplier: 1.5, Max: time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
+				Timeout:   3 * time.Minute,
+				Seed:      o.Seed + uint64(i) + 1,
+			},
+			Project:                 fmt.Sprintf("%s-warmup%d", o.Project, i),
+			LogLevel:                o.LogLevel,
+			PushShards:              o.PushShards,
+			MaxDispatchesPerSecond:  o.MaxDispatchesPerSecond,
+			MaxConcurrentDispatches: o.MaxConcurrentDispatches,
+		}
+		r, err := Load(ctx, hosts, w)
+		if err != nil {
+			return cpu, fmt.Errorf("standins: warm-up: %w", err)
+		}
+		if !r.OK() || r.Outcomes.Uploaded != o.Warmup {
+			return cpu, fmt.Errorf("standins: warm-up: %d of %d uploaded; unexpected %v, violations %v", r.Outcomes.Uploaded, o.Warmup, r.Unexpected, r.Violations)
+		}
+		c := r.StandIns.EmulatorCPUPerEnrollment
+		cpu = append(cpu, c)
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "warm-up batch %d: %d enrollments in %.1fs, emulators' CPU %.2f ms per enrollment\n", i+1, o.Warmup, r.WallSeconds, c)
+		}
+		if len(r.StandIns.Notes) > 0 {
+			return cpu, nil // the emulators' CPU cannot be read: one batch
+		}
+		if i > 0 && c > 0.8*cpu[i-1] {
+			return cpu, nil
+		}
 	}
-	r, err := Load(ctx, hosts, w)
-	if err != nil {
-		return fmt.Errorf("standins: warm-up: %w", err)
-	}
-	if !r.OK() || r.Outcomes.Uploaded != o.Warmup {
-		return fmt.Errorf("standins: warm-up: %d of %d uploaded; unexpected %v, violations %v", r.Outcomes.Uploaded, o.Warmup, r.Unexpected, r.Violations)
-	}
-	return nil
+	return cpu, nil
 }
 
 func (o *LoadOptions) defaults() {

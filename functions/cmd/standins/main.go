@@ -67,7 +67,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		logs      = fs.Bool("logs", false, "the functions log at info (to stdout) instead of error")
 		quiet     = fs.Bool("quiet", false, "no progress lines")
 		load      = fs.Bool("load", false, "the load benchmark's client mix at 1,000 clients: defaults become -clients 1000 -slow 0.15 -silent 0.05 -time-scale 60 -deadline 30m -arrival 250 (as the local run's -load, with fewer clients); flags given explicitly win")
-		warmup    = fs.Int("warmup", 2000, "enroll this many clients first, unmeasured, so that the emulators run warm (the Firestore emulator's JVM needs about 2,000 enrollments)")
+		warmup    = fs.Int("warmup", 1000, "warm the emulators up first with batches of this many unmeasured enrollments, until their CPU per enrollment levels off (0: no warm-up, for emulators already warm)")
 		shards    = fs.Int("push-shards", standins.DefaultPushShards, "spread the notifications over this many topics, each with its own push subscription (the Pub/Sub emulator pushes two messages at a time per subscription)")
 		rate      = fs.Float64("queue-rate", 0, "max dispatches per second of each Cloud Tasks queue (default: Cloud Tasks' ceiling of 500/s, times -time-scale)")
 		conc      = fs.Int("queue-concurrency", 1000, "max concurrent dispatches of each Cloud Tasks queue")
@@ -233,7 +233,14 @@ func printSummary(w io.Writer, res *standins.Result) {
 	fmt.Fprintf(w, "\npeak RSS %.0f MiB, peak heap %.0f MiB; %.1f enrollments/s\n", r.PeakRSSMiB, r.PeakHeapMiB, r.EnrollmentsPerSec)
 
 	x := res.StandIns
-	fmt.Fprintf(w, "stand-ins: functions served over HTTP; Pub/Sub emulator push (%d subscriptions), Cloud Tasks emulator (queues at %g/s), Firestore emulator; after %d warm-up enrollments\n", x.PushShards, x.QueueRate, x.Warmup)
+	fmt.Fprintf(w, "stand-ins: functions served over HTTP; Pub/Sub emulator push (%d subscriptions), Cloud Tasks emulator (queues at %g/s), Firestore emulator\n", x.PushShards, x.QueueRate)
+	if len(x.WarmupCPUPerEnrollment) > 0 {
+		fmt.Fprintf(w, "  after %d warm-up batches of %d enrollments; the emulators' CPU per enrollment in them:", len(x.WarmupCPUPerEnrollment), x.Warmup)
+		for _, c := range x.WarmupCPUPerEnrollment {
+			fmt.Fprintf(w, " %.1f", c)
+		}
+		fmt.Fprintln(w, " ms")
+	}
 	var emu []string
 	for _, name := range []string{"firestore", "pubsub", "cloudtasks"} {
 		if u, ok := x.Emulators[name]; ok {
