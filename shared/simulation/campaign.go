@@ -797,7 +797,11 @@ func describe(rec *progress.Record, snap cpemulator.Snapshot, is Issuance, p *pl
 		if p.refused {
 			refused = " (planned CA refusal)"
 		}
-		h = append(h, fmt.Sprintf("faults%s: %s", refused, strings.Join(p.log, "; ")))
+		log := strings.Join(p.log, "; ")
+		if log == "" {
+			log = "none"
+		}
+		h = append(h, fmt.Sprintf("faults%s: %s", refused, log))
 		p.mu.Unlock()
 	}
 	return h
