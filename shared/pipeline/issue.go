@@ -241,6 +241,15 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 	err := p.API.UploadCertificate(ctx, rec.ProcessName, rec.CertificatePEM)
 	if err != nil {
 		if isTransientAPI(err) && !p.lastAttempt(retry) {
+			// The call is over: the retry may go ahead at once (it reads
+			// the process before uploading again).
+			_, _ = p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
+				if r.State == progress.StateIssued {
+					r.LeaseUntil = time.Time{}
+					r.LastError = "uploadCertificate: " + err.Error()
+				}
+				return nil
+			})
 			return nil, fmt.Errorf("upload %s: %w", rec.Key, err)
 		}
 		// Refused: maybe the process failed meanwhile on Google's side.
