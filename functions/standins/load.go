@@ -46,7 +46,7 @@ type LoadOptions struct {
 	MaxConcurrentDispatches int32
 	// Warmup, when positive, enrolls batches of this many clients first,
 	// each in a project of its own and not measured, until the emulators'
-	// CPU per enrollment falls by less than a fifth from one batch to the
+	// CPU per enrollment falls by less than a tenth from one batch to the
 	// next (at most MaxWarmupBatches). A fresh Firestore emulator's JVM
 	// spends tens of seconds compiling its hot paths over the first two to
 	// three thousand enrollments: without a warm-up its CPU per enrollment
@@ -268,7 +268,7 @@ func (o *LoadOptions) validate() error {
 }
 
 // MaxWarmupBatches bounds the warm-up.
-const MaxWarmupBatches = 6
+const MaxWarmupBatches = 8
 
 // warmUp enrolls batches of o.Warmup online clients, quickly, each in a
 // project of its own, until the emulators' CPU per enrollment levels off. It
@@ -305,7 +305,7 @@ func warmUp(ctx context.Context, hosts Hosts, o LoadOptions) ([]float64, error) 
 		if len(r.StandIns.Notes) > 0 {
 			return cpu, nil // the emulators' CPU cannot be read: one batch
 		}
-		if i > 0 && c > 0.8*cpu[i-1] {
+		if i > 0 && c > 0.9*cpu[i-1] {
 			return cpu, nil
 		}
 	}
