@@ -64,7 +64,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		seed      = fs.Uint64("seed", 1, "random seed of the client mix and the faults")
 		timeout   = fs.Duration("timeout", 0, "end the run after this long; unfinished processes are reported (default: the deadline plus 5 minutes)")
 		byFn      = fs.Bool("cpu-by-function", true, "sample a CPU profile to split this process's CPU by function")
-		logs      = fs.Bool("logs", false, "the functions log at info (to stdout) instead of error")
+		logs      = fs.Bool("logs", false, "print the functions' JSON logs (at info) to stderr")
 		quiet     = fs.Bool("quiet", false, "no progress lines")
 		load      = fs.Bool("load", false, "the load benchmark's client mix at 1,000 clients: defaults become -clients 1000 -slow 0.15 -silent 0.05 -time-scale 60 -deadline 30m -arrival 250 (as the local run's -load, with fewer clients); flags given explicitly win")
 		warmup    = fs.Int("warmup", 1000, "warm the emulators up first with batches of this many unmeasured enrollments, until their CPU per enrollment levels off (0: no warm-up, for emulators already warm)")
@@ -137,6 +137,17 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 	if *logs {
 		o.LogLevel = "info"
+	}
+	// functions-framework-go prints to os.Stdout as it serves, and the
+	// functions log there: stdout is kept for the summary, those go to
+	// stderr with -logs and are dropped otherwise (as the local run does).
+	if f, ok := stdout.(*os.File); ok && f == os.Stdout {
+		os.Stdout = os.Stderr
+		if !*logs {
+			if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+				os.Stdout = null
+			}
+		}
 	}
 
 	emus, err := standins.StartEmulators(ctx)
