@@ -131,7 +131,6 @@ func TestCAS(t *testing.T) {
 	t.Run("outage ends", func(t *testing.T) {
 		f, o := startCAS(t, true)
 		o.Clients = 6
-		o.TaskMaxBackoff = time.Second
 		out := newOutage(o.Clients, func() error { f.SetOutage(false); return nil })
 		o.Log = newLogs(out.observe).Logger()
 		f.SetOutage(true)

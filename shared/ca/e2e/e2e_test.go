@@ -93,7 +93,9 @@ func secrets(m map[string]string) func(string) (string, error) {
 
 // options is a fast run: clients that sign within 50-200 ms, polls from
 // 50 ms to 200 ms, a 1 s lease on steps with side effects, and task retries
-// backing off to taskBackoff.
+// backing off to 1.5 s. The backoff must outgrow the lease, as the queues'
+// maximum backoff outgrows the pipeline's lease in a deployment: a crash
+// leaves its lease behind, and attempts that come before it ends are spent.
 func options(clients int, a *config.Adapter, sec func(string) (string, error)) simulation.Options {
 	return simulation.Options{
 		Clients:        clients,
@@ -102,7 +104,7 @@ func options(clients int, a *config.Adapter, sec func(string) (string, error)) s
 		FastDelay:      simulation.Range{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond},
 		Schedule:       config.PollSchedule{Initial: 50 * time.Millisecond, Multiplier: 1.5, Max: 200 * time.Millisecond, Jitter: 0.2, Deadline: 30 * time.Second},
 		Lease:          time.Second,
-		TaskMaxBackoff: 500 * time.Millisecond,
+		TaskMaxBackoff: 1500 * time.Millisecond,
 		Timeout:        60 * time.Second,
 		Seed:           1,
 	}
@@ -130,7 +132,7 @@ func withFaults(o simulation.Options, skip ...string) simulation.Options {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if rng.Float64() < 0.08 {
+		if rng.Float64() < 0.05 {
 			return errors.New("crash")
 		}
 		return nil

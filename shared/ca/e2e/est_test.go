@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca/est/esttest"
 	"github.com/chromeos-certprov/adapter/shared/config"
@@ -77,7 +76,6 @@ func TestESTServer(t *testing.T) {
 		srv := esttest.Start(t)
 		o := estConfig(t, srv)
 		o.Clients = 6
-		o.TaskMaxBackoff = time.Second
 		bin, err := esttest.Binary()
 		if err != nil {
 			t.Fatal(err)
