@@ -2,10 +2,13 @@
 // registered by their packages, served over HTTP by functions-framework-go,
 // configured by environment variables -- against the real local stand-ins of
 // the cloud: the Firestore, Pub/Sub and Cloud Tasks emulators, with the
-// Certificate Provisioning API emulator in front. The integration tests and
-// the stand-ins benchmark use it.
+// Certificate Provisioning API emulator in front. The integration tests use
+// Start; Load is the load run on the stand-ins (functions/cmd/standins),
+// which reports the in-process run's figures (simulation.Report).
 //
-// The functions read the process environment, so one process runs one Env.
+// The functions read the process environment when they first run, so Envs
+// follow one another in a process; a measured Env (Options.Measure) builds
+// its functions' pipelines at Start and serves them at paths of its own.
 package standins
 
 import (
