@@ -112,7 +112,12 @@ func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int)
 		case progress.StateClaimed:
 			next, err = p.startSigning(ctx, rec)
 		case progress.StateSigning:
-			next, err = p.resumeSigning(ctx, rec)
+			// The first poll task resumes a record left in SIGNING. It is
+			// enqueued right after the transition, so a delivery that died
+			// in between left none: make sure it exists (a no-op if it does)
+			// and leave the rest to it, rather than contend for the lease
+			// until Pub/Sub gives up on the notification.
+			return p.enqueuePoll(ctx, rec, rec.NextPollAt)
 		case progress.StatePolling:
 			// The poll task carries on; make sure it exists (a no-op if it does).
 			return p.enqueuePoll(ctx, rec, rec.NextPollAt)

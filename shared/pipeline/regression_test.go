@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -87,4 +88,42 @@ func TestCARetryAfterThePollDeadline(t *testing.T) {
 	if rec := h.record(name); !rec.UploadedAt.After(rec.Deadline) || calls != 2 {
 		t.Errorf("uploaded at %s after %d CA calls; the case needs an upload after the poll deadline %s and a retried CA", rec.UploadedAt, calls, rec.Deadline)
 	}
+}
+
+// The first poll task is enqueued right after the SIGNING transition: a
+// delivery that dies between the two leaves SIGNING with no task. A later
+// notification delivery that finds SIGNING makes sure the task exists and
+// leaves the rest to it, instead of contending for the lease until Pub/Sub
+// gives up -- which stranded the process in SIGNING for good.
+func TestSigningWithoutItsPollTaskIsResumed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{})
+	var mu sync.Mutex
+	updates := 0
+	h.store.SetAfterCommitFault(func(op, _ string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if op != "update" {
+			return nil
+		}
+		updates++
+		if updates == 2 { // CLAIMED -> SIGNING committed, its answer lost
+			return errors.New("injected: lost after commit")
+		}
+		return nil
+	})
+	name, data := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+	if err := h.p.ClaimDelivery(context.Background(), data, 1); err == nil {
+		t.Fatal("the first delivery succeeded despite the lost write")
+	}
+	if rec := h.record(name); rec.State != progress.StateSigning {
+		t.Fatalf("state %s, want SIGNING", rec.State)
+	}
+	// The last delivery comes while the dead delivery's lease still holds.
+	if err := h.p.ClaimDelivery(context.Background(), data, h.p.MaxAttempts); err != nil {
+		t.Errorf("last delivery: %v", err)
+	}
+	h.drain()
+	h.wantUploaded(name)
+	h.noViolations()
 }
