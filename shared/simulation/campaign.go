@@ -119,12 +119,15 @@ func campaignPoll() config.PollSchedule {
 
 // campaignTiming is the campaign's time base in real time; Campaign divides
 // it by TimeScale. The ratios follow production: the lease (2 minutes there)
-// is four API timeouts, and task backoff grows past the lease.
+// is four API timeouts, task backoff (2s to 5 minutes) and Pub/Sub's
+// redelivery backoff (10s to 10 minutes, terraform's claim_retry_backoff)
+// grow past the lease.
 var campaignTiming = struct {
 	fast, slow     Range
 	poll           config.PollSchedule
 	lease, apiCall time.Duration
 	taskMaxBackoff time.Duration
+	pubsubBackoff  Range
 }{
 	fast:           Range{Min: time.Second, Max: 5 * time.Second},
 	slow:           Range{Min: 30 * time.Second, Max: 5 * time.Minute},
@@ -132,6 +135,7 @@ var campaignTiming = struct {
 	lease:          80 * time.Second,
 	apiCall:        20 * time.Second,
 	taskMaxBackoff: 5 * time.Minute,
+	pubsubBackoff:  Range{Min: 10 * time.Second, Max: 10 * time.Minute},
 }
 
 func (co *CampaignOptions) validate() error {
@@ -194,6 +198,7 @@ func (co *CampaignOptions) options(inj *injector) Options {
 		Lease:                 time.Duration(float64(t.lease) / s),
 		APITimeout:            time.Duration(float64(t.apiCall) / s),
 		TaskMaxBackoff:        time.Duration(float64(t.taskMaxBackoff) / s),
+		PubSubBackoff:         t.pubsubBackoff.Scale(s),
 		published:             inj.published,
 	}
 }

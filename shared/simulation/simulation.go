@@ -114,6 +114,9 @@ type Options struct {
 	// APITimeout bounds each API call of the adapter; default 30s (the
 	// production client's).
 	APITimeout time.Duration
+	// PubSubBackoff bounds the wait before a notification is delivered
+	// again (it doubles from Min); default 100ms to 5s.
+	PubSubBackoff Range
 	// CPUByFunction samples a CPU profile during the run to attribute CPU
 	// time to the three functions (Report.FunctionCPUSeconds). Only one run
 	// per process may profile at a time.
@@ -180,6 +183,9 @@ func (o *Options) defaults() {
 	}
 	if o.TaskMaxBackoff <= 0 {
 		o.TaskMaxBackoff = 5 * time.Second
+	}
+	if o.PubSubBackoff.Min <= 0 {
+		o.PubSubBackoff = Range{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	}
 	if o.TimeScale <= 0 {
 		o.TimeScale = 1
@@ -313,7 +319,8 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	p.Tasks = w.disp
 
 	// Pub/Sub push delivery, at least once: retried with backoff on error,
-	// dead-lettered after 10 attempts (as terraform configures it).
+	// dead-lettered after the tasks' max attempts, each delivery numbered in
+	// deliveryAttempt (as terraform configures the subscription).
 	claim := adapter.Claim(get)
 	var pubsubWG sync.WaitGroup
 	var msgN atomic.Int64
@@ -332,17 +339,18 @@ func run(ctx context.Context, o *Options) (*world, error) {
 			pubsubWG.Add(1)
 			go func() {
 				defer pubsubWG.Done()
-				ev := pubsubEvent(data, msgN.Add(1))
-				backoff := 100 * time.Millisecond
+				n := msgN.Add(1)
+				backoff := o.PubSubBackoff.Min
 				for attempt := 1; ; attempt++ {
 					w.invoked[0].Add(1)
 					w.pubsub.deliveries.Add(1)
+					ev := pubsubEvent(data, n, attempt)
 					var err error
 					labelled(runCtx, functionNames[0], func(ctx context.Context) { err = claim(ctx, ev) })
 					if err == nil {
 						return
 					}
-					if attempt >= 10 {
+					if attempt >= config.DefaultTasksMaxAttempts {
 						w.pubsub.deadLettered.Add(1)
 						return
 					}
@@ -351,7 +359,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 						return
 					case <-time.After(backoff):
 					}
-					backoff = min(2*backoff, 5*time.Second)
+					backoff = min(2*backoff, max(o.PubSubBackoff.Max, o.PubSubBackoff.Min))
 				}
 			}()
 		}
@@ -420,13 +428,13 @@ func (w *world) sweep(ctx context.Context, pending []Client, counts statusCounts
 // functionNames index the invocation counters.
 var functionNames = [3]string{"ClaimProcess", "PollSignature", "IssueCertificate"}
 
-func pubsubEvent(data []byte, n int64) event.Event {
+func pubsubEvent(data []byte, n int64, attempt int) event.Event {
 	e := event.New()
 	e.SetID(fmt.Sprintf("local-%d", n))
 	e.SetType("google.cloud.pubsub.topic.v1.messagePublished")
 	e.SetSource("//pubsub.googleapis.com/projects/local/topics/certprov")
 	body, _ := json.Marshal(map[string]any{
-		"message":      map[string]any{"data": data, "messageId": fmt.Sprint(n)},
+		"message":      map[string]any{"data": data, "messageId": fmt.Sprint(n), "deliveryAttempt": attempt},
 		"subscription": "projects/local/subscriptions/certprov-claim",
 	})
 	_ = e.SetData("application/json", body)
