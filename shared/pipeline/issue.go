@@ -203,9 +203,23 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) 
 	if now.Before(rec.LeaseUntil) {
 		return nil, errBusy
 	}
+	// The lease first, then the process: an earlier upload whose answer was
+	// lost (its delivery then freed the lease) is visible by now, whereas a
+	// read before the lease could predate it and upload a second time.
+	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateIssued, func(r *progress.Record) error {
+		if now.Before(r.LeaseUntil) {
+			return errBusy
+		}
+		r.LeaseUntil = now.Add(p.Lease)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
 		if isTransientAPI(err) && !p.lastAttempt(retry) {
+			p.freeUploadLease(ctx, rec.Key, "read process: "+err.Error())
 			return nil, fmt.Errorf("upload %s: read process: %w", rec.Key, err)
 		}
 	} else {
@@ -220,16 +234,6 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) 
 			return p.apiFailed(ctx, rec, proc.FailureMessage)
 		}
 	}
-	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateIssued, func(r *progress.Record) error {
-		if now.Before(r.LeaseUntil) {
-			return errBusy
-		}
-		r.LeaseUntil = now.Add(p.Lease)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
 	return p.uploadLeased(ctx, rec, retry)
 }
 
@@ -243,13 +247,7 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 		if isTransientAPI(err) && !p.lastAttempt(retry) {
 			// The call is over: the retry may go ahead at once (it reads
 			// the process before uploading again).
-			_, _ = p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
-				if r.State == progress.StateIssued {
-					r.LeaseUntil = time.Time{}
-					r.LastError = "uploadCertificate: " + err.Error()
-				}
-				return nil
-			})
+			p.freeUploadLease(ctx, rec.Key, "uploadCertificate: "+err.Error())
 			return nil, fmt.Errorf("upload %s: %w", rec.Key, err)
 		}
 		// Refused: maybe the process failed meanwhile on Google's side.
@@ -271,6 +269,18 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
 		r.UploadedAt = p.Now().UTC()
 		r.LeaseUntil = time.Time{}
+		return nil
+	})
+}
+
+// freeUploadLease ends this delivery's upload lease after a call that is
+// over, so that the queue's next attempt may go ahead at once.
+func (p *Pipeline) freeUploadLease(ctx context.Context, key, lastError string) {
+	_, _ = p.Store.Update(ctx, key, func(r *progress.Record) error {
+		if r.State == progress.StateIssued {
+			r.LeaseUntil = time.Time{}
+			r.LastError = lastError
+		}
 		return nil
 	})
 }

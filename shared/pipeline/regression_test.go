@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,4 +127,81 @@ func TestSigningWithoutItsPollTaskIsResumed(t *testing.T) {
 	h.drain()
 	h.wantUploaded(name)
 	h.noViolations()
+}
+
+// An upload whose answer was lost frees its lease (the call is over). A
+// delivery that had read the process before that upload acted must not then
+// upload again: it reads the process only once it holds the lease.
+func TestLostUploadIsNotRepeatedByAConcurrentDelivery(t *testing.T) {
+	t.Parallel()
+	var fmu sync.Mutex
+	var uploadFault cpemulator.Fault // the next upload's fault, then none
+	h := newHarness(t, cpemulator.Options{Fault: func(m, _ string) cpemulator.Fault {
+		fmu.Lock()
+		defer fmu.Unlock()
+		if m != cpemulator.MethodUploadCertificate {
+			return cpemulator.NoFault
+		}
+		f := uploadFault
+		uploadFault = cpemulator.NoFault
+		return f
+	}})
+	setUpload := func(f cpemulator.Fault) { fmu.Lock(); uploadFault = f; fmu.Unlock() }
+	name, data := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+	if err := h.claim(data, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Poll until the issue task appears.
+	var issue tasks.Task
+	for issue.Queue != tasks.QueueIssue {
+		task, ok := h.q.next()
+		if !ok {
+			t.Fatal("no issue task")
+		}
+		h.clk.advanceTo(task.ScheduleTime)
+		if task.Queue == tasks.QueueIssue {
+			issue = task
+			break
+		}
+		if err := h.p.Poll(context.Background(), task.Body, 0); err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+	}
+	// The first upload fails before acting: ISSUED, the lease free.
+	setUpload(cpemulator.FaultUnavailable)
+	if err := h.p.Issue(context.Background(), issue.Body, 0); err == nil {
+		t.Fatal("the first upload succeeded despite its fault")
+	}
+	if rec := h.record(name); rec.State != progress.StateIssued {
+		t.Fatalf("state %s, want ISSUED", rec.State)
+	}
+
+	// B stops at its first store write; A uploads meanwhile (acted, answer
+	// lost) and frees the lease; then B goes on.
+	atWrite, release := make(chan struct{}), make(chan struct{})
+	var stopped atomic.Bool
+	h.store.SetFault(func(op, _ string) error {
+		if op == "update" && stopped.CompareAndSwap(false, true) {
+			close(atWrite)
+			<-release
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- h.p.Issue(context.Background(), issue.Body, 1) }()
+	<-atWrite
+	setUpload(cpemulator.FaultLostResponse)
+	if err := h.p.Issue(context.Background(), issue.Body, 2); err == nil {
+		t.Error("A's upload reported success despite its lost answer")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Errorf("B: %v", err)
+	}
+	if s := h.snap(name); s.UploadCalls != 1 {
+		t.Errorf("%d uploads (%d repeated), want 1", s.UploadCalls, s.RepeatedUploads)
+	}
+	if rec := h.record(name); rec.State != progress.StateUploaded {
+		t.Errorf("state %s, want UPLOADED", rec.State)
+	}
 }
