@@ -34,6 +34,13 @@ func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 		if cur, ok := stale(err); ok {
 			next, err = cur, nil
 		}
+		if err != nil && !IsCrash(err) && p.lastAttempt(retry) {
+			// Nothing else resumes this record: report rather than leave
+			// the process in SIGNING when the queue drops this task.
+			_, ferr := p.fail(ctx, rec, fmt.Sprintf("giving up on signData after %d attempts: %v", retry+1, err),
+				"The adapter could not start this enrollment because a service was unavailable. The device will try again later.")
+			return ferr
+		}
 		if err != nil || next == nil {
 			return err
 		}

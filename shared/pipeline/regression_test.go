@@ -205,3 +205,33 @@ func TestLostUploadIsNotRepeatedByAConcurrentDelivery(t *testing.T) {
 		t.Errorf("state %s, want UPLOADED", rec.State)
 	}
 }
+
+// The first poll task is the only thing that resumes a record left in
+// SIGNING. On its last attempt a transient failure is reported, as the last
+// notification delivery does before SIGNING: otherwise the queue drops the
+// task and the process waits in SIGNING forever, its device never told.
+func TestSigningGivesUpOnTheLastPollAttempt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{Fault: func(m, _ string) cpemulator.Fault {
+		if m == cpemulator.MethodSignData {
+			return cpemulator.FaultUnavailable
+		}
+		return cpemulator.NoFault
+	}})
+	name, data := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+	if err := h.claim(data, 1); err == nil {
+		t.Fatal("the claim succeeded although signData failed")
+	}
+	task, ok := h.q.next()
+	if !ok || task.Queue != tasks.QueuePoll {
+		t.Fatal("no poll task")
+	}
+	h.clk.advance(90 * time.Second) // past the lease
+	if err := h.p.Poll(context.Background(), task.Body, h.p.MaxAttempts-1); err != nil {
+		t.Errorf("last attempt returned %v: the queue drops the task, nothing finishes the process", err)
+	}
+	h.wantFailed(name, "try again later")
+	if s := h.snap(name); s.SignDataCalls != 0 {
+		t.Errorf("signData accepted %d times, want 0", s.SignDataCalls)
+	}
+}
