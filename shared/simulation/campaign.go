@@ -65,9 +65,10 @@ type CampaignOptions struct {
 	// injected faults alone never exhaust the bounded retries, after which
 	// giving up is the designed ending. A crash that holds a lease costs
 	// about half a task's attempts (as in production: the backoff reaches the
-	// lease after five attempts). API errors before acting (at most one
-	// attempt each, rarely at a lease), refusals and duplicates are not
-	// bounded. 0: unbounded.
+	// lease after five attempts). API errors before acting, refusals and
+	// duplicates are not bounded: an API error costs one attempt, except on
+	// signData, whose retry waits for the lease (signData is never called
+	// again blindly). 0: unbounded.
 	MaxFaultsPerProcess int
 
 	// TimeScale divides the client delays, the poll schedule, the lease, the
