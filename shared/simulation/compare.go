@@ -51,6 +51,7 @@ func Schedules() []ScheduleSpec {
 		{Name: "one-phase-60s", Poll: previous},
 	}
 }
+
 // ScheduleResult is one row of the comparison. Latencies are unscaled.
 type ScheduleResult struct {
 	Name              string      `json:"name"`
