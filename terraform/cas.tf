@@ -78,6 +78,19 @@ resource "google_privateca_ca_pool_iam_member" "issue_requester" {
   )
 
   ca_pool = each.value
-  role    = "roles/privateca.certificateRequester"
-  member  = google_service_account.issue.member
+  # certificateManager: certificates.create plus the reads the connector makes:
+  # caPools.get (FetchCaCerts, to check the chain of what it uploads) and
+  # certificates.get (a retry after the request_id window fetches the
+  # certificate it already has). certificateRequester alone lacks both.
+  role   = "roles/privateca.certificateManager"
+  member = google_service_account.issue.member
+}
+
+# A certificate template named by a profile (templateName) needs the use grant.
+resource "google_privateca_certificate_template_iam_member" "issue_template_user" {
+  for_each = toset(var.cas_certificate_templates)
+
+  certificate_template = each.value
+  role                 = "roles/privateca.templateUser"
+  member               = google_service_account.issue.member
 }

@@ -411,6 +411,17 @@ variable "existing_cas_pools" {
   }
 }
 
+variable "cas_certificate_templates" {
+  description = "Full names of the CAS certificate templates the profiles name (projects/P/locations/L/certificateTemplates/T); IssueCertificate gets roles/privateca.templateUser on each."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for t in var.cas_certificate_templates : can(regex("^projects/[^/]+/locations/[^/]+/certificateTemplates/[^/]+$", t))])
+    error_message = "cas_certificate_templates entries must look like projects/P/locations/L/certificateTemplates/T."
+  }
+}
+
 # --- Monitoring ------------------------------------------------------------------
 
 variable "notification_channels" {

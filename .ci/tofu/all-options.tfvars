@@ -49,6 +49,7 @@ cas = {
   tier         = "ENTERPRISE"
 }
 existing_cas_pools = ["projects/other-pki/locations/europe-west1/caPools/devices"]
+cas_certificate_templates = ["projects/other-pki/locations/europe-west1/certificateTemplates/chromeos"]
 
 notification_channels  = ["projects/certprov-ci-check/notificationChannels/123"]
 failure_rate_threshold = 0.5
