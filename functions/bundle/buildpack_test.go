@@ -344,8 +344,10 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"CALLER_INSTANCE_ID=certprov-adapter-bundle-test",
 		"POLL_INITIAL_DELAY=2s",
 		"POLL_MULTIPLIER=1.5",
-		"POLL_MAX_DELAY=60s",
+		"POLL_MAX_DELAY=10s",
 		"POLL_JITTER=0.2",
+		"POLL_LATE_AFTER=10m",
+		"POLL_LATE_INTERVAL=5m",
 		"POLL_DEADLINE=24h",
 		// local stand-ins
 		"CERTPROV_API_ENDPOINT=http://127.0.0.1:9/",
