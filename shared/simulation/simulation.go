@@ -242,7 +242,10 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	defer srv.Close()
 	api, err := cpapi.New(ctx, cpapi.Options{
 		Endpoint:   "http://" + ln.Addr().String() + "/",
-		HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second},
+		// At most 256 connections: thousands of clients at once would
+		// otherwise open a socket each and exhaust the file descriptors
+		// (ulimit -n is often 1024).
+		HTTPClient: &http.Client{Transport: &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second},
 		Timeout:    o.APITimeout,
 	})
 	if err != nil {
