@@ -241,7 +241,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	api, err := cpapi.New(ctx, cpapi.Options{
-		Endpoint:   "http://" + ln.Addr().String() + "/",
+		Endpoint: "http://" + ln.Addr().String() + "/",
 		// At most 256 connections: thousands of clients at once would
 		// otherwise open a socket each and exhaust the file descriptors
 		// (ulimit -n is often 1024).
