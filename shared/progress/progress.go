@@ -102,6 +102,9 @@ type Record struct {
 	FailureMessage string `firestore:"failureMessage,omitempty" json:"failureMessage,omitempty"`
 	// FailureReported is true once setFailure succeeded or the API had failed the process itself.
 	FailureReported bool `firestore:"failureReported" json:"failureReported"`
+	// Sweeps counts how often the stale-process sweep found this record idle
+	// and re-drove it.
+	Sweeps int `firestore:"sweeps" json:"sweeps,omitempty"`
 	// ExpireAt is the Firestore TTL field: set when the record becomes terminal.
 	ExpireAt *time.Time `firestore:"expireAt" json:"expireAt,omitempty"`
 }

@@ -153,6 +153,36 @@ func (s *Store) Get(ctx context.Context, key string) (*progress.Record, error) {
 	return decode("get", snap)
 }
 
+// Stale returns up to limit records whose state is one of states and whose
+// updatedAt is before before, oldest first: the query of the stale-process
+// sweep. In Firestore it needs the composite index (state, updatedAt) that
+// terraform creates; the emulator needs none. It costs one read per record
+// returned, and one when none is.
+func (s *Store) Stale(ctx context.Context, states []progress.State, before time.Time, limit int) ([]*progress.Record, error) {
+	if limit <= 0 || len(states) == 0 || len(states) > 30 {
+		return nil, &store.Error{Backend: "firestore", Op: "stale", Err: fmt.Errorf("limit %d and %d states: want a positive limit and 1 to 30 states", limit, len(states))}
+	}
+	in := make([]string, len(states))
+	for i, st := range states {
+		in[i] = string(st)
+	}
+	q := s.coll.Where("state", "in", in).Where("updatedAt", "<", before).OrderBy("updatedAt", firestore.Asc).Limit(limit)
+	snaps, err := q.Documents(ctx).GetAll()
+	s.reads.Add(int64(max(len(snaps), 1)))
+	if err != nil {
+		return nil, fail("stale", "", err)
+	}
+	out := make([]*progress.Record, 0, len(snaps))
+	for _, snap := range snaps {
+		r, err := decode("stale", snap)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // Create writes a copy of rec under rec.Key with Version 1 (and UpdatedAt now
 // if it is zero); an existing document gives progress.ErrExists. It returns the
 // record as stored.

@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,6 +200,36 @@ func (s *Store) Update(_ context.Context, key string, fn func(r *progress.Record
 		return nil, err
 	}
 	return cur, nil
+}
+
+// Stale returns up to limit records whose state is one of states and whose
+// UpdatedAt is before before, oldest first: the query of the stale-process
+// sweep. Like a Firestore query it costs one read per record returned, and
+// one when none is.
+func (s *Store) Stale(_ context.Context, states []progress.State, before time.Time, limit int) ([]*progress.Record, error) {
+	if limit <= 0 {
+		return nil, &store.Error{Backend: "memory", Op: "stale", Err: fmt.Errorf("limit %d: must be positive", limit)}
+	}
+	s.mu.RLock()
+	var out []*progress.Record
+	for _, e := range s.recs {
+		r := e.rec.Load()
+		if slices.Contains(states, r.State) && r.UpdatedAt.Before(before) {
+			out = append(out, r.Clone())
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *progress.Record) int {
+		if c := a.UpdatedAt.Compare(b.UpdatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	s.reads.Add(int64(max(len(out), 1)))
+	return out, nil
 }
 
 // Len is the number of records.

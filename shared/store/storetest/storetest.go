@@ -27,6 +27,8 @@ type Store interface {
 	Get(ctx context.Context, key string) (*progress.Record, error)
 	Create(ctx context.Context, rec *progress.Record) (*progress.Record, error)
 	Update(ctx context.Context, key string, fn func(r *progress.Record) error) (*progress.Record, error)
+	// Stale is the query of the stale-process sweep (pipeline.StaleFinder).
+	Stale(ctx context.Context, states []progress.State, before time.Time, limit int) ([]*progress.Record, error)
 }
 
 // statser is implemented by stores that count their operations.
@@ -54,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"ConcurrentTransitions", testConcurrentTransitions},
 		{"ConcurrentIncrements", testConcurrentIncrements},
 		{"Stats", testStats},
+		{"Stale", testStale},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
@@ -102,6 +105,7 @@ func Full(key string) *progress.Record {
 		UploadedAt:         base.Add(4*time.Minute + 9),
 		LeaseUntil:         base.Add(5*time.Minute + 10),
 		Attempts:           3,
+		Sweeps:             1,
 		LastError:          "ca: transient: try later",
 		FailureMessage:     "the CA refused the request",
 		FailureReported:    true,
@@ -575,6 +579,75 @@ func testStats(t *testing.T, s Store) {
 		}
 		if diff := cmp.Diff(step.want, st.Stats().Sub(before)); diff != "" {
 			t.Errorf("%s: counted (-want +got):\n%s", step.name, diff)
+		}
+	}
+}
+
+func testStale(t *testing.T, s Store) {
+	// Whole seconds: the stores keep microseconds, and the query compares.
+	t0 := base.Truncate(time.Second)
+	open := []progress.State{progress.StateSigning, progress.StatePolling, progress.StateFailing}
+	for _, r := range []struct {
+		id    string
+		state progress.State
+		at    time.Duration // UpdatedAt after base
+	}{
+		{"polling-old", progress.StatePolling, 0},
+		{"signing", progress.StateSigning, time.Minute},
+		{"uploaded-old", progress.StateUploaded, 0},              // finished: never stale
+		{"claimed-old", progress.StateClaimed, 0},                // not among the states asked for
+		{"polling-recent", progress.StatePolling, 2 * time.Hour}, // updated since
+		{"failing", progress.StateFailing, 30 * time.Minute},
+	} {
+		rec := &progress.Record{Key: progress.Key("C1", r.id), State: r.state, CreatedAt: t0, UpdatedAt: t0.Add(r.at)}
+		if _, err := s.Create(ctx(t), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := func(recs []*progress.Record) []string {
+		out := []string{}
+		for _, r := range recs {
+			out = append(out, r.Key)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		before time.Time
+		limit  int
+		want   []string
+	}{
+		{"oldest first", t0.Add(time.Hour), 10, []string{progress.Key("C1", "polling-old"), progress.Key("C1", "signing"), progress.Key("C1", "failing")}},
+		{"limited", t0.Add(time.Hour), 2, []string{progress.Key("C1", "polling-old"), progress.Key("C1", "signing")}},
+		{"strictly before", t0.Add(time.Minute), 10, []string{progress.Key("C1", "polling-old")}},
+		{"none", t0, 10, []string{}},
+	} {
+		got, err := s.Stale(ctx(t), open, tc.before, tc.limit)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if diff := cmp.Diff(tc.want, keys(got)); diff != "" {
+			t.Errorf("%s: stale records (-want +got):\n%s", tc.name, diff)
+		}
+		for _, r := range got {
+			if r.Version != 1 || r.CreatedAt.IsZero() {
+				t.Errorf("%s: %s came back without its fields: %+v", tc.name, r.Key, r)
+			}
+		}
+	}
+	if _, err := s.Stale(ctx(t), open, t0.Add(time.Hour), 0); err == nil {
+		t.Error("a limit of 0 was accepted")
+	}
+	if st, ok := s.(statser); ok {
+		before := st.Stats()
+		if _, err := s.Stale(ctx(t), open, t0.Add(time.Hour), 10); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stale(ctx(t), open, t0, 10); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(store.Stats{Reads: 3 + 1}, st.Stats().Sub(before)); diff != "" {
+			t.Errorf("stale queries counted (-want +got; one read per record, one for an empty answer):\n%s", diff)
 		}
 	}
 }
