@@ -85,6 +85,10 @@ type Pipeline struct {
 	// MaxAttempts is the task queues' max attempts: the last attempt turns a
 	// transient failure into a reported one instead of an error nobody retries.
 	MaxAttempts int
+	// SweepAfter is how long a record may stay unchanged while not finished
+	// before Sweep re-drives its process; 0 disables the sweep. It must exceed
+	// the longest quiet gap of a live process (the poll schedule's intervals).
+	SweepAfter time.Duration
 	// Lease bounds how long a step with an external side effect (signData, the
 	// CA) may run before another delivery may take over; default 2 minutes.
 	Lease time.Duration

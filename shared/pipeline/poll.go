@@ -17,9 +17,14 @@ import (
 // Poll handles one poll task: it asks whether the client has signed, and
 // either enqueues the next poll or verifies the signature, assembles the CSR
 // and hands over to Issue. retry is the task's retry count. It returns an
-// error only when the queue should deliver the task again.
+// error only when the queue should deliver the task again. A body of
+// {"sweep":true} (the scheduler's) runs Sweep instead.
 func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 	p.init()
+	if isSweep(body) {
+		_, err := p.Sweep(ctx)
+		return err
+	}
 	ctx = withRetry(ctx, retry)
 	rec, tb, err := p.load(ctx, body, "poll")
 	if rec == nil {

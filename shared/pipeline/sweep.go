@@ -1,0 +1,200 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tasks"
+)
+
+// StaleFinder lists the records that stopped moving: in one of states and not
+// updated since before, oldest first (store/memory and store/firestore Stale).
+type StaleFinder interface {
+	Stale(ctx context.Context, states []progress.State, before time.Time, limit int) ([]*progress.Record, error)
+}
+
+// SweepResult counts what one sweep did.
+type SweepResult struct {
+	// Found is how many idle records the query returned.
+	Found int `json:"found"`
+	// Redriven records got a fresh task for their state.
+	Redriven int `json:"redriven"`
+	// Failed records were still idle after MaxRedrives re-drives: they were
+	// moved to FAILING and a task reports the failure to the device.
+	Failed int `json:"failed"`
+	// GivenUp records were still idle in FAILING after that: setFailure never
+	// went through. They end FAILED, unreported, with an ERROR log.
+	GivenUp int `json:"given_up"`
+	// Moved records were updated by someone else since the query.
+	Moved int `json:"moved"`
+	// Errors counts records the sweep could not act on (the next sweep tries again).
+	Errors int `json:"errors"`
+}
+
+const (
+	// MaxRedrives is how many times the sweep re-drives one idle process
+	// before it fails it.
+	MaxRedrives = 3
+	// sweepLimit bounds the records one sweep handles; the next sweep takes
+	// the rest (oldest first).
+	sweepLimit = 200
+)
+
+// errMoved aborts a sweep's update: the record moved since the query.
+var errMoved = errors.New("record moved since the sweep's query")
+
+// isSweep reports whether a poll request body asks for a sweep: {"sweep":true}.
+func isSweep(body []byte) bool {
+	var b struct {
+		Sweep bool   `json:"sweep"`
+		Key   string `json:"key"`
+	}
+	return json.Unmarshal(body, &b) == nil && b.Sweep && b.Key == ""
+}
+
+// Sweep finds the processes whose record has not changed for p.SweepAfter
+// while not finished, and hands each back to the pipeline: every hand-off is a
+// task, and a task whose attempts all failed (a store or API outage longer
+// than the queue's retries, a crash on the last attempt, a bad release) is
+// dropped by the queue with nothing left to resume its process. A live
+// process is never idle that long: its record changes at every poll.
+//
+// A re-drive is a task with a fresh name, to the queue of the record's state:
+// PollSignature for RECEIVED to POLLING, IssueCertificate for SIGNED to
+// FAILING; every step is safe to run twice. After MaxRedrives re-drives the
+// process is failed (setFailure through a task); a process that then stays
+// in FAILING ends FAILED with an ERROR log, so that nothing waits forever.
+//
+// The sweep is triggered by a scheduler (terraform: sweep.tf) posting
+// {"sweep":true} to PollSignature. It returns an error only when it could not
+// list the records.
+func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
+	p.init()
+	var res SweepResult
+	log := p.logger(ctx)
+	if p.SweepAfter <= 0 {
+		log.Info("sweep requested but disabled (SWEEP_AFTER=0)")
+		return res, nil
+	}
+	finder, ok := p.Store.(StaleFinder)
+	if !ok {
+		return res, errors.New("sweep: the store cannot list idle records")
+	}
+	now := p.Now().UTC()
+	before := now.Add(-p.SweepAfter)
+	recs, err := finder.Stale(ctx, nonTerminal, before, sweepLimit)
+	if err != nil {
+		return res, fmt.Errorf("sweep: list records idle since %s: %w", before.Format(time.RFC3339), err)
+	}
+	res.Found = len(recs)
+	for _, rec := range recs {
+		if err := p.sweepOne(ctx, rec, now, before, &res); err != nil {
+			res.Errors++
+			log.Warn("sweep could not act on a process; the next sweep tries again",
+				slog.String("process_id", rec.ProcessID), slog.String("customer", rec.Customer), slog.String("reason", err.Error()))
+		}
+	}
+	log.Info("sweep finished", slog.Int("found", res.Found), slog.Int("redriven", res.Redriven), slog.Int("failed", res.Failed),
+		slog.Int("given_up", res.GivenUp), slog.Int("moved", res.Moved), slog.Int("errors", res.Errors),
+		slog.Int64("idle_after_ms", p.SweepAfter.Milliseconds()))
+	return res, nil
+}
+
+func (p *Pipeline) sweepOne(ctx context.Context, rec *progress.Record, now, before time.Time, res *SweepResult) error {
+	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
+	idle := now.Sub(rec.UpdatedAt)
+	cur, err := p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
+		if r.State.Terminal() || !r.UpdatedAt.Before(before) {
+			return errMoved
+		}
+		r.Sweeps++
+		r.UpdatedAt = now
+		return nil
+	})
+	if errors.Is(err, errMoved) {
+		res.Moved++
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sweep %s: mark the record: %w", rec.Key, err)
+	}
+	switch {
+	case cur.Sweeps <= MaxRedrives:
+		if err := p.redrive(ctx, cur); err != nil {
+			return err
+		}
+		res.Redriven++
+		p.logger(ctx).Warn("stale process re-driven", slog.String("state", string(cur.State)),
+			slog.Int("sweeps", cur.Sweeps), slog.Int64("idle_ms", idle.Milliseconds()), slog.String("last_error", cur.LastError))
+		return nil
+	case cur.State != progress.StateFailing:
+		reason := fmt.Sprintf("no progress in state %s for %s after %d re-drives by the sweep (last error: %s)",
+			cur.State, idle.Round(time.Second), cur.Sweeps-1, cur.LastError)
+		p.logger(ctx).Warn("process failing", slog.String("reason", reason), slog.String("state", string(cur.State)))
+		next, err := p.transition(ctx, cur.Key, nonTerminal, progress.StateFailing, func(r *progress.Record) error {
+			if r.State == progress.StateFailing {
+				return nil
+			}
+			r.LastError = reason
+			r.FailureMessage = "The adapter could not finish this enrollment. The device will try again later; if this persists, contact your administrator."
+			r.LeaseUntil = time.Time{}
+			return nil
+		})
+		if cur, ok := stale(err); ok && cur.State.Terminal() {
+			res.Moved++
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sweep %s: fail the process: %w", cur.Key, err)
+		}
+		if err := p.redrive(ctx, next); err != nil {
+			return err
+		}
+		res.Failed++
+		return nil
+	default:
+		// Failed by the sweep (or before) and still not reported: setFailure
+		// has not gone through for hours. End the record so that it stops
+		// waiting, and say so loudly.
+		_, err := p.transition(ctx, cur.Key, []progress.State{progress.StateFailing}, progress.StateFailed, func(r *progress.Record) error {
+			r.LastError = fmt.Sprintf("setFailure did not go through after %d re-drives by the sweep: %s", cur.Sweeps-1, r.LastError)
+			return nil
+		})
+		if cur, ok := stale(err); ok && cur.State.Terminal() {
+			res.Moved++
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sweep %s: give up: %w", cur.Key, err)
+		}
+		res.GivenUp++
+		p.logger(ctx).Error("stale process given up", slog.String("state", string(cur.State)),
+			slog.Int("sweeps", cur.Sweeps), slog.String("last_error", cur.LastError),
+			slog.String("failure_message", cur.FailureMessage))
+		return nil
+	}
+}
+
+// redrive enqueues, under a name no earlier task used, the task that resumes
+// r from its state.
+func (p *Pipeline) redrive(ctx context.Context, r *progress.Record) error {
+	var t tasks.Task
+	switch r.State {
+	case progress.StateReceived, progress.StateClaimed, progress.StateSigning, progress.StatePolling:
+		body, _ := json.Marshal(TaskBody{Key: r.Key, Poll: r.PollCount})
+		t = tasks.Task{Queue: tasks.QueuePoll, Body: body}
+	default:
+		body, _ := json.Marshal(TaskBody{Key: r.Key, Attempt: r.IssueAttempts})
+		t = tasks.Task{Queue: tasks.QueueIssue, Body: body}
+	}
+	t.Name = fmt.Sprintf("sweep-%s-%d", taskID(r.Key), r.Sweeps)
+	if err := p.Tasks.Enqueue(ctx, t); err != nil {
+		return fmt.Errorf("sweep %s: enqueue a %s task: %w", r.Key, t.Queue, err)
+	}
+	return nil
+}

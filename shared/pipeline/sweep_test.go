@@ -1,0 +1,331 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/chromeos-certprov/adapter/shared/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tasks"
+)
+
+const sweepAfter = 10 * time.Minute
+
+// drop discards the pending tasks of queue q (all queues if q is ""), as
+// Cloud Tasks does with a task whose every attempt failed. It returns how
+// many it dropped.
+func (q *queue) drop(which tasks.Queue) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	kept := q.pending[:0]
+	n := 0
+	for _, t := range q.pending {
+		if which == "" || t.Queue == which {
+			n++
+			continue
+		}
+		kept = append(kept, t)
+	}
+	q.pending = kept
+	return n
+}
+
+// runUntil delivers tasks until the next one is for queue stop, which it
+// leaves pending; it fails the test if none comes.
+func (h *harness) runUntil(stop tasks.Queue) {
+	h.t.Helper()
+	for range 1000 {
+		h.q.mu.Lock()
+		var due *tasks.Task
+		for i := range h.q.pending {
+			if due == nil || h.q.pending[i].ScheduleTime.Before(due.ScheduleTime) {
+				due = &h.q.pending[i]
+			}
+		}
+		h.q.mu.Unlock()
+		if due == nil {
+			h.t.Fatalf("no %s task came", stop)
+		}
+		if due.Queue == stop {
+			return
+		}
+		t, _ := h.q.next()
+		h.clk.advanceTo(t.ScheduleTime)
+		if err := h.deliver(t, 0); err != nil {
+			h.t.Fatalf("deliver %s: %v", t.Name, err)
+		}
+	}
+	h.t.Fatal("runUntil: too many deliveries")
+}
+
+// sweep moves the clock past SweepAfter and posts the scheduler's body to
+// the poll step, as the Cloud Scheduler job does.
+func (h *harness) sweep() {
+	h.t.Helper()
+	h.clk.advance(h.p.SweepAfter + time.Second)
+	if err := h.p.Poll(context.Background(), []byte(`{"sweep":true}`), 0); err != nil {
+		h.t.Fatalf("sweep: %v", err)
+	}
+}
+
+// TestSweepResumesStrandedProcesses strands a process at each point where a
+// dropped task leaves nothing to resume it (invariant 3: every process ends),
+// then checks that one sweep finishes it, without a second signData or
+// certificate (invariants 1 and 2).
+func TestSweepResumesStrandedProcesses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		strand func(h *harness, note []byte)
+		state  progress.State // where the process was stranded
+	}{
+		{"poll task dropped while polling", func(h *harness, note []byte) {
+			if err := h.claim(note, 1); err != nil {
+				h.t.Fatal(err)
+			}
+			h.q.drop("")
+		}, progress.StatePolling},
+		{"crash after signData, then the first poll task dropped", func(h *harness, note []byte) {
+			h.crashOnce("sign:after-signData")
+			if err := h.p.Claim(context.Background(), note); err == nil {
+				h.t.Fatal("claim did not crash")
+			}
+			h.q.drop("") // and Pub/Sub gave up on the notification
+		}, progress.StateSigning},
+		{"claim died after creating the record, notification dead-lettered", func(h *harness, note []byte) {
+			h.crashOnce("claim:after-create")
+			if err := h.p.Claim(context.Background(), note); err == nil {
+				h.t.Fatal("claim did not crash")
+			}
+		}, progress.StateReceived},
+		{"claim died after the API claim, before recording it, notification dead-lettered", func(h *harness, note []byte) {
+			h.crashOnce("claim:after-claim")
+			if err := h.p.Claim(context.Background(), note); err == nil {
+				h.t.Fatal("claim did not crash")
+			}
+		}, progress.StateReceived},
+		{"claim died before signData, notification dead-lettered", func(h *harness, note []byte) {
+			h.crashOnce("sign:before-signData")
+			if err := h.p.Claim(context.Background(), note); err == nil {
+				h.t.Fatal("claim did not crash")
+			}
+			h.q.drop("")
+		}, progress.StateSigning},
+		{"issue task dropped", func(h *harness, note []byte) {
+			if err := h.claim(note, 1); err != nil {
+				h.t.Fatal(err)
+			}
+			h.runUntil(tasks.QueueIssue)
+			h.q.drop(tasks.QueueIssue)
+		}, progress.StateSigned},
+		{"crash after the CA answered, then the issue task dropped", func(h *harness, note []byte) {
+			if err := h.claim(note, 1); err != nil {
+				h.t.Fatal(err)
+			}
+			h.runUntil(tasks.QueueIssue)
+			h.crashOnce("issue:after-ca")
+			t, _ := h.q.next()
+			if err := h.deliver(t, 0); err == nil {
+				h.t.Fatal("issue did not crash")
+			}
+		}, progress.StateIssuing},
+		{"crash before the upload, then the issue task dropped", func(h *harness, note []byte) {
+			if err := h.claim(note, 1); err != nil {
+				h.t.Fatal(err)
+			}
+			h.runUntil(tasks.QueueIssue)
+			h.crashOnce("upload:before-upload")
+			t, _ := h.q.next()
+			if err := h.deliver(t, 0); err == nil {
+				h.t.Fatal("issue did not crash")
+			}
+		}, progress.StateIssued},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, cpemulator.Options{})
+			h.p.SweepAfter = sweepAfter
+			name, note := h.add(cpemulator.ClientSpec{SignDelay: 5 * time.Second})
+			tc.strand(h, note)
+			h.p.Crash = nil
+			h.drain() // nothing left to deliver: the process is stranded
+			if got := h.record(name).State; got != tc.state {
+				t.Fatalf("stranded in %s, want %s", got, tc.state)
+			}
+			h.sweep()
+			h.drain()
+			h.wantUploaded(name)
+			if got := h.ca.Issued(); got != 1 {
+				t.Errorf("the CA issued %d certificates, want 1", got)
+			}
+			if rec := h.record(name); rec.Sweeps != 1 {
+				t.Errorf("sweeps %d, want 1", rec.Sweeps)
+			}
+			h.noViolations()
+		})
+	}
+}
+
+// TestSweepLeavesLiveAndFinishedProcessesAlone checks that the sweep touches
+// neither a process that is moving (its record changes at every poll) nor a
+// finished one.
+func TestSweepLeavesLiveAndFinishedProcessesAlone(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{})
+	h.p.SweepAfter = sweepAfter
+	done, note := h.add(cpemulator.ClientSpec{})
+	if err := h.claim(note, 1); err != nil {
+		t.Fatal(err)
+	}
+	h.drain()
+	h.wantUploaded(done)
+
+	live, note := h.add(cpemulator.ClientSpec{Behaviour: cpemulator.Silent})
+	if err := h.claim(note, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Poll for longer than SweepAfter: the record keeps changing.
+	for h.clk.Now().Before(h.record(live).CreatedAt.Add(2 * sweepAfter)) {
+		task, ok := h.q.next()
+		if !ok {
+			t.Fatal("the silent client's polls stopped")
+		}
+		h.clk.advanceTo(task.ScheduleTime)
+		if err := h.deliver(task, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending := len(h.q.pending)
+	res, err := h.p.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(pipeline.SweepResult{}, res); diff != "" {
+		t.Errorf("sweep result (-want +got):\n%s", diff)
+	}
+	if len(h.q.pending) != pending {
+		t.Errorf("the sweep enqueued %d tasks for live and finished processes", len(h.q.pending)-pending)
+	}
+	if h.record(live).Sweeps != 0 || h.record(done).Sweeps != 0 {
+		t.Error("the sweep marked a live or finished record")
+	}
+}
+
+// TestSweepEndsWhatNeverRecovers drops every re-drive: after MaxRedrives the
+// sweep fails the process (the device is told), and if even that is dropped
+// the next sweep ends the record, logged as an ERROR.
+func TestSweepEndsWhatNeverRecovers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name         string
+		dropFailure  bool
+		want         progress.State
+		wantReported bool
+		wantResult   pipeline.SweepResult // of the last sweep
+	}{
+		{"failed and reported", false, progress.StateFailed, true, pipeline.SweepResult{Found: 1, Failed: 1}},
+		{"given up when setFailure never goes through", true, progress.StateFailed, false, pipeline.SweepResult{Found: 1, GivenUp: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, cpemulator.Options{})
+			h.p.SweepAfter = sweepAfter
+			var logs bytes.Buffer
+			h.p.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+			name, note := h.add(cpemulator.ClientSpec{SignDelay: 5 * time.Second})
+			if err := h.claim(note, 1); err != nil {
+				t.Fatal(err)
+			}
+			h.q.drop("")
+			for i := 1; i <= pipeline.MaxRedrives; i++ {
+				h.sweep()
+				if n := h.q.drop(""); n != 1 {
+					t.Fatalf("re-drive %d: %d tasks enqueued, want 1", i, n)
+				}
+			}
+			h.clk.advance(h.p.SweepAfter + time.Second)
+			res, err := h.p.Sweep(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.dropFailure {
+				h.q.drop("")
+				h.clk.advance(h.p.SweepAfter + time.Second)
+				if res, err = h.p.Sweep(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if diff := cmp.Diff(tc.wantResult, res); diff != "" {
+				t.Errorf("last sweep (-want +got):\n%s", diff)
+			}
+			h.drain()
+			rec := h.record(name)
+			if rec.State != tc.want || rec.FailureReported != tc.wantReported {
+				t.Fatalf("state %s reported %v, want %s reported %v (last error %q)", rec.State, rec.FailureReported, tc.want, tc.wantReported, rec.LastError)
+			}
+			if !strings.Contains(rec.LastError, "re-drives by the sweep") {
+				t.Errorf("last error %q does not say the sweep gave up", rec.LastError)
+			}
+			if s := h.snap(name); tc.wantReported && !strings.Contains(s.FailureMessage, "could not finish this enrollment") {
+				t.Errorf("device message %q", s.FailureMessage)
+			}
+			if s := h.snap(name); s.SignDataCalls != 1 || s.UploadCalls != 0 {
+				t.Errorf("signData %d, uploads %d; want 1 and 0", s.SignDataCalls, s.UploadCalls)
+			}
+			redriven, gaveUp := countLogs(t, logs.Bytes())
+			if redriven != pipeline.MaxRedrives {
+				t.Errorf("%d \"stale process re-driven\" logs, want %d", redriven, pipeline.MaxRedrives)
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.dropFailure]; gaveUp != want {
+				t.Errorf("%d \"stale process given up\" ERROR logs, want %d", gaveUp, want)
+			}
+			h.noViolations()
+		})
+	}
+}
+
+func countLogs(t *testing.T, b []byte) (redriven, gaveUp int) {
+	t.Helper()
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var e struct {
+			Msg   string `json:"msg"`
+			Level string `json:"level"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch {
+		case e.Msg == "stale process re-driven" && e.Level == "WARN":
+			redriven++
+		case e.Msg == "stale process given up" && e.Level == "ERROR":
+			gaveUp++
+		}
+	}
+	return redriven, gaveUp
+}
+
+// TestSweepDisabled: SweepAfter 0 turns the scheduler's request into a no-op.
+func TestSweepDisabled(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{})
+	name, note := h.add(cpemulator.ClientSpec{})
+	if err := h.claim(note, 1); err != nil {
+		t.Fatal(err)
+	}
+	h.q.drop("")
+	h.clk.advance(24 * time.Hour)
+	if err := h.p.Poll(context.Background(), []byte(`{"sweep":true}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.q.pending); n != 0 || h.record(name).Sweeps != 0 {
+		t.Errorf("a disabled sweep enqueued %d tasks", n)
+	}
+}
