@@ -181,6 +181,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 		Schedule:    cfg.Poll,
 		TTL:         cfg.RecordTTL,
 		MaxAttempts: cfg.TasksMaxAttempts,
+		SweepAfter:  cfg.SweepAfter,
 		Log:         log,
 	}
 	log.Info("adapter configured", slog.String("caller_instance_id", cfg.CallerInstanceID),

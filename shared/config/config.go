@@ -35,6 +35,9 @@ const (
 	DefaultFirestoreCollection = "certprovProcesses"
 	DefaultTasksMaxAttempts    = 10
 	DefaultRecordTTL           = 30 * 24 * time.Hour
+	// DefaultSweepAfter is how long an unfinished record may stay unchanged
+	// before the sweep re-drives its process.
+	DefaultSweepAfter = time.Hour
 )
 
 // DefaultPoll is the default poll schedule (see the README's Performance section
@@ -90,6 +93,16 @@ func (s PollSchedule) PollsUntil(d time.Duration) int {
 	}
 }
 
+// QuietestGap is the longest wait between two polls, jitter included: a live
+// process's record changes at least this often.
+func (s PollSchedule) QuietestGap() time.Duration {
+	d := s.Max
+	if s.LateAfter > 0 && s.LateInterval > d {
+		d = s.LateInterval
+	}
+	return time.Duration(float64(d) * (1 + s.Jitter))
+}
+
 // Scale divides the schedule's durations by f (for time-scaled runs).
 func (s PollSchedule) Scale(f float64) PollSchedule {
 	div := func(d time.Duration) time.Duration { return time.Duration(float64(d) / f) }
@@ -115,8 +128,10 @@ type Config struct {
 	TasksMaxAttempts    int
 	Poll                PollSchedule
 	RecordTTL           time.Duration
-	LogLevel            slog.Level
-	Adapter             Adapter
+	// SweepAfter: see pipeline.Pipeline.SweepAfter (SWEEP_AFTER; 0 disables).
+	SweepAfter time.Duration
+	LogLevel   slog.Level
+	Adapter    Adapter
 }
 
 // Adapter is the adapter config (JSON, from CERTPROV_CONFIG or CERTPROV_CONFIG_FILE).
@@ -255,7 +270,8 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 			LateInterval: dur("POLL_LATE_INTERVAL", DefaultPoll.LateInterval),
 			Deadline:     dur("POLL_DEADLINE", DefaultPoll.Deadline),
 		},
-		RecordTTL: dur("RECORD_TTL", DefaultRecordTTL),
+		RecordTTL:  dur("RECORD_TTL", DefaultRecordTTL),
+		SweepAfter: durOrZero("SWEEP_AFTER", DefaultSweepAfter),
 	}
 	c.Emulated = c.APIEndpoint != DefaultAPIEndpoint
 	c.CallerInstanceID = get("CALLER_INSTANCE_ID", "")
@@ -271,6 +287,9 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 	}
 	if c.Poll.LateAfter > 0 && c.Poll.LateInterval <= 0 {
 		errs = append(errs, fmt.Errorf("POLL_LATE_INTERVAL must be positive when POLL_LATE_AFTER is set (%s); set POLL_LATE_AFTER=0 to poll at POLL_MAX_DELAY to the end", c.Poll.LateAfter))
+	}
+	if quiet := c.Poll.QuietestGap(); c.SweepAfter > 0 && c.SweepAfter < 2*quiet {
+		errs = append(errs, fmt.Errorf("SWEEP_AFTER %s: must be at least twice the longest gap between polls (%s), or a live process would be taken for a stranded one; or 0 to disable the sweep", c.SweepAfter, quiet))
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", get("LOG_LEVEL", "")))

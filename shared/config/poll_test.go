@@ -84,3 +84,45 @@ func TestPollScheduleFromEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestSweepAfterFromEnv(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "proj", "CERTPROV_CONFIG": goodAdapter, "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"}
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		want    time.Duration
+		wantErr string
+	}{
+		{"default", nil, DefaultSweepAfter, ""},
+		{"disabled", []string{"SWEEP_AFTER", "0"}, 0, ""},
+		{"longer", []string{"SWEEP_AFTER", "6h"}, 6 * time.Hour, ""},
+		// The default schedule is quiet for up to 5 min +20% in its late phase.
+		{"shorter than two quiet gaps", []string{"SWEEP_AFTER", "10m"}, 0, "SWEEP_AFTER 10m0s: must be at least twice the longest gap between polls (6m0s)"},
+		{"one phase, 10 s cap", []string{"SWEEP_AFTER", "1m", "POLL_LATE_AFTER", "0"}, time.Minute, ""},
+		{"not a duration", []string{"SWEEP_AFTER", "hourly"}, 0, "SWEEP_AFTER"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range base {
+				m[k] = v
+			}
+			for i := 0; i < len(tc.env); i += 2 {
+				m[tc.env[i]] = tc.env[i+1]
+			}
+			c, err := Load(MapLookup(m), types)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.SweepAfter != tc.want {
+				t.Errorf("SweepAfter %s, want %s", c.SweepAfter, tc.want)
+			}
+		})
+	}
+}
