@@ -326,6 +326,9 @@ func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*pr
 		}
 		r.LeaseUntil = now.Add(p.Lease)
 		r.SignDataCalls++
+		// The client gets its whole deadline from the call that reaches it,
+		// however late (a sweep may resume a process hours later).
+		r.Deadline = now.Add(p.Schedule.Deadline)
 		return nil
 	})
 	if err != nil {

@@ -329,3 +329,25 @@ func TestSweepDisabled(t *testing.T) {
 		t.Errorf("a disabled sweep enqueued %d tasks", n)
 	}
 }
+
+// TestLateSignDataGetsItsWholeDeadline: a process stranded before signData
+// reached the client, and resumed after its poll deadline had passed, gives
+// the client the whole deadline from the call that reaches it (the fault
+// campaign failed such processes at their first poll).
+func TestLateSignDataGetsItsWholeDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{})
+	h.p.SweepAfter = sweepAfter
+	name, note := h.add(cpemulator.ClientSpec{SignDelay: 30 * time.Second})
+	h.crashOnce("sign:before-signData")
+	if err := h.p.Claim(context.Background(), note); err == nil {
+		t.Fatal("claim did not crash")
+	}
+	h.p.Crash = nil
+	h.q.drop("")
+	h.clk.advance(2 * h.p.Schedule.Deadline) // the sweep ran late, or was off
+	h.sweep()
+	h.drain()
+	h.wantUploaded(name)
+	h.noViolations()
+}
