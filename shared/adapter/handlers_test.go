@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -26,6 +27,17 @@ type failingStore struct{ *memory.Store }
 var errDown = errors.New("firestore unavailable")
 
 func (failingStore) Get(context.Context, string) (*progress.Record, error) { return nil, errDown }
+
+func (failingStore) Stale(context.Context, []progress.State, time.Time, int) ([]*progress.Record, error) {
+	return nil, errDown
+}
+
+// sweeping is get with the stale-process sweep on.
+func sweeping(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) {
+	p, _, _ := get(context.Background())
+	p.SweepAfter = time.Hour
+	return get
+}
 
 func newPipeline(store pipeline.Store) (func(context.Context) (*pipeline.Pipeline, *slog.Logger, error), *bytes.Buffer) {
 	var buf bytes.Buffer
@@ -69,6 +81,10 @@ func TestTaskHandlerStatus(t *testing.T) {
 	t.Parallel()
 	okGet, _ := newPipeline(memory.New())
 	downGet, logs := newPipeline(failingStore{memory.New()})
+	sweepingDown, _ := newPipeline(failingStore{memory.New()})
+	sweepingDown = sweeping(sweepingDown)
+	sweepingOK, _ := newPipeline(memory.New())
+	sweepingOK = sweeping(sweepingOK)
 	tests := []struct {
 		name   string
 		h      http.HandlerFunc
@@ -81,6 +97,9 @@ func TestTaskHandlerStatus(t *testing.T) {
 		{"store down is retried", Poll(downGet), http.MethodPost, `{"key":"c:p"}`, http.StatusServiceUnavailable},
 		{"GET refused", Poll(okGet), http.MethodGet, ``, http.StatusMethodNotAllowed},
 		{"oversized body acknowledged", Issue(okGet), http.MethodPost, strings.Repeat("x", maxBody+1), http.StatusOK},
+		{"sweep (disabled) answered", Poll(okGet), http.MethodPost, `{"sweep":true}`, http.StatusOK},
+		{"sweep of an empty store answered", Poll(sweepingOK), http.MethodPost, `{"sweep":true}`, http.StatusOK},
+		{"sweep that cannot list records is retried", Poll(sweepingDown), http.MethodPost, `{"sweep":true}`, http.StatusServiceUnavailable},
 	}
 	for _, tc := range tests {
 		req := httptest.NewRequest(tc.method, "/", strings.NewReader(tc.body))
