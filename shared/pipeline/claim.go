@@ -340,7 +340,13 @@ func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*pr
 // apiFailed records that the API has already failed the process.
 func (p *Pipeline) apiFailed(ctx context.Context, rec *progress.Record, msg string) (*progress.Record, error) {
 	return p.transition(ctx, rec.Key, nonTerminal, progress.StateFailed, func(r *progress.Record) error {
-		r.FailureMessage, r.FailureReported = msg, true
+		r.FailureReported = true
+		if r.State == progress.StateFailing {
+			// Failed by this adapter, whose setFailure went through (the
+			// API now echoes it): the adapter's reason and message stand.
+			return nil
+		}
+		r.FailureMessage = msg
 		r.LastError = "the API failed the process: " + msg
 		return nil
 	})

@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/notification"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
 // CampaignOptions configure a fault campaign (Campaign). Rates are
@@ -54,6 +56,11 @@ type CampaignOptions struct {
 	StoreFaultRate, StoreAfterCommitRate float64
 	// DuplicateRate duplicates Pub/Sub deliveries and task dispatches.
 	DuplicateRate float64
+	// DropRate drops task dispatches as Cloud Tasks does after a task's last
+	// failed attempt: nothing resumes the process until the stale-process
+	// sweep re-drives it. At most one per process, within
+	// MaxFaultsPerProcess.
+	DropRate float64
 	// RefusalRate is the share of processes the CA refuses (permanently).
 	RefusalRate float64
 	// CAOutageGap and CAOutageLength (real time, scaled by TimeScale) draw the
@@ -65,10 +72,10 @@ type CampaignOptions struct {
 	// injected faults alone never exhaust the bounded retries, after which
 	// giving up is the designed ending. A crash that holds a lease costs
 	// about half a task's attempts (as in production: the backoff reaches the
-	// lease after five attempts). API errors before acting, refusals and
-	// duplicates are not bounded: an API error costs one attempt, except on
-	// signData, whose retry waits for the lease (signData is never called
-	// again blindly). 0: unbounded.
+	// lease after five attempts). API errors before acting on signData are
+	// bounded too: the retry waits for the lease (signData is never called
+	// again blindly). Other API errors, refusals and duplicates are not
+	// bounded: an API error costs one attempt. 0: unbounded.
 	MaxFaultsPerProcess int
 
 	// TimeScale divides the client delays, the poll schedule, the lease, the
@@ -100,7 +107,7 @@ func DefaultCampaign(enrollments int, seed uint64) CampaignOptions {
 		Slow: 0.10, Silent: 0.03, Wrong: 0.03, Elsewhere: 0.03,
 		APIErrorRate: 0.05, LostRate: 0.01, TimeoutRate: 0.01,
 		CrashRate: 0.01, StoreFaultRate: 0.005, StoreAfterCommitRate: 0.005,
-		DuplicateRate: 0.05, RefusalRate: 0.03,
+		DuplicateRate: 0.05, RefusalRate: 0.03, DropRate: 0.005,
 		CAOutageGap:         Range{Min: time.Minute, Max: 4 * time.Minute},
 		CAOutageLength:      Range{Min: 5 * time.Second, Max: 20 * time.Second},
 		MaxFaultsPerProcess: 3,
@@ -109,12 +116,14 @@ func DefaultCampaign(enrollments int, seed uint64) CampaignOptions {
 	}
 }
 
-// campaignPoll is the default poll schedule with a 15-minute deadline (24
+// campaignPoll is the default poll schedule with a 30-minute deadline (24
 // hours in production): slow clients sign in its first phase, silent ones
-// reach its late phase and then the deadline.
+// reach its late phase and then the deadline. The deadline leaves room for
+// a sweep to resume a process whose task was dropped (sweepAfter) before
+// the CA's deadline, which also counts from the signature.
 func campaignPoll() config.PollSchedule {
 	p := config.DefaultPoll
-	p.Deadline = 15 * time.Minute
+	p.Deadline = 30 * time.Minute
 	return p
 }
 
@@ -129,6 +138,9 @@ var campaignTiming = struct {
 	lease, apiCall time.Duration
 	taskMaxBackoff time.Duration
 	pubsubBackoff  Range
+	// The sweep: idle after sweepAfter (at least twice the poll schedule's
+	// longest gap, 6 minutes), run every sweepEvery.
+	sweepAfter, sweepEvery time.Duration
 }{
 	fast:           Range{Min: time.Second, Max: 5 * time.Second},
 	slow:           Range{Min: 30 * time.Second, Max: 5 * time.Minute},
@@ -137,6 +149,8 @@ var campaignTiming = struct {
 	apiCall:        20 * time.Second,
 	taskMaxBackoff: 5 * time.Minute,
 	pubsubBackoff:  Range{Min: 10 * time.Second, Max: 10 * time.Minute},
+	sweepAfter:     12 * time.Minute,
+	sweepEvery:     2 * time.Minute,
 }
 
 func (co *CampaignOptions) validate() error {
@@ -147,7 +161,7 @@ func (co *CampaignOptions) validate() error {
 		"slow": co.Slow, "silent": co.Silent, "wrong": co.Wrong, "elsewhere": co.Elsewhere,
 		"api error rate": co.APIErrorRate, "lost rate": co.LostRate, "timeout rate": co.TimeoutRate,
 		"crash rate": co.CrashRate, "store fault rate": co.StoreFaultRate, "store after-commit rate": co.StoreAfterCommitRate,
-		"duplicate rate": co.DuplicateRate, "refusal rate": co.RefusalRate,
+		"duplicate rate": co.DuplicateRate, "refusal rate": co.RefusalRate, "drop rate": co.DropRate,
 	} {
 		if v < 0 || v > 1 {
 			return fmt.Errorf("campaign: %s %g: want 0 to 1", name, v)
@@ -176,11 +190,15 @@ func (co *CampaignOptions) options(inj *injector) Options {
 	for _, d := range []*time.Duration{&sched.Initial, &sched.Max, &sched.LateAfter, &sched.LateInterval, &sched.Deadline} {
 		*d = time.Duration(float64(*d) / s)
 	}
+	sweepAfter, sweepEvery := time.Duration(float64(t.sweepAfter)/s), time.Duration(float64(t.sweepEvery)/s)
 	timeout := co.Timeout
 	if timeout <= 0 {
 		timeout = 3*sched.Deadline + time.Minute
 		if co.Arrival > 0 {
 			timeout += time.Duration(float64(co.Enrollments) / co.Arrival * float64(time.Second))
+		}
+		if co.DropRate > 0 { // every dropped task waits for a sweep
+			timeout += time.Duration(max(co.MaxFaultsPerProcess, 3)) * (sweepAfter + sweepEvery)
 		}
 	}
 	return Options{
@@ -196,6 +214,9 @@ func (co *CampaignOptions) options(inj *injector) Options {
 		StoreFault:            inj.storeFault,
 		StoreAfterCommitFault: inj.storeAfterCommit,
 		Crash:                 inj.crash,
+		TaskFault:             inj.taskFault,
+		SweepAfter:            sweepAfter,
+		SweepEvery:            sweepEvery,
 		Lease:                 time.Duration(float64(t.lease) / s),
 		APITimeout:            time.Duration(float64(t.apiCall) / s),
 		TaskMaxBackoff:        time.Duration(float64(t.taskMaxBackoff) / s),
@@ -278,6 +299,8 @@ type FaultCounts struct {
 	CARefusals         int64 `json:"ca_refusals"`
 	PubSubDuplicates   int64 `json:"pubsub_duplicate_deliveries"`
 	TaskDuplicates     int64 `json:"task_duplicate_dispatches"`
+	// TasksDropped is the task dispatches dropped (DropRate).
+	TasksDropped int64 `json:"tasks_dropped"`
 	// Crashes by crash point; store faults by operation.
 	Crashes          map[string]int64 `json:"crashes"`
 	StoreBefore      map[string]int64 `json:"store_faults_before_commit"`
@@ -306,6 +329,7 @@ func (f FaultCounts) Kinds() map[string]int64 {
 		"ca refusal":                f.CARefusals,
 		"pubsub duplicate":          f.PubSubDuplicates,
 		"task duplicate":            f.TaskDuplicates,
+		"task dropped":              f.TasksDropped,
 		"crash":                     sum(f.Crashes),
 		"store fault before commit": sum(f.StoreBefore),
 		"store fault after commit":  sum(f.StoreAfterCommit),
@@ -366,7 +390,9 @@ type plan struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
 	faults int // bounded faults injected
-	log    []string
+	// dropped: a task of this process was dropped (at most one per process).
+	dropped bool
+	log     []string
 }
 
 func newInjector(co CampaignOptions) *injector {
@@ -468,6 +494,8 @@ func (inj *injector) apiFault(method, name string) cpemulator.Fault {
 	u, v := p.draw(), p.draw()
 	e, l, t := inj.co.APIErrorRate, inj.co.LostRate, inj.co.TimeoutRate
 	switch {
+	case u < e && method == cpemulator.MethodSignData && !inj.take(p, "api signData: error before acting"):
+		// At its bound: a signData error costs a lease wait, like a crash.
 	case u < e:
 		switch {
 		case v < 0.4:
@@ -551,6 +579,31 @@ func (inj *injector) storeAfterCommit(op, key string) error {
 		return errors.New("injected store fault after commit")
 	}
 	return nil
+}
+
+// taskFault decides whether a task dispatch is dropped.
+func (inj *injector) taskFault(q tasks.Queue, body []byte) bool {
+	var tb pipeline.TaskBody
+	if json.Unmarshal(body, &tb) != nil {
+		return false
+	}
+	p := inj.planByID(tb.Key[strings.LastIndexByte(tb.Key, ':')+1:])
+	if p == nil {
+		return false
+	}
+	if p.draw() >= inj.co.DropRate {
+		return false
+	}
+	p.mu.Lock()
+	again := p.dropped
+	p.mu.Unlock()
+	if again || !inj.take(p, "task dropped: "+string(q)) {
+		return false
+	}
+	p.mu.Lock()
+	p.dropped = true
+	p.mu.Unlock()
+	return true
 }
 
 // crash is the pipeline's crash hook.
@@ -750,6 +803,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 	f.CAOutageFailures, f.CAOutageSpared, f.CARefusals = inj.outageFailures.Load(), inj.outageSpared.Load(), inj.refusals.Load()
 	f.PubSubDuplicates = run.PubSub.Duplicates
 	f.TaskDuplicates = int64(run.Tasks.InjectedDuplicates)
+	f.TasksDropped = run.TasksDropped
 	inj.kmu.Lock()
 	f.Crashes, f.StoreBefore, f.StoreAfterCommit = copyCounts(inj.crashes), copyCounts(inj.storeBefore), copyCounts(inj.storeAfter)
 	inj.kmu.Unlock()

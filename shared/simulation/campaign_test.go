@@ -41,6 +41,11 @@ func TestCampaign(t *testing.T) {
 			t.Errorf("no %s was injected", kind)
 		}
 	}
+	// Dropped tasks left processes with nothing to resume them: the sweep
+	// found and re-drove them (and every process ended, checked above).
+	if sw := r.Run.Sweep; sw == nil || sw.Redriven == 0 || sw.Failed != 0 || sw.GivenUp != 0 {
+		t.Errorf("sweeps %+v: want re-drives, and none failed or given up (every fault is bounded)", sw)
+	}
 	if s := r.Faults.APIErrorShare; s < 0.03 || s > 0.07 {
 		t.Errorf("API errors on %.1f%% of requests, want about 5%%", 100*s)
 	}

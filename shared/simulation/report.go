@@ -62,8 +62,20 @@ type Report struct {
 	PeakHeapMiB        float64            `json:"peak_heap_mib"`
 	Violations         []string           `json:"violations"`
 	Unexpected         []string           `json:"unexpected"`
+	// Sweep adds up the stale-process sweeps of the run (Options.SweepEvery);
+	// TasksDropped counts the tasks Options.TaskFault dropped.
+	Sweep        *SweepStats `json:"sweep,omitempty"`
+	TasksDropped int64       `json:"tasks_dropped,omitempty"`
 	// Schedules is the poll schedule comparison (the local run's -compare-schedules).
 	Schedules []ScheduleResult `json:"schedules,omitempty"`
+}
+
+// SweepStats adds up a run's sweeps: how many ran, how many could not list
+// the records (Errors), and what they did.
+type SweepStats struct {
+	Runs   int `json:"runs"`
+	Errors int `json:"failed_runs"`
+	pipeline.SweepResult
 }
 
 // Outcomes counts how processes ended.
@@ -249,6 +261,12 @@ func (w *world) report(o *Options) *Report {
 	r := Summarize(ctx, o.TimeScale, w.clients, w.emu, w.store.Peek, w.cas)
 	r.Store = w.store.Stats()
 	r.Tasks = w.disp.Stats()
+	r.TasksDropped = w.dropped.Load()
+	w.sweeps.mu.Lock()
+	if w.sweeps.runs > 0 {
+		r.Sweep = &SweepStats{Runs: w.sweeps.runs, Errors: w.sweeps.errors, SweepResult: w.sweeps.res}
+	}
+	w.sweeps.mu.Unlock()
 	r.PubSub = PubSubStats{Deliveries: w.pubsub.deliveries.Load(), Duplicates: w.pubsub.duplicates.Load(), DeadLettered: w.pubsub.deadLettered.Load()}
 	_, certs := w.cas.Totals()
 	r.CertificatesIssued = int64(certs)

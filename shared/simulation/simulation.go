@@ -7,6 +7,7 @@
 package simulation
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/base64"
@@ -103,6 +104,14 @@ type Options struct {
 	// StoreFault fails a store operation before it happens;
 	// StoreAfterCommitFault fails it after it committed (memory.Store hooks).
 	StoreFault, StoreAfterCommitFault memory.Fault
+	// TaskFault, when set, is asked before each task dispatch; true drops
+	// the task as Cloud Tasks does after its last failed attempt: the
+	// function does not run and nothing is retried.
+	TaskFault func(q tasks.Queue, body []byte) bool
+	// SweepAfter and SweepEvery run the stale-process sweep
+	// (pipeline.Sweep) every SweepEvery, as the scheduler does in
+	// production; 0: no sweep.
+	SweepAfter, SweepEvery time.Duration
 	// Crash, when set, replaces CrashRate: it is the pipeline's crash hook.
 	Crash func(point string) error
 	// Lease of the pipeline's steps with side effects; default 5s.
@@ -141,6 +150,31 @@ type world struct {
 	cpu      time.Duration
 	fnCPU    map[string]float64
 	heapPeak float64
+	dropped  atomic.Int64
+	sweeps   sweepTotals
+}
+
+// sweepTotals adds up the sweeps of a run.
+type sweepTotals struct {
+	mu     sync.Mutex
+	runs   int
+	errors int
+	res    pipeline.SweepResult
+}
+
+func (t *sweepTotals) add(r pipeline.SweepResult, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.runs++
+	if err != nil {
+		t.errors++
+	}
+	t.res.Found += r.Found
+	t.res.Redriven += r.Redriven
+	t.res.Failed += r.Failed
+	t.res.GivenUp += r.GivenUp
+	t.res.Moved += r.Moved
+	t.res.Errors += r.Errors
 }
 
 type pubsubStats struct {
@@ -291,6 +325,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Log:         o.Log,
 		Crash:       o.Crash,
 		Sealer:      sealer,
+		SweepAfter:  o.SweepAfter,
 	}
 	if p.Crash == nil && o.CrashRate > 0 {
 		p.Crash = func(string) error {
@@ -303,6 +338,19 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, o.Log, nil }
 	count := func(i int, h http.Handler) http.Handler {
 		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if q := functionQueues[i]; o.TaskFault != nil && q != "" {
+				body, err := io.ReadAll(r.Body)
+				if err != nil {
+					http.Error(rw, "read body", http.StatusBadRequest)
+					return
+				}
+				if o.TaskFault(q, body) {
+					w.dropped.Add(1)
+					rw.WriteHeader(http.StatusOK) // gone: nothing retries it
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
 			w.invoked[i].Add(1)
 			labelled(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })
 		})
@@ -368,6 +416,26 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		}
 	}
 
+	// The sweep, as the scheduler runs it.
+	if o.SweepEvery > 0 && o.SweepAfter > 0 {
+		go func() {
+			tick := time.NewTicker(o.SweepEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-tick.C:
+					w.invoked[1].Add(1)
+					var res pipeline.SweepResult
+					var err error
+					labelled(runCtx, functionNames[1], func(ctx context.Context) { res, err = p.Sweep(ctx) })
+					w.sweeps.add(res, err)
+				}
+			}
+		}()
+	}
+
 	// The clients.
 	clients, err := AddClients(ctx, w.emu, Customer, *o, rng.rng, &rng.mu)
 	if err != nil {
@@ -430,6 +498,9 @@ func (w *world) sweep(ctx context.Context, pending []Client, counts statusCounts
 
 // functionNames index the invocation counters.
 var functionNames = [3]string{"ClaimProcess", "PollSignature", "IssueCertificate"}
+
+// functionQueues are the task queues that invoke each function ("": Pub/Sub).
+var functionQueues = [3]tasks.Queue{"", tasks.QueuePoll, tasks.QueueIssue}
 
 func pubsubEvent(data []byte, n int64, attempt int) event.Event {
 	e := event.New()

@@ -55,6 +55,7 @@ func parse(args []string, stderr io.Writer) (co simulation.CampaignOptions, repo
 	fs.Float64Var(&co.StoreAfterCommitRate, "store-after-commit-rate", d.StoreAfterCommitRate, "share of store writes failed after they committed")
 	fs.Float64Var(&co.DuplicateRate, "duplicate-rate", d.DuplicateRate, "share of Pub/Sub deliveries and task dispatches delivered twice")
 	fs.Float64Var(&co.RefusalRate, "refusal-rate", d.RefusalRate, "share of processes the CA refuses")
+	fs.Float64Var(&co.DropRate, "drop-rate", d.DropRate, "share of task dispatches dropped as after a task's last failed attempt (the stale-process sweep must re-drive them)")
 	fs.DurationVar(&co.CAOutageGap.Min, "ca-outage-gap-min", d.CAOutageGap.Min, "least time between CA outages (real time, scaled)")
 	fs.DurationVar(&co.CAOutageGap.Max, "ca-outage-gap-max", d.CAOutageGap.Max, "most time between CA outages (real time, scaled)")
 	fs.DurationVar(&co.CAOutageLength.Min, "ca-outage-min", d.CAOutageLength.Min, "shortest CA outage (real time, scaled)")
@@ -116,7 +117,7 @@ func printReport(w io.Writer, r *simulation.CampaignReport, took time.Duration) 
 	fmt.Fprintf(w, "  API: %d requests; before acting 503 %d, 429 %d, 500 %d (%.2f%% of requests); lost answers %d; timeouts %d before acting, %d after\n",
 		f.APIRequests, f.APIUnavailable, f.APIResourceExhausted, f.APIInternal, 100*f.APIErrorShare, f.APILostResponse, f.APITimeout, f.APITimeoutAfterActing)
 	fmt.Fprintf(w, "  CA: %d outage windows failing %d issuances (%d spared: process at its fault bound); %d processes refused (%d refusals)\n", f.CAOutageWindows, f.CAOutageFailures, f.CAOutageSpared, f.CARefusedProcesses, f.CARefusals)
-	fmt.Fprintf(w, "  duplicates: %d Pub/Sub deliveries, %d task dispatches\n", f.PubSubDuplicates, f.TaskDuplicates)
+	fmt.Fprintf(w, "  duplicates: %d Pub/Sub deliveries, %d task dispatches; dropped tasks: %d\n", f.PubSubDuplicates, f.TaskDuplicates, f.TasksDropped)
 	fmt.Fprintf(w, "  crashes: %s\n", counts(f.Crashes))
 	fmt.Fprintf(w, "  store faults before commit: %s\n", counts(f.StoreBefore))
 	fmt.Fprintf(w, "  store faults after commit: %s\n", counts(f.StoreAfterCommit))
@@ -129,6 +130,10 @@ func printReport(w io.Writer, r *simulation.CampaignReport, took time.Duration) 
 	if r.Run != nil {
 		fmt.Fprintf(w, "tasks: %d enqueued, %d dispatched, %d failed attempts, %d dropped; Pub/Sub: %d deliveries, %d dead-lettered\n",
 			r.Run.Tasks.Enqueued, r.Run.Tasks.Dispatched, r.Run.Tasks.FailedAttempts, r.Run.Tasks.Dropped, r.Run.PubSub.Deliveries, r.Run.PubSub.DeadLettered)
+		if sw := r.Run.Sweep; sw != nil {
+			fmt.Fprintf(w, "sweeps: %d runs (%d failed to list); %d idle records found, %d re-driven, %d failed, %d given up, %d moved meanwhile, %d not acted on\n",
+				sw.Runs, sw.Errors, sw.Found, sw.Redriven, sw.Failed, sw.GivenUp, sw.Moved, sw.SweepResult.Errors)
+		}
 	}
 	if len(r.Violations) == 0 {
 		fmt.Fprintf(w, "violations: none\n")
