@@ -158,6 +158,8 @@ plan_refused 'adapter_config={"unterminated' "adapter_config must be valid JSON"
 plan_refused 'secret_env={scep = {secret_id = "s"}}' "secret_env keys must be environment variable names"
 plan_refused 'secret_env={S = {secret_id = "s", functions = ["tasks"]}}' "secret_env functions must list one or more of claim, poll, issue"
 plan_refused 'poll_schedule={jitter = 2}' "poll_schedule.multiplier must be from 1 to 10"
+plan_refused 'sweep={after = "soon"}' "sweep.after must be a Go duration"
+plan_refused 'sweep={schedule = "hourly"}' "sweep.schedule must be a cron expression of 5 fields"
 
 step "bundle terraform would build = bundle functions/bundle builds"
 # tofu console needs values for the required variables; any will do, the

@@ -9,6 +9,7 @@ locals {
       "cloudbuild.googleapis.com",           # builds the functions from the source bundle
       "cloudfunctions.googleapis.com",       # the three functions
       "cloudresourcemanager.googleapis.com", # data.google_project (project number)
+      "cloudscheduler.googleapis.com",       # the hourly sweep of stranded processes
       "cloudtasks.googleapis.com",           # poll and issue queues
       "firestore.googleapis.com",            # progress documents
       "iam.googleapis.com",                  # service accounts

@@ -1,6 +1,6 @@
 # Firestore: one progress document per process (shared/progress), in a Native
-# mode database. The code does single-document gets and transactions only, so
-# no composite index is needed.
+# mode database. The code does single-document gets and transactions, and one
+# query: the sweep's (sweep.tf), which needs the composite index below.
 
 resource "google_firestore_database" "progress" {
   project     = var.project_id
@@ -28,4 +28,22 @@ resource "google_firestore_field" "expire_at" {
 
   ttl_config {}
   index_config {}
+}
+
+# The sweep's query (store/firestore Stale): state IN [unfinished states] AND
+# updatedAt < T ORDER BY updatedAt.
+resource "google_firestore_index" "stale" {
+  project     = var.project_id
+  database    = google_firestore_database.progress.name
+  collection  = var.firestore_collection
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "updatedAt"
+    order      = "ASCENDING"
+  }
 }

@@ -21,6 +21,7 @@
 # |                                   |                                      | privateca.templateUser (each cas_certificate_templates entry)        |
 # | tasks  (NAME_PREFIX-tasks@)       | OIDC token on every poll/issue task  | run.invoker (poll service, issue service)                            |
 # | push   (NAME_PREFIX-push@)        | OIDC token of the claim subscription | run.invoker (claim service)                                          |
+# | sweep  (NAME_PREFIX-sweep@)       | OIDC token of the hourly sweep job   | run.invoker (poll service; sweep.tf)                                 |
 # | build  (NAME_PREFIX-build@)       | Cloud Build, building the functions  | logging.logWriter (project: build logs)                              |
 # |                                   |                                      | artifactregistry.writer (functions repository)                       |
 # |                                   |                                      | storage.objectViewer (source bundle bucket)                          |

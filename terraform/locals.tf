@@ -39,6 +39,7 @@ locals {
       TASKS_MAX_ATTEMPTS    = tostring(var.tasks_max_attempts)
       RECORD_TTL            = var.record_ttl
       LOG_LEVEL             = var.log_level
+      SWEEP_AFTER           = var.sweep.after
     },
     var.caller_instance_id == null ? {} : { CALLER_INSTANCE_ID = var.caller_instance_id },
     {

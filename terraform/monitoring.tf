@@ -25,7 +25,12 @@ locals {
     polls               = "logging.googleapis.com/user/${google_logging_metric.polls_per_enrollment.name}"
     failures            = "logging.googleapis.com/user/${google_logging_metric.failures.name}"
     past_deadline       = "logging.googleapis.com/user/${google_logging_metric.past_deadline.name}"
+    given_up            = "logging.googleapis.com/user/${google_logging_metric.sweep_given_up.name}"
   }
+  sweep_filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=\"${local.names.poll}\"",
+  ])
 }
 
 # --- Log-based metrics -------------------------------------------------------------
@@ -168,7 +173,83 @@ resource "google_logging_metric" "past_deadline" {
   depends_on = [google_project_service.enabled]
 }
 
+# The sweep (sweep.tf): processes it found stranded and re-drove, and those it
+# had to give up on (setFailure never went through).
+resource "google_logging_metric" "sweep_redriven" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/sweep_redriven"
+  description = "Processes the sweep found stranded (a dropped task) and re-drove, by state."
+  filter      = "${local.sweep_filter} AND jsonPayload.message=\"stale process re-driven\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "certprov processes re-driven by the sweep"
+    labels {
+      key        = "state"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    state = "EXTRACT(jsonPayload.state)"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_logging_metric" "sweep_given_up" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/sweep_given_up"
+  description = "Processes the sweep ended FAILED without reporting: setFailure never went through."
+  filter      = "${local.sweep_filter} AND jsonPayload.message=\"stale process given up\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "certprov processes given up by the sweep"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
 # --- Alert policies ---------------------------------------------------------------------
+
+resource "google_monitoring_alert_policy" "sweep_given_up" {
+  project               = var.project_id
+  display_name          = "certprov: processes given up by the sweep"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  user_labels           = var.labels
+
+  conditions {
+    display_name = "a process ended without telling its device"
+    condition_threshold {
+      filter          = "metric.type=\"${local.metric_types.given_up}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The sweep re-drove a process three times, failed it, and even setFailure did not go through for hours
+      (the Certificate Provisioning API or Firestore down, or a broken release). Its device was not told.
+      The processes and what the sweep did before:
+
+          gcloud logging read '${local.sweep_filter} AND jsonPayload.message=("stale process given up" OR "stale process re-driven")' --project=${var.project_id} --freshness=7d --format='table(timestamp, jsonPayload.customer, jsonPayload.process_id, jsonPayload.state, jsonPayload.sweeps, jsonPayload.last_error)'
+    EOT
+  }
+}
 
 resource "google_monitoring_alert_policy" "failure_rate" {
   project               = var.project_id

@@ -16,11 +16,17 @@ output "function_service_accounts" {
 }
 
 output "invoker_service_accounts" {
-  description = "Identities that may invoke the functions: the claim push subscription's and the Cloud Tasks tasks'."
+  description = "Identities that may invoke the functions: the claim push subscription's, the Cloud Tasks tasks' and the sweep job's."
   value = {
     claim_push = google_service_account.claim_invoker.email
     tasks      = google_service_account.tasks.email
+    sweep      = google_service_account.sweep.email
   }
+}
+
+output "sweep_job" {
+  description = "The Cloud Scheduler job of the sweep of stranded processes (null when sweep.schedule is \"\")."
+  value       = one(google_cloud_scheduler_job.sweep[*].id)
 }
 
 output "function_urls" {

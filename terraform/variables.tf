@@ -190,6 +190,25 @@ variable "queue_rate_limits" {
   }
 }
 
+variable "sweep" {
+  description = "The sweep of stranded processes (README, \"When a task is lost\"): a Cloud Scheduler job (cron `schedule` in `time_zone`; \"\" disables the job) asks PollSignature to re-drive unfinished processes whose record has not changed for `after` (SWEEP_AFTER: a Go duration, at least twice the poll schedule's longest gap, which the functions check; \"0\" turns the sweep off in the functions)."
+  type = object({
+    schedule  = optional(string, "17 * * * *")
+    after     = optional(string, "1h")
+    time_zone = optional(string, "Etc/UTC")
+  })
+  default = {}
+
+  validation {
+    condition     = var.sweep.schedule == "" || length(split(" ", trimspace(var.sweep.schedule))) == 5
+    error_message = "sweep.schedule must be a cron expression of 5 fields, such as \"17 * * * *\", or \"\" to disable the job."
+  }
+  validation {
+    condition     = can(regex("^(0|([0-9]+(\\.[0-9]+)?(h|m|s))+)$", var.sweep.after))
+    error_message = "sweep.after must be a Go duration such as 1h or 90m, or \"0\" to turn the sweep off."
+  }
+}
+
 variable "poll_schedule" {
   description = "Poll schedule of PollSignature (POLL_INITIAL_DELAY, POLL_MULTIPLIER, POLL_MAX_DELAY, POLL_JITTER, POLL_LATE_AFTER, POLL_LATE_INTERVAL, POLL_DEADLINE; see the README). An attribute left null keeps the code's default."
   type = object({

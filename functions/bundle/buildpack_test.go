@@ -348,6 +348,7 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"POLL_JITTER=0.2",
 		"POLL_LATE_AFTER=10m",
 		"POLL_LATE_INTERVAL=5m",
+		"SWEEP_AFTER=1h",
 		"POLL_DEADLINE=24h",
 		// local stand-ins
 		"CERTPROV_API_ENDPOINT=http://127.0.0.1:9/",
