@@ -30,6 +30,17 @@ const maxMessage = 500
 // fail decides a permanent failure: it records the reason (for the log) and
 // the message (for the device), then reports it with setFailure.
 func (p *Pipeline) fail(ctx context.Context, rec *progress.Record, reason, message string) (*progress.Record, error) {
+	next, err := p.markFailing(ctx, rec, reason, message)
+	if err != nil || next.State.Terminal() {
+		return next, err
+	}
+	return p.reportFailure(ctx, next, retryOf(ctx))
+}
+
+// markFailing moves rec to FAILING with the reason (for the log) and the
+// message (for the device); a record already FAILING keeps its first
+// decision, and one that has ended is returned as it is.
+func (p *Pipeline) markFailing(ctx context.Context, rec *progress.Record, reason, message string) (*progress.Record, error) {
 	if len(message) > maxMessage {
 		message = message[:maxMessage-3] + "..."
 	}
@@ -48,7 +59,7 @@ func (p *Pipeline) fail(ctx context.Context, rec *progress.Record, reason, messa
 		}
 		return nil, err
 	}
-	return p.reportFailure(ctx, next, retryOf(ctx))
+	return next, nil
 }
 
 // retryKey carries the delivery's retry count to fail, which the steps reach

@@ -200,6 +200,25 @@ func (h *harness) drain() int {
 	}
 }
 
+// nextIssue delivers the poll tasks, in schedule order, until the issue task
+// comes, and returns it undelivered.
+func (h *harness) nextIssue() tasks.Task {
+	h.t.Helper()
+	for {
+		task, ok := h.q.next()
+		if !ok {
+			h.t.Fatal("no issue task")
+		}
+		h.clk.advanceTo(task.ScheduleTime)
+		if task.Queue == tasks.QueueIssue {
+			return task
+		}
+		if err := h.p.Poll(context.Background(), task.Body, 0); err != nil {
+			h.t.Fatalf("poll: %v", err)
+		}
+	}
+}
+
 func (h *harness) deliver(t tasks.Task, retry int) error {
 	step := h.p.Poll
 	if t.Queue == tasks.QueueIssue {

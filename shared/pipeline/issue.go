@@ -21,7 +21,8 @@ import (
 func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
 	p.init()
 	ctx = withRetry(ctx, retry)
-	rec, _, err := p.load(ctx, body, "issue")
+	tb, ok := decodeTask(body)
+	rec, err := p.read(ctx, tb, ok, len(body), "issue")
 	if rec == nil {
 		return err
 	}

@@ -162,6 +162,8 @@ type TaskBody struct {
 	Poll int `json:"poll,omitempty"`
 	// Attempt is the issue attempt the task was enqueued for.
 	Attempt int `json:"attempt,omitempty"`
+	// Sweep, with no Key, is the scheduler's request for a Sweep.
+	Sweep bool `json:"sweep,omitempty"`
 }
 
 // taskID is a task-name-safe id for a record key.

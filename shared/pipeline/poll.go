@@ -21,12 +21,13 @@ import (
 // {"sweep":true} (the scheduler's) runs Sweep instead.
 func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 	p.init()
-	if isSweep(body) {
+	tb, ok := decodeTask(body)
+	if ok && tb.Sweep && tb.Key == "" {
 		_, err := p.Sweep(ctx)
 		return err
 	}
 	ctx = withRetry(ctx, retry)
-	rec, tb, err := p.load(ctx, body, "poll")
+	rec, err := p.read(ctx, tb, ok, len(body), "poll")
 	if rec == nil {
 		return err
 	}
@@ -61,23 +62,30 @@ func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 	return p.advance(ctx, rec, retry)
 }
 
-// load decodes a task body and reads its record. A nil record with a nil
-// error means the task is acknowledged (malformed or unknown).
-func (p *Pipeline) load(ctx context.Context, body []byte, what string) (*progress.Record, TaskBody, error) {
+// decodeTask decodes a task body; false when it is not JSON.
+func decodeTask(body []byte) (TaskBody, bool) {
 	var tb TaskBody
-	if err := json.Unmarshal(body, &tb); err != nil || tb.Key == "" {
-		p.logger(ctx).Error("malformed "+what+" task acknowledged", slog.Int("size", len(body)))
-		return nil, tb, nil
+	err := json.Unmarshal(body, &tb)
+	return tb, err == nil
+}
+
+// read reads the record of a decoded task body (ok: it decoded; size: the
+// body's, for the log). A nil record with a nil error means the task is
+// acknowledged (malformed or unknown).
+func (p *Pipeline) read(ctx context.Context, tb TaskBody, ok bool, size int, what string) (*progress.Record, error) {
+	if !ok || tb.Key == "" {
+		p.logger(ctx).Error("malformed "+what+" task acknowledged", slog.Int("size", size))
+		return nil, nil
 	}
 	rec, err := p.Store.Get(ctx, tb.Key)
 	if errors.Is(err, progress.ErrNotFound) {
 		p.logger(ctx).Error(what+" task for an unknown process acknowledged", slog.String("key", tb.Key))
-		return nil, tb, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, tb, fmt.Errorf("%s %s: read progress: %w", what, tb.Key, err)
+		return nil, fmt.Errorf("%s %s: read progress: %w", what, tb.Key, err)
 	}
-	return rec, tb, nil
+	return rec, nil
 }
 
 // lastAttempt reports whether a failure now would not be retried by the queue.

@@ -151,22 +151,7 @@ func TestLostUploadIsNotRepeatedByAConcurrentDelivery(t *testing.T) {
 	if err := h.claim(data, 1); err != nil {
 		t.Fatal(err)
 	}
-	// Poll until the issue task appears.
-	var issue tasks.Task
-	for issue.Queue != tasks.QueueIssue {
-		task, ok := h.q.next()
-		if !ok {
-			t.Fatal("no issue task")
-		}
-		h.clk.advanceTo(task.ScheduleTime)
-		if task.Queue == tasks.QueueIssue {
-			issue = task
-			break
-		}
-		if err := h.p.Poll(context.Background(), task.Body, 0); err != nil {
-			t.Fatalf("poll: %v", err)
-		}
-	}
+	issue := h.nextIssue()
 	// The first upload fails before acting: ISSUED, the lease free.
 	setUpload(cpemulator.FaultUnavailable)
 	if err := h.p.Issue(context.Background(), issue.Body, 0); err == nil {

@@ -48,15 +48,6 @@ const (
 // errMoved aborts a sweep's update: the record moved since the query.
 var errMoved = errors.New("record moved since the sweep's query")
 
-// isSweep reports whether a poll request body asks for a sweep: {"sweep":true}.
-func isSweep(body []byte) bool {
-	var b struct {
-		Sweep bool   `json:"sweep"`
-		Key   string `json:"key"`
-	}
-	return json.Unmarshal(body, &b) == nil && b.Sweep && b.Key == ""
-}
-
 // Sweep finds the processes whose record has not changed for p.SweepAfter
 // while not finished, and hands each back to the pipeline: every hand-off is a
 // task, and a task whose attempts all failed (a store or API outage longer
@@ -133,24 +124,18 @@ func (p *Pipeline) sweepOne(ctx context.Context, rec *progress.Record, now, befo
 			slog.Int("sweeps", cur.Sweeps), slog.Int64("idle_ms", idle.Milliseconds()), slog.String("last_error", cur.LastError))
 		return nil
 	case cur.State != progress.StateFailing:
+		// Failed here, reported by a task: its retries carry setFailure
+		// through a short outage.
 		reason := fmt.Sprintf("no progress in state %s for %s after %d re-drives by the sweep (last error: %s)",
 			cur.State, idle.Round(time.Second), cur.Sweeps-1, cur.LastError)
-		p.logger(ctx).Warn("process failing", slog.String("reason", reason), slog.String("state", string(cur.State)))
-		next, err := p.transition(ctx, cur.Key, nonTerminal, progress.StateFailing, func(r *progress.Record) error {
-			if r.State == progress.StateFailing {
-				return nil
-			}
-			r.LastError = reason
-			r.FailureMessage = "The adapter could not finish this enrollment. The device will try again later; if this persists, contact your administrator."
-			r.LeaseUntil = time.Time{}
-			return nil
-		})
-		if cur, ok := stale(err); ok && cur.State.Terminal() {
-			res.Moved++
-			return nil
-		}
+		next, err := p.markFailing(ctx, cur, reason,
+			"The adapter could not finish this enrollment. The device will try again later; if this persists, contact your administrator.")
 		if err != nil {
 			return fmt.Errorf("sweep %s: fail the process: %w", cur.Key, err)
+		}
+		if next.State.Terminal() {
+			res.Moved++
+			return nil
 		}
 		if err := p.redrive(ctx, next); err != nil {
 			return err

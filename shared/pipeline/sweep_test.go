@@ -14,56 +14,27 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
-	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
 const sweepAfter = 10 * time.Minute
 
-// drop discards the pending tasks of queue q (all queues if q is ""), as
-// Cloud Tasks does with a task whose every attempt failed. It returns how
-// many it dropped.
-func (q *queue) drop(which tasks.Queue) int {
+// drop discards every pending task, as Cloud Tasks does with a task whose
+// every attempt failed. It returns how many it dropped.
+func (q *queue) drop() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	kept := q.pending[:0]
-	n := 0
-	for _, t := range q.pending {
-		if which == "" || t.Queue == which {
-			n++
-			continue
-		}
-		kept = append(kept, t)
-	}
-	q.pending = kept
+	n := len(q.pending)
+	q.pending = nil
 	return n
 }
 
-// runUntil delivers tasks until the next one is for queue stop, which it
-// leaves pending; it fails the test if none comes.
-func (h *harness) runUntil(stop tasks.Queue) {
+// crashClaim delivers the notification once, dying at point.
+func (h *harness) crashClaim(point string, note []byte) {
 	h.t.Helper()
-	for range 1000 {
-		h.q.mu.Lock()
-		var due *tasks.Task
-		for i := range h.q.pending {
-			if due == nil || h.q.pending[i].ScheduleTime.Before(due.ScheduleTime) {
-				due = &h.q.pending[i]
-			}
-		}
-		h.q.mu.Unlock()
-		if due == nil {
-			h.t.Fatalf("no %s task came", stop)
-		}
-		if due.Queue == stop {
-			return
-		}
-		t, _ := h.q.next()
-		h.clk.advanceTo(t.ScheduleTime)
-		if err := h.deliver(t, 0); err != nil {
-			h.t.Fatalf("deliver %s: %v", t.Name, err)
-		}
+	h.crashOnce(point)
+	if err := h.p.Claim(context.Background(), note); err == nil {
+		h.t.Fatalf("claim did not crash at %s", point)
 	}
-	h.t.Fatal("runUntil: too many deliveries")
 }
 
 // sweep moves the clock past SweepAfter and posts the scheduler's body to
@@ -91,48 +62,34 @@ func TestSweepResumesStrandedProcesses(t *testing.T) {
 			if err := h.claim(note, 1); err != nil {
 				h.t.Fatal(err)
 			}
-			h.q.drop("")
+			h.q.drop()
 		}, progress.StatePolling},
 		{"crash after signData, then the first poll task dropped", func(h *harness, note []byte) {
-			h.crashOnce("sign:after-signData")
-			if err := h.p.Claim(context.Background(), note); err == nil {
-				h.t.Fatal("claim did not crash")
-			}
-			h.q.drop("") // and Pub/Sub gave up on the notification
+			h.crashClaim("sign:after-signData", note)
+			h.q.drop() // and Pub/Sub gave up on the notification
 		}, progress.StateSigning},
 		{"claim died after creating the record, notification dead-lettered", func(h *harness, note []byte) {
-			h.crashOnce("claim:after-create")
-			if err := h.p.Claim(context.Background(), note); err == nil {
-				h.t.Fatal("claim did not crash")
-			}
+			h.crashClaim("claim:after-create", note)
 		}, progress.StateReceived},
 		{"claim died after the API claim, before recording it, notification dead-lettered", func(h *harness, note []byte) {
-			h.crashOnce("claim:after-claim")
-			if err := h.p.Claim(context.Background(), note); err == nil {
-				h.t.Fatal("claim did not crash")
-			}
+			h.crashClaim("claim:after-claim", note)
 		}, progress.StateReceived},
 		{"claim died before signData, notification dead-lettered", func(h *harness, note []byte) {
-			h.crashOnce("sign:before-signData")
-			if err := h.p.Claim(context.Background(), note); err == nil {
-				h.t.Fatal("claim did not crash")
-			}
-			h.q.drop("")
+			h.crashClaim("sign:before-signData", note)
+			h.q.drop()
 		}, progress.StateSigning},
 		{"issue task dropped", func(h *harness, note []byte) {
 			if err := h.claim(note, 1); err != nil {
 				h.t.Fatal(err)
 			}
-			h.runUntil(tasks.QueueIssue)
-			h.q.drop(tasks.QueueIssue)
+			h.nextIssue() // and dropped
 		}, progress.StateSigned},
 		{"crash after the CA answered, then the issue task dropped", func(h *harness, note []byte) {
 			if err := h.claim(note, 1); err != nil {
 				h.t.Fatal(err)
 			}
-			h.runUntil(tasks.QueueIssue)
+			t := h.nextIssue()
 			h.crashOnce("issue:after-ca")
-			t, _ := h.q.next()
 			if err := h.deliver(t, 0); err == nil {
 				h.t.Fatal("issue did not crash")
 			}
@@ -141,9 +98,8 @@ func TestSweepResumesStrandedProcesses(t *testing.T) {
 			if err := h.claim(note, 1); err != nil {
 				h.t.Fatal(err)
 			}
-			h.runUntil(tasks.QueueIssue)
+			t := h.nextIssue()
 			h.crashOnce("upload:before-upload")
-			t, _ := h.q.next()
 			if err := h.deliver(t, 0); err == nil {
 				h.t.Fatal("issue did not crash")
 			}
@@ -244,10 +200,10 @@ func TestSweepEndsWhatNeverRecovers(t *testing.T) {
 			if err := h.claim(note, 1); err != nil {
 				t.Fatal(err)
 			}
-			h.q.drop("")
+			h.q.drop()
 			for i := 1; i <= pipeline.MaxRedrives; i++ {
 				h.sweep()
-				if n := h.q.drop(""); n != 1 {
+				if n := h.q.drop(); n != 1 {
 					t.Fatalf("re-drive %d: %d tasks enqueued, want 1", i, n)
 				}
 			}
@@ -257,7 +213,7 @@ func TestSweepEndsWhatNeverRecovers(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.dropFailure {
-				h.q.drop("")
+				h.q.drop()
 				h.clk.advance(h.p.SweepAfter + time.Second)
 				if res, err = h.p.Sweep(context.Background()); err != nil {
 					t.Fatal(err)
@@ -320,7 +276,7 @@ func TestSweepDisabled(t *testing.T) {
 	if err := h.claim(note, 1); err != nil {
 		t.Fatal(err)
 	}
-	h.q.drop("")
+	h.q.drop()
 	h.clk.advance(24 * time.Hour)
 	if err := h.p.Poll(context.Background(), []byte(`{"sweep":true}`), 0); err != nil {
 		t.Fatal(err)
@@ -339,12 +295,9 @@ func TestLateSignDataGetsItsWholeDeadline(t *testing.T) {
 	h := newHarness(t, cpemulator.Options{})
 	h.p.SweepAfter = sweepAfter
 	name, note := h.add(cpemulator.ClientSpec{SignDelay: 30 * time.Second})
-	h.crashOnce("sign:before-signData")
-	if err := h.p.Claim(context.Background(), note); err == nil {
-		t.Fatal("claim did not crash")
-	}
+	h.crashClaim("sign:before-signData", note)
 	h.p.Crash = nil
-	h.q.drop("")
+	h.q.drop()
 	h.clk.advance(2 * h.p.Schedule.Deadline) // the sweep ran late, or was off
 	h.sweep()
 	h.drain()

@@ -6,7 +6,6 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/progress"
-	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
 // Invariant 3: an upload whose answer was lost (503 after acting) returns an
@@ -21,22 +20,7 @@ func TestLostUploadAnswerLeavesNoLease(t *testing.T) {
 	if err := h.claim(data, 1); err != nil {
 		t.Fatal(err)
 	}
-	// Poll until the issue task appears.
-	var issue tasks.Task
-	for {
-		task, ok := h.q.next()
-		if !ok {
-			t.Fatal("no issue task")
-		}
-		h.clk.advanceTo(task.ScheduleTime)
-		if task.Queue == tasks.QueueIssue {
-			issue = task
-			break
-		}
-		if err := h.p.Poll(context.Background(), task.Body, 0); err != nil {
-			t.Fatalf("Poll: %v", err)
-		}
-	}
+	issue := h.nextIssue()
 	if err := h.p.Issue(context.Background(), issue.Body, 0); err == nil {
 		t.Fatal("Issue with a lost upload answer returned nil; want an error so the queue retries")
 	}
