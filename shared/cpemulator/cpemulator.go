@@ -132,6 +132,13 @@ type Options struct {
 	// client's SignDelay elapses without sleeping.
 	Now func() time.Time
 
+	// RefuseRepeatClaims makes a repeat claim by the caller instance id that
+	// already holds the process fail with 400 FAILED_PRECONDITION, as a claim
+	// by another id does. The API documents only "400 when claimed"; whether
+	// a repeat by the same id succeeds is not documented, so the adapter must
+	// work either way: tests run both.
+	RefuseRepeatClaims bool
+
 	// MyCustomer, when set, is the customer that the literal customer id
 	// "my_customer" in a request stands for, as the real API resolves it for
 	// the caller.

@@ -250,9 +250,10 @@ func (e *Emulator) get(p *process, now time.Time) (any, *apiError) {
 	return p.resource(), nil
 }
 
-// claim: the first caller instance id wins. Choice: a repeat claim with the
-// same id succeeds again ({}), which the real API does not document (the
-// adapter must not rely on it); a claim on a failed or finished process is
+// claim: the first caller instance id wins. A repeat claim with the same id
+// succeeds again ({}), or is refused like any other when
+// Options.RefuseRepeatClaims is set: the real API documents neither (the
+// adapter must not rely on it). A claim on a failed or finished process is
 // refused like a claim by another instance.
 func (e *Emulator) claim(p *process, body []byte, now time.Time) (any, *apiError) {
 	req, aerr := decodeRequest(body, claimRequest)
@@ -274,7 +275,7 @@ func (e *Emulator) claim(p *process, body []byte, now time.Time) (any, *apiError
 	case p.claimedBy == "":
 		p.claimedBy = caller
 		return empty, nil
-	case p.claimedBy == caller:
+	case p.claimedBy == caller && !e.opts.RefuseRepeatClaims:
 		return empty, nil
 	}
 	return nil, errPrecondition("The certificate provisioning process has already been claimed by another caller instance.")

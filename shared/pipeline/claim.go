@@ -43,6 +43,11 @@ func (p *Pipeline) ClaimDelivery(ctx context.Context, data []byte, attempt int) 
 	if gerr != nil || (rec.State != progress.StateReceived && rec.State != progress.StateClaimed) {
 		return err // later states have a durable poll task that carries on
 	}
+	if errors.Is(err, errBusy) || isQuota(err) {
+		// Contention and quota are not the process's failure: a fresh
+		// task carries the claim on instead of the dead-letter topic.
+		return p.continueLater(ctx, rec, err)
+	}
 	_, ferr := p.fail(ctx, rec, fmt.Sprintf("giving up after %d deliveries: %v", attempt, err),
 		"The adapter could not start this enrollment because a service was unavailable. The device will try again later.")
 	return ferr
@@ -175,7 +180,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 				return nil
 			})
 		}
-		return nil, p.apiError(ctx, rec, "get process", err)
+		return nil, p.claimAPIError(ctx, rec, "get process", err)
 	}
 	if proc.FailureMessage != "" {
 		return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateFailed, func(r *progress.Record) error {
@@ -189,12 +194,19 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 	}
 	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
 		if errors.Is(err, cpapi.ErrClaimRefused) {
+			if rec.Attempts > 1 {
+				// An earlier delivery of ours held this claim's lease and
+				// may have claimed the process, its answer lost: the API may
+				// be refusing our own repeat claim. Another adapter may hold
+				// it too, so it is left alone, but a person must look.
+				p.logger(ctx).Error(MsgOwnClaimRefused, slog.Int("attempts", rec.Attempts), slog.String("reason", err.Error()))
+			}
 			return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimedElsewhere, func(r *progress.Record) error {
 				r.LastError = err.Error()
 				return nil
 			})
 		}
-		return nil, p.apiError(ctx, rec, "claim", err)
+		return nil, p.claimAPIError(ctx, rec, "claim", err)
 	}
 	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
 	if err := p.crash("claim:after-claim"); err != nil {
@@ -204,6 +216,16 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 		r.LeaseUntil = time.Time{}
 		return nil
 	})
+}
+
+// claimAPIError is apiError for a call made under the claim lease: a
+// transient failure frees the lease, since the call is over (invariant 9),
+// so that the next delivery may act at once.
+func (p *Pipeline) claimAPIError(ctx context.Context, rec *progress.Record, what string, err error) error {
+	if cpapi.Transient(err) {
+		p.freeLease(ctx, rec.Key, progress.StateReceived, what+": "+err.Error())
+	}
+	return p.apiError(ctx, rec, what, err)
 }
 
 // apiError turns an API failure into a retry (transient) or a permanent failure.
@@ -275,12 +297,16 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 	op, err := p.API.SignData(ctx, rec.ProcessName, data, rec.SignatureAlgorithm)
 	if err != nil {
 		if cpapi.Transient(err) {
-			// Maybe applied, maybe not: never call again blindly. The retry
-			// reads the process once the lease has passed.
-			_, _ = p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
-				r.LastError = "signData: " + err.Error()
-				return nil
-			})
+			// Maybe applied, maybe not: never call again blindly; the retry
+			// reads the process first. An answered error (429, 5xx) ends
+			// the call, so its lease is freed for the next delivery; after
+			// a timeout or a broken connection the request may still be
+			// acting, so the lease stands until it passes.
+			if answered(err) {
+				p.freeLease(ctx, rec.Key, progress.StateSigning, "signData: "+err.Error())
+			} else {
+				p.note(ctx, rec.Key, "signData: "+err.Error())
+			}
 			return nil, fmt.Errorf("signData %s: %w", rec.Key, err)
 		}
 		_, ferr := p.fail(ctx, rec, "signData: "+err.Error(), "The certificate provisioning service refused to ask this device for its signature. Contact your administrator.")
@@ -486,3 +512,8 @@ func processIdentity(proc *cpapi.Process) []any {
 	}
 	return attrs
 }
+
+// MsgOwnClaimRefused is the ERROR logged when the API refuses a claim although
+// an earlier delivery of ours may have claimed the process (its answer was
+// lost): a log-based metric counts it (terraform: monitoring.tf).
+const MsgOwnClaimRefused = "claim refused after an earlier claim attempt of this adapter"

@@ -2,17 +2,36 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
 func isTransientAPI(err error) bool { return cpapi.Transient(err) }
+
+// isQuota reports whether err is the API's 429: a quota answer, never the
+// process's failure.
+func isQuota(err error) bool {
+	var e *cpapi.Error
+	return errors.As(err, &e) && e.Code == http.StatusTooManyRequests
+}
+
+// answered reports whether the API answered err with a status: the call is
+// over on its side too. A transport failure or a timeout may still be acting.
+func answered(err error) bool {
+	var e *cpapi.Error
+	return errors.As(err, &e) && e.Code != 0
+}
 
 func isPermanentCA(err error) bool { return ca.KindOf(err) == ca.Permanent }
 
@@ -41,9 +60,7 @@ func (p *Pipeline) fail(ctx context.Context, rec *progress.Record, reason, messa
 // message (for the device); a record already FAILING keeps its first
 // decision, and one that has ended is returned as it is.
 func (p *Pipeline) markFailing(ctx context.Context, rec *progress.Record, reason, message string) (*progress.Record, error) {
-	if len(message) > maxMessage {
-		message = message[:maxMessage-3] + "..."
-	}
+	message = truncate(message, maxMessage)
 	p.logger(ctx).Warn("process failing", slog.String("reason", reason), slog.String("state", string(rec.State)))
 	next, err := p.transition(ctx, rec.Key, nonTerminal, progress.StateFailing, func(r *progress.Record) error {
 		if r.State == progress.StateFailing {
@@ -62,6 +79,18 @@ func (p *Pipeline) markFailing(ctx context.Context, rec *progress.Record, reason
 	return next, nil
 }
 
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
 // retryKey carries the delivery's retry count to fail, which the steps reach
 // from many places: a failure decided on the last attempt is reported on that
 // attempt, not left to a retry that will not come.
@@ -76,32 +105,114 @@ func retryOf(ctx context.Context) int {
 	return r
 }
 
-// reportFailure calls setFailure for a record in FAILING and ends it.
+// maxReportHandoffs bounds the fresh tasks that take over a failure report
+// whose setFailure did not go through by a task's last attempt; after them
+// the sweep keeps trying, with an ERROR log (invariant 7).
+const maxReportHandoffs = 3
+
+// reportHandoffDelay is how long a fresh report task waits.
+const reportHandoffDelay = time.Minute
+
+// MsgFailureUnreported is the ERROR logged while a failure has not reached the
+// device after every bounded retry; a log-based metric alerts on it.
+const MsgFailureUnreported = "failure not reported to the device"
+
+// reportFailure calls setFailure for a record in FAILING and ends it: FAILED
+// only once the device was told (setFailure accepted), or the API shows the
+// process failed or gone. Otherwise the record stays FAILING: a transient
+// answer is retried by the queue, and on the last attempt (or after a
+// refusal) a fresh task takes over, up to maxReportHandoffs, then the sweep.
 func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
 	if err := p.crash("fail:before-setFailure"); err != nil {
 		return nil, err
 	}
+	if !everClaimed(rec) {
+		// Failed before its claim went through (an outage on every
+		// delivery): the API takes setFailure only from the claimer.
+		if cerr := p.API.Claim(ctx, rec.ProcessName, p.CallerID); errors.Is(cerr, cpapi.ErrClaimRefused) {
+			return p.transition(ctx, rec.Key, []progress.State{progress.StateFailing}, progress.StateClaimedElsewhere, func(r *progress.Record) error {
+				r.LastError += "; the claim before setFailure was refused: " + cerr.Error()
+				return nil
+			})
+		} else if cerr != nil {
+			if !p.lastAttempt(retry) {
+				return nil, fmt.Errorf("claim before setFailure %s: %w", rec.Key, cerr)
+			}
+			return nil, p.handOffReport(ctx, rec, cerr)
+		}
+	}
 	err := p.API.SetFailure(ctx, rec.ProcessName, rec.FailureMessage)
-	reported := err == nil
+	note := ""
 	if err != nil {
 		if isTransientAPI(err) && !p.lastAttempt(retry) {
 			return nil, fmt.Errorf("setFailure %s: %w", rec.Key, err)
 		}
-		// Refused or out of attempts: did the API fail the process itself?
-		if proc, gerr := p.API.Get(ctx, rec.ProcessName); gerr == nil && proc.FailureMessage != "" {
-			reported = true
-		} else {
-			p.logger(ctx).Error("setFailure failed; the device was not told", slog.String("reason", err.Error()))
+		// Refused or out of attempts: did the API fail or end the process itself?
+		proc, gerr := p.API.Get(ctx, rec.ProcessName)
+		switch {
+		case gerr == nil && proc.FailureMessage != "":
+			note = "; setFailure failed (" + err.Error() + ") but the API shows the process failed"
+		case gerr == nil && proc.IssuedCertificate != "":
+			note = "; setFailure failed (" + err.Error() + ") but the API shows the process finished"
+		case cpapi.IsNotFound(gerr):
+			note = "; setFailure failed (" + err.Error() + "): the process no longer exists"
+		default:
+			return nil, p.handOffReport(ctx, rec, err)
 		}
 	}
 	if err := p.crash("fail:after-setFailure"); err != nil {
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateFailing}, progress.StateFailed, func(r *progress.Record) error {
-		r.FailureReported = reported
-		if !reported {
-			r.LastError += "; setFailure failed: " + err.Error()
+		r.FailureReported = true
+		r.LastError += note
+		return nil
+	})
+}
+
+// everClaimed reports whether rec's claim went through.
+func everClaimed(rec *progress.Record) bool {
+	for _, c := range rec.History {
+		if c.To == progress.StateClaimed {
+			return true
+		}
+	}
+	return false
+}
+
+// handOffReport keeps a record FAILING whose setFailure did not go through on
+// this delivery's last attempt (or was refused): it records why, and a fresh
+// task tries again, up to maxReportHandoffs; after them the sweep re-drives it.
+// It returns nil (this delivery is over) unless the hand-off itself failed.
+func (p *Pipeline) handOffReport(ctx context.Context, rec *progress.Record, cause error) error {
+	next, err := p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
+		if r.State != progress.StateFailing {
+			return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StateFailing}, Current: r.Clone()}
+		}
+		r.LastError = truncate(strings.SplitN(r.LastError, "; setFailure:", 2)[0]+"; setFailure: "+cause.Error(), 2000)
+		r.UpdatedAt = p.Now().UTC()
+		if r.ReportHandoffs < maxReportHandoffs {
+			r.ReportHandoffs++
 		}
 		return nil
 	})
+	if _, ok := stale(err); ok {
+		return nil // reported or ended by another delivery meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("setFailure %s: %v; and recording it: %w", rec.Key, cause, err)
+	}
+	log := p.logger(ctx).With(slog.String("reason", cause.Error()), slog.Int("report_handoffs", next.ReportHandoffs), slog.Int("sweeps", next.Sweeps))
+	if next.ReportHandoffs > rec.ReportHandoffs {
+		body, _ := json.Marshal(TaskBody{Key: next.Key, Attempt: next.IssueAttempts})
+		t := tasks.Task{Queue: tasks.QueueIssue, Name: fmt.Sprintf("report-%s-%d", taskID(next.Key), next.ReportHandoffs),
+			Body: body, ScheduleTime: p.Now().Add(reportHandoffDelay)}
+		if err := p.Tasks.Enqueue(ctx, t); err != nil {
+			return fmt.Errorf("setFailure %s: hand off to a fresh task: %w", rec.Key, err)
+		}
+		log.Warn("setFailure did not go through; a fresh task tries again")
+		return nil
+	}
+	log.Error(MsgFailureUnreported)
+	return nil
 }

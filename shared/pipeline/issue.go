@@ -27,6 +27,10 @@ func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
 		return err
 	}
 	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
+	if p.noLongerServed(rec) {
+		_, err := p.fail(ctx, rec, "the customer is no longer in allowedCustomers", msgNoLongerServed)
+		return err
+	}
 	for range 4 {
 		switch rec.State {
 		case progress.StateSigned, progress.StateIssuing:
@@ -187,11 +191,7 @@ func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err erro
 		return p.fail(ctx, rec, "CA unavailable on the last attempt: "+err.Error(),
 			"The certificate authority could not be reached. The device will try again later.")
 	}
-	_, _ = p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
-		r.LeaseUntil = time.Time{} // the call is over: a retry may go ahead
-		r.LastError = "CA: " + err.Error()
-		return nil
-	})
+	p.freeLease(ctx, rec.Key, progress.StateIssuing, "CA: "+err.Error()) // the call is over: a retry may go ahead
 	return nil, fmt.Errorf("issue %s: %w", rec.Key, err)
 }
 
@@ -220,7 +220,7 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) 
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
 		if isTransientAPI(err) && !p.lastAttempt(retry) {
-			p.freeUploadLease(ctx, rec.Key, "read process: "+err.Error())
+			p.freeLease(ctx, rec.Key, progress.StateIssued, "read process: "+err.Error())
 			return nil, fmt.Errorf("upload %s: read process: %w", rec.Key, err)
 		}
 	} else {
@@ -248,7 +248,7 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 		if isTransientAPI(err) && !p.lastAttempt(retry) {
 			// The call is over: the retry may go ahead at once (it reads
 			// the process before uploading again).
-			p.freeUploadLease(ctx, rec.Key, "uploadCertificate: "+err.Error())
+			p.freeLease(ctx, rec.Key, progress.StateIssued, "uploadCertificate: "+err.Error())
 			return nil, fmt.Errorf("upload %s: %w", rec.Key, err)
 		}
 		// Refused: maybe the process failed meanwhile on Google's side.
@@ -274,14 +274,33 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 	})
 }
 
-// freeUploadLease ends this delivery's upload lease after a call that is
-// over, so that the queue's next attempt may go ahead at once.
-func (p *Pipeline) freeUploadLease(ctx context.Context, key, lastError string) {
-	_, _ = p.Store.Update(ctx, key, func(r *progress.Record) error {
-		if r.State == progress.StateIssued {
-			r.LeaseUntil = time.Time{}
-			r.LastError = lastError
+// freeLease ends this delivery's lease on a record in state after a call
+// that is over, so that the next delivery may act at once (invariant 9). It is
+// best effort: a failed write leaves the lease to expire, and is logged.
+func (p *Pipeline) freeLease(ctx context.Context, key string, state progress.State, lastError string) {
+	_, err := p.Store.Update(ctx, key, func(r *progress.Record) error {
+		if r.State != state {
+			return errMoved
 		}
+		r.LeaseUntil = time.Time{}
+		r.LastError = lastError
+		r.UpdatedAt = p.Now().UTC()
 		return nil
 	})
+	if err != nil && !errors.Is(err, errMoved) {
+		p.logger(ctx).Warn("could not free the lease; it expires by itself", slog.String("state", string(state)),
+			slog.String("reason", err.Error()))
+	}
+}
+
+// note records lastError on the record, best effort (logged when it fails).
+func (p *Pipeline) note(ctx context.Context, key, lastError string) {
+	_, err := p.Store.Update(ctx, key, func(r *progress.Record) error {
+		r.LastError = lastError
+		r.UpdatedAt = p.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		p.logger(ctx).Warn("could not record the last error", slog.String("last_error", lastError), slog.String("reason", err.Error()))
+	}
 }

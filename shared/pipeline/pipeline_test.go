@@ -487,17 +487,23 @@ func TestLastDeliveryReportsOutage(t *testing.T) {
 		}
 		h.clk.advance(90 * time.Second)
 	}
-	// The last delivery: the API is still down, so the process is failed; the
-	// unclaimed process refuses setFailure, which is recorded, not retried.
+	// The last delivery: the API is still down, so the process is failed. The
+	// API takes setFailure only from the claimer, and the claim is still
+	// down: the record stays FAILING (the device was not told) and a fresh
+	// task takes the report over.
 	err := h.p.ClaimDelivery(context.Background(), note, h.p.MaxAttempts)
 	rec := h.record(name)
-	if rec.State != progress.StateFailed || err != nil {
-		t.Fatalf("after the last delivery: state %s, err %v; want FAILED and acknowledged", rec.State, err)
+	if rec.State != progress.StateFailing || err != nil {
+		t.Fatalf("after the last delivery: state %s, err %v; want FAILING and acknowledged", rec.State, err)
 	}
-	if h.snap(name).Requests["setFailure"] == 0 {
-		t.Error("setFailure was not even tried")
+	if len(h.q.pending) == 0 {
+		t.Fatal("no task takes the report over")
 	}
-	if rec.FailureReported || !strings.Contains(rec.LastError, "setFailure failed") {
-		t.Errorf("reported %v, last error %q: want the refused setFailure recorded", rec.FailureReported, rec.LastError)
+	// Once the API is back, the fresh task claims the process and reports.
+	h.drain()
+	h.wantFailed(name, "service was unavailable")
+	if s := h.snap(name); s.SignDataCalls != 0 {
+		t.Errorf("signData %d on a failed claim", s.SignDataCalls)
 	}
+	h.noViolations()
 }

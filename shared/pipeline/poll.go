@@ -12,6 +12,8 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/csr"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/seal"
+	"github.com/chromeos-certprov/adapter/shared/store"
+	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
 // Poll handles one poll task: it asks whether the client has signed, and
@@ -31,6 +33,11 @@ func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 	if rec == nil {
 		return err
 	}
+	if p.noLongerServed(rec) {
+		ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
+		_, err := p.fail(ctx, rec, "the customer is no longer in allowedCustomers", msgNoLongerServed)
+		return err
+	}
 	if rec.State == progress.StateSigning {
 		// signData's answer was lost, or its caller died: the process tells
 		// whether it started. This task is then the record's first poll
@@ -39,6 +46,11 @@ func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 		next, err := p.resumeSigning(ctx, rec)
 		if cur, ok := stale(err); ok {
 			next, err = cur, nil
+		}
+		if err != nil && !IsCrash(err) && p.lastAttempt(retry) && (errors.Is(err, errBusy) || isQuota(err)) {
+			// Contention (a lease left by an earlier attempt) or quota is
+			// not the process's failure: a fresh task carries on.
+			return p.continueLater(ctx, rec, err)
 		}
 		if err != nil && !IsCrash(err) && p.lastAttempt(retry) {
 			// Nothing else resumes this record: report rather than leave
@@ -79,13 +91,76 @@ func (p *Pipeline) read(ctx context.Context, tb TaskBody, ok bool, size int, wha
 	}
 	rec, err := p.Store.Get(ctx, tb.Key)
 	if errors.Is(err, progress.ErrNotFound) {
-		p.logger(ctx).Error(what+" task for an unknown process acknowledged", slog.String("key", tb.Key))
+		p.logger(ctx).Error(what+" task for an unknown process acknowledged", slog.String("key", truncate(tb.Key, 200)))
+		return nil, nil
+	}
+	var se *store.Error
+	if errors.As(err, &se) && !se.Transient {
+		// An invalid key, a record that does not decode: no retry helps.
+		p.logger(ctx).Error(what+" task acknowledged: its record cannot be read", slog.String("key", truncate(tb.Key, 200)),
+			slog.String("reason", truncate(se.Err.Error(), 500)))
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read progress: %w", what, tb.Key, err)
 	}
 	return rec, nil
+}
+
+// msgNoLongerServed is what the device of a customer removed from
+// allowedCustomers is told about its process in flight.
+const msgNoLongerServed = "This organization is no longer served by this certificate adapter, so the certificate request was stopped. Contact your administrator."
+
+// noLongerServed reports whether rec's customer was removed from
+// allowedCustomers while its process was in flight: the process is failed
+// with msgNoLongerServed (unless it is failing already, or has ended).
+func (p *Pipeline) noLongerServed(rec *progress.Record) bool {
+	return p.Allowed != nil && !p.Allowed(rec.Customer) && !rec.State.Terminal() && rec.State != progress.StateFailing
+}
+
+// continueLater hands a record's work to a fresh poll task when this
+// delivery met contention or a quota answer on its last attempt: neither is
+// the process's failure (invariant 7). The record notes why (so the name of
+// the next hand-off differs), and the task runs once the lease has passed
+// (or a minute from now). A task in RECEIVED to POLLING resumes through Poll.
+func (p *Pipeline) continueLater(ctx context.Context, rec *progress.Record, cause error) error {
+	now := p.Now().UTC()
+	next, err := p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
+		if r.State.Terminal() {
+			return errMoved
+		}
+		r.LastError = "continued in a fresh task after: " + truncate(cause.Error(), 500)
+		r.UpdatedAt = now
+		return nil
+	})
+	if errors.Is(err, errMoved) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%v; and handing on to a fresh task: %w", cause, err)
+	}
+	at := now.Add(time.Minute)
+	if next.LeaseUntil.After(now) {
+		at = next.LeaseUntil.Add(time.Second)
+	}
+	queue := tasks.QueuePoll
+	body, _ := json.Marshal(TaskBody{Key: next.Key, Poll: next.PollCount})
+	if !pollStates[next.State] {
+		queue = tasks.QueueIssue
+		body, _ = json.Marshal(TaskBody{Key: next.Key, Attempt: next.IssueAttempts})
+	}
+	t := tasks.Task{Queue: queue, Name: fmt.Sprintf("continue-%s-%d", taskID(next.Key), next.Version), Body: body, ScheduleTime: at}
+	if err := p.Tasks.Enqueue(ctx, t); err != nil {
+		return fmt.Errorf("%v; and handing on to a fresh task: %w", cause, err)
+	}
+	p.logger(ctx).Warn("contention or quota on the last attempt; a fresh task carries on",
+		slog.String("state", string(next.State)), slog.String("reason", cause.Error()), slog.Time("at", at))
+	return nil
+}
+
+// pollStates are the states whose work the poll queue resumes.
+var pollStates = map[progress.State]bool{
+	progress.StateReceived: true, progress.StateClaimed: true, progress.StateSigning: true, progress.StatePolling: true,
 }
 
 // lastAttempt reports whether a failure now would not be retried by the queue.

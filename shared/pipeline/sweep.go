@@ -27,9 +27,11 @@ type SweepResult struct {
 	// Failed records were still idle after MaxRedrives re-drives: they were
 	// moved to FAILING and a task reports the failure to the device.
 	Failed int `json:"failed"`
-	// GivenUp records were still idle in FAILING after that: setFailure never
-	// went through. They end FAILED, unreported, with an ERROR log.
-	GivenUp int `json:"given_up"`
+	// Unreported records were still idle in FAILING after that: setFailure
+	// has not gone through. They stay FAILING and are re-driven at every
+	// sweep until the device is told, with an ERROR log each time (counted in
+	// Redriven too).
+	Unreported int `json:"unreported"`
 	// Moved records were updated by someone else since the query.
 	Moved int `json:"moved"`
 	// Errors counts records the sweep could not act on (the next sweep tries again).
@@ -59,7 +61,8 @@ var errMoved = errors.New("record moved since the sweep's query")
 // PollSignature for RECEIVED to POLLING, IssueCertificate for SIGNED to
 // FAILING; every step is safe to run twice. After MaxRedrives re-drives the
 // process is failed (setFailure through a task); a process that then stays
-// in FAILING ends FAILED with an ERROR log, so that nothing waits forever.
+// in FAILING is re-driven at every sweep with an ERROR log: a record ends
+// FAILED only once its device was told (invariant 7).
 //
 // The sweep is triggered by a scheduler (terraform: sweep.tf) posting
 // {"sweep":true} to PollSignature. It returns an error only when it could not
@@ -91,7 +94,7 @@ func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
 		}
 	}
 	log.Info("sweep finished", slog.Int("found", res.Found), slog.Int("redriven", res.Redriven), slog.Int("failed", res.Failed),
-		slog.Int("given_up", res.GivenUp), slog.Int("moved", res.Moved), slog.Int("errors", res.Errors),
+		slog.Int("unreported", res.Unreported), slog.Int("moved", res.Moved), slog.Int("errors", res.Errors),
 		slog.Int64("idle_after_ms", p.SweepAfter.Milliseconds()))
 	return res, nil
 }
@@ -115,17 +118,26 @@ func (p *Pipeline) sweepOne(ctx context.Context, rec *progress.Record, now, befo
 		return fmt.Errorf("sweep %s: mark the record: %w", rec.Key, err)
 	}
 	switch {
-	case cur.Sweeps <= MaxRedrives:
+	case cur.Sweeps <= MaxRedrives || cur.State == progress.StateFailing:
+		// A failure not yet reported is never ended here (invariant 7):
+		// it is re-driven at every sweep until the device was told, and
+		// said loudly once its re-drives are used up.
 		if err := p.redrive(ctx, cur); err != nil {
 			return err
 		}
 		res.Redriven++
-		p.logger(ctx).Warn("stale process re-driven", slog.String("state", string(cur.State)),
-			slog.Int("sweeps", cur.Sweeps), slog.Int64("idle_ms", idle.Milliseconds()), slog.String("last_error", cur.LastError))
+		attrs := []any{slog.String("state", string(cur.State)), slog.Int("sweeps", cur.Sweeps),
+			slog.Int64("idle_ms", idle.Milliseconds()), slog.String("last_error", cur.LastError)}
+		if cur.Sweeps > MaxRedrives {
+			res.Unreported++
+			p.logger(ctx).Error(MsgFailureUnreported, append(attrs, slog.String("failure_message", cur.FailureMessage))...)
+			return nil
+		}
+		p.logger(ctx).Warn("stale process re-driven", attrs...)
 		return nil
-	case cur.State != progress.StateFailing:
+	default:
 		// Failed here, reported by a task: its retries carry setFailure
-		// through a short outage.
+		// through a short outage, and later sweeps re-drive it until then.
 		reason := fmt.Sprintf("no progress in state %s for %s after %d re-drives by the sweep (last error: %s)",
 			cur.State, idle.Round(time.Second), cur.Sweeps-1, cur.LastError)
 		next, err := p.markFailing(ctx, cur, reason,
@@ -141,26 +153,6 @@ func (p *Pipeline) sweepOne(ctx context.Context, rec *progress.Record, now, befo
 			return err
 		}
 		res.Failed++
-		return nil
-	default:
-		// Failed by the sweep (or before) and still not reported: setFailure
-		// has not gone through for hours. End the record so that it stops
-		// waiting, and say so loudly.
-		_, err := p.transition(ctx, cur.Key, []progress.State{progress.StateFailing}, progress.StateFailed, func(r *progress.Record) error {
-			r.LastError = fmt.Sprintf("setFailure did not go through after %d re-drives by the sweep: %s", cur.Sweeps-1, r.LastError)
-			return nil
-		})
-		if cur, ok := stale(err); ok && cur.State.Terminal() {
-			res.Moved++
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("sweep %s: give up: %w", cur.Key, err)
-		}
-		res.GivenUp++
-		p.logger(ctx).Error("stale process given up", slog.String("state", string(cur.State)),
-			slog.Int("sweeps", cur.Sweeps), slog.String("last_error", cur.LastError),
-			slog.String("failure_message", cur.FailureMessage))
 		return nil
 	}
 }

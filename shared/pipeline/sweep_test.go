@@ -188,7 +188,9 @@ func TestSweepEndsWhatNeverRecovers(t *testing.T) {
 		wantResult   pipeline.SweepResult // of the last sweep
 	}{
 		{"failed and reported", false, progress.StateFailed, true, pipeline.SweepResult{Found: 1, Failed: 1}},
-		{"given up when setFailure never goes through", true, progress.StateFailed, false, pipeline.SweepResult{Found: 1, GivenUp: 1}},
+		// The failure's tasks are dropped too: the record stays FAILING, is
+		// re-driven with an ERROR, and ends once setFailure goes through.
+		{"re-driven while setFailure does not go through", true, progress.StateFailed, true, pipeline.SweepResult{Found: 1, Redriven: 1, Unreported: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -214,6 +216,9 @@ func TestSweepEndsWhatNeverRecovers(t *testing.T) {
 			}
 			if tc.dropFailure {
 				h.q.drop()
+				if rec := h.record(name); rec.State != progress.StateFailing {
+					t.Fatalf("state %s with its report dropped, want FAILING", rec.State)
+				}
 				h.clk.advance(h.p.SweepAfter + time.Second)
 				if res, err = h.p.Sweep(context.Background()); err != nil {
 					t.Fatal(err)
@@ -241,7 +246,7 @@ func TestSweepEndsWhatNeverRecovers(t *testing.T) {
 				t.Errorf("%d \"stale process re-driven\" logs, want %d", redriven, pipeline.MaxRedrives)
 			}
 			if want := map[bool]int{true: 1, false: 0}[tc.dropFailure]; gaveUp != want {
-				t.Errorf("%d \"stale process given up\" ERROR logs, want %d", gaveUp, want)
+				t.Errorf("%d %q ERROR logs, want %d", gaveUp, pipeline.MsgFailureUnreported, want)
 			}
 			h.noViolations()
 		})
@@ -261,7 +266,7 @@ func countLogs(t *testing.T, b []byte) (redriven, gaveUp int) {
 		switch {
 		case e.Msg == "stale process re-driven" && e.Level == "WARN":
 			redriven++
-		case e.Msg == "stale process given up" && e.Level == "ERROR":
+		case e.Msg == pipeline.MsgFailureUnreported && e.Level == "ERROR":
 			gaveUp++
 		}
 	}

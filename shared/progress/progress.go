@@ -31,7 +31,8 @@ const (
 	StateIssuing State = "ISSUING"
 	// StateIssued: the certificate is stored; the upload is pending.
 	StateIssued State = "ISSUED"
-	// StateFailing: a permanent failure is decided; setFailure is pending.
+	// StateFailing: a permanent failure is decided; setFailure is pending. A
+	// record stays here until the device was told (invariant 7).
 	StateFailing State = "FAILING"
 	// StateUploaded: the certificate was uploaded. Terminal.
 	StateUploaded State = "UPLOADED"
@@ -102,6 +103,9 @@ type Record struct {
 	FailureMessage string `firestore:"failureMessage,omitempty" json:"failureMessage,omitempty"`
 	// FailureReported is true once setFailure succeeded or the API had failed the process itself.
 	FailureReported bool `firestore:"failureReported" json:"failureReported"`
+	// ReportHandoffs counts the fresh tasks that took over reporting a failure
+	// whose setFailure had not gone through by a task's last attempt.
+	ReportHandoffs int `firestore:"reportHandoffs" json:"reportHandoffs,omitempty"`
 	// Sweeps counts how often the stale-process sweep found this record idle
 	// and re-drove it.
 	Sweeps int `firestore:"sweeps" json:"sweeps,omitempty"`

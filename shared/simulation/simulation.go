@@ -172,7 +172,7 @@ func (t *sweepTotals) add(r pipeline.SweepResult, err error) {
 	t.res.Found += r.Found
 	t.res.Redriven += r.Redriven
 	t.res.Failed += r.Failed
-	t.res.GivenUp += r.GivenUp
+	t.res.Unreported += r.Unreported
 	t.res.Moved += r.Moved
 	t.res.Errors += r.Errors
 }

@@ -131,8 +131,8 @@ func printReport(w io.Writer, r *simulation.CampaignReport, took time.Duration) 
 		fmt.Fprintf(w, "tasks: %d enqueued, %d dispatched, %d failed attempts, %d dropped; Pub/Sub: %d deliveries, %d dead-lettered\n",
 			r.Run.Tasks.Enqueued, r.Run.Tasks.Dispatched, r.Run.Tasks.FailedAttempts, r.Run.Tasks.Dropped, r.Run.PubSub.Deliveries, r.Run.PubSub.DeadLettered)
 		if sw := r.Run.Sweep; sw != nil {
-			fmt.Fprintf(w, "sweeps: %d runs (%d failed to list); %d idle records found, %d re-driven, %d failed, %d given up, %d moved meanwhile, %d not acted on\n",
-				sw.Runs, sw.Errors, sw.Found, sw.Redriven, sw.Failed, sw.GivenUp, sw.Moved, sw.SweepResult.Errors)
+			fmt.Fprintf(w, "sweeps: %d runs (%d failed to list); %d idle records found, %d re-driven, %d failed, %d still unreported, %d moved meanwhile, %d not acted on\n",
+				sw.Runs, sw.Errors, sw.Found, sw.Redriven, sw.Failed, sw.Unreported, sw.Moved, sw.SweepResult.Errors)
 		}
 	}
 	if len(r.Violations) == 0 {
