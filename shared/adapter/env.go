@@ -182,6 +182,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 		TTL:         cfg.RecordTTL,
 		MaxAttempts: cfg.TasksMaxAttempts,
 		SweepAfter:  cfg.SweepAfter,
+		Lease:       cfg.Lease,
 		Log:         log,
 	}
 	log.Info("adapter configured", slog.String("caller_instance_id", cfg.CallerInstanceID),

@@ -38,6 +38,13 @@ const (
 	// DefaultSweepAfter is how long an unfinished record may stay unchanged
 	// before the sweep re-drives its process.
 	DefaultSweepAfter = time.Hour
+	// DefaultLease is how long a step with an external side effect (a claim,
+	// signData, the CA, an upload) keeps other deliveries away while its call
+	// is in flight.
+	DefaultLease = 2 * time.Minute
+	// MinLease is twice the API client's 30 s call deadline: every call ends
+	// well inside its lease.
+	MinLease = time.Minute
 )
 
 // DefaultPoll is the default poll schedule (see the README's Performance section
@@ -130,7 +137,9 @@ type Config struct {
 	RecordTTL           time.Duration
 	// SweepAfter: see pipeline.Pipeline.SweepAfter (SWEEP_AFTER; 0 disables).
 	SweepAfter time.Duration
-	LogLevel   slog.Level
+	// Lease: see pipeline.Pipeline.Lease (LEASE).
+	Lease    time.Duration
+	LogLevel slog.Level
 	Adapter    Adapter
 }
 
@@ -272,6 +281,7 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 		},
 		RecordTTL:  dur("RECORD_TTL", DefaultRecordTTL),
 		SweepAfter: durOrZero("SWEEP_AFTER", DefaultSweepAfter),
+		Lease:      dur("LEASE", DefaultLease),
 	}
 	c.Emulated = c.APIEndpoint != DefaultAPIEndpoint
 	c.CallerInstanceID = get("CALLER_INSTANCE_ID", "")
@@ -290,6 +300,12 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 	}
 	if quiet := c.Poll.QuietestGap(); c.SweepAfter > 0 && c.SweepAfter < 2*quiet {
 		errs = append(errs, fmt.Errorf("SWEEP_AFTER %s: must be at least twice the longest gap between polls (%s), or a live process would be taken for a stranded one; or 0 to disable the sweep", c.SweepAfter, quiet))
+	}
+	if c.Lease < MinLease {
+		errs = append(errs, fmt.Errorf("LEASE %s: must be at least %s (twice the API's call deadline), so that a call always ends inside its lease", c.Lease, MinLease))
+	}
+	if c.SweepAfter > 0 && c.SweepAfter <= c.Lease {
+		errs = append(errs, fmt.Errorf("SWEEP_AFTER %s: must be longer than LEASE %s, or the sweep would re-drive a step still in flight", c.SweepAfter, c.Lease))
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", get("LOG_LEVEL", "")))

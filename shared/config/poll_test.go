@@ -99,7 +99,8 @@ func TestSweepAfterFromEnv(t *testing.T) {
 		{"longer", []string{"SWEEP_AFTER", "6h"}, 6 * time.Hour, ""},
 		// The default schedule is quiet for up to 5 min +20% in its late phase.
 		{"shorter than two quiet gaps", []string{"SWEEP_AFTER", "10m"}, 0, "SWEEP_AFTER 10m0s: must be at least twice the longest gap between polls (6m0s)"},
-		{"one phase, 10 s cap", []string{"SWEEP_AFTER", "1m", "POLL_LATE_AFTER", "0"}, time.Minute, ""},
+		{"one phase, 10 s cap", []string{"SWEEP_AFTER", "3m", "POLL_LATE_AFTER", "0"}, 3 * time.Minute, ""},
+		{"not longer than the lease", []string{"SWEEP_AFTER", "1m", "POLL_LATE_AFTER", "0"}, 0, "SWEEP_AFTER 1m0s: must be longer than LEASE 2m0s"},
 		{"not a duration", []string{"SWEEP_AFTER", "hourly"}, 0, "SWEEP_AFTER"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,6 +123,47 @@ func TestSweepAfterFromEnv(t *testing.T) {
 			}
 			if c.SweepAfter != tc.want {
 				t.Errorf("SweepAfter %s, want %s", c.SweepAfter, tc.want)
+			}
+		})
+	}
+}
+
+func TestLeaseFromEnv(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "proj", "CERTPROV_CONFIG": goodAdapter, "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"}
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		want    time.Duration
+		wantErr string
+	}{
+		{"default", nil, DefaultLease, ""},
+		{"longer", []string{"LEASE", "5m"}, 5 * time.Minute, ""},
+		{"shorter than two API call deadlines", []string{"LEASE", "30s"}, 0, "LEASE 30s: must be at least 1m0s"},
+		{"not a duration", []string{"LEASE", "long"}, 0, "LEASE: \"long\" is not a positive duration"},
+		{"not shorter than the sweep", []string{"LEASE", "2h"}, 0, "must be longer than LEASE 2h0m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m := map[string]string{}
+			for k, v := range base {
+				m[k] = v
+			}
+			for i := 0; i < len(tc.env); i += 2 {
+				m[tc.env[i]] = tc.env[i+1]
+			}
+			c, err := Load(MapLookup(m), types)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Lease != tc.want {
+				t.Errorf("Lease %s, want %s", c.Lease, tc.want)
 			}
 		})
 	}
