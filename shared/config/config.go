@@ -140,7 +140,7 @@ type Config struct {
 	// Lease: see pipeline.Pipeline.Lease (LEASE).
 	Lease    time.Duration
 	LogLevel slog.Level
-	Adapter    Adapter
+	Adapter  Adapter
 }
 
 // Adapter is the adapter config (JSON, from CERTPROV_CONFIG or CERTPROV_CONFIG_FILE).
