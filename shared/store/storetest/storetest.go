@@ -106,6 +106,7 @@ func Full(key string) *progress.Record {
 		LeaseUntil:         base.Add(5*time.Minute + 10),
 		Attempts:           3,
 		Sweeps:             1,
+		ReportHandoffs:     2,
 		LastError:          "ca: transient: try later",
 		FailureMessage:     "the CA refused the request",
 		FailureReported:    true,
