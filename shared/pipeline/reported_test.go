@@ -254,3 +254,25 @@ func TestRepeatClaimAfterALostAnswer(t *testing.T) {
 		})
 	}
 }
+
+// Contention on the notification's last delivery is not the process's
+// failure either: a fresh task carries the claim on.
+func TestContentionOnTheLastDeliveryIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{})
+	name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+	h.crashClaim("claim:before-claim", note) // dies holding the claim lease
+	h.p.Crash = nil
+	if err := h.p.ClaimDelivery(context.Background(), note, h.p.MaxAttempts); err != nil {
+		t.Errorf("last delivery returned %v", err)
+	}
+	if rec := h.record(name); rec.State != progress.StateReceived {
+		t.Fatalf("state %s after contention on the last delivery, want RECEIVED (last error %q)", rec.State, rec.LastError)
+	}
+	if len(h.q.pending) != 1 {
+		t.Fatalf("%d tasks pending, want the one that carries the claim on", len(h.q.pending))
+	}
+	h.drain()
+	h.wantUploaded(name)
+	h.noViolations()
+}
