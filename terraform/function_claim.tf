@@ -50,6 +50,11 @@ resource "google_cloudfunctions2_function" "claim" {
         version    = secret_environment_variables.value.version
       }
     }
+
+    # Optional route to a CA on a private network (vpc.tf): a SCEP
+    # connection's NDES challenge is fetched here.
+    vpc_connector                 = local.vpc_connector_of.claim
+    vpc_connector_egress_settings = local.vpc_egress_of.claim
   }
 
   depends_on = [

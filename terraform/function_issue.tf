@@ -3,8 +3,8 @@
 # certificate and uploads it, or reports the failure with setFailure.
 #
 # Identity: google_service_account.issue (iam.tf). Invoked only by
-# google_service_account.tasks. The only function with CAS rights and
-# (optionally) the VPC connector, and by default the only one with CA secrets.
+# google_service_account.tasks. The only function with CAS rights and by
+# default the only one with CA secrets; it has the VPC connector, if any.
 
 resource "google_cloudfunctions2_function" "issue" {
   project     = var.project_id
@@ -51,8 +51,8 @@ resource "google_cloudfunctions2_function" "issue" {
     }
 
     # Optional route to a CA on a private network (vpc.tf).
-    vpc_connector                 = one(google_vpc_access_connector.ca[*].id)
-    vpc_connector_egress_settings = var.vpc_connector == null ? null : var.vpc_connector.egress_settings
+    vpc_connector                 = local.vpc_connector_of.issue
+    vpc_connector_egress_settings = local.vpc_egress_of.issue
   }
 
   depends_on = [

@@ -1,6 +1,5 @@
 # Inputs of one deployment. terraform.tfvars.example shows every one of them
-# with a comment; only project_id, publisher_members and adapter_config have no
-# default.
+# with a comment; only project_id and adapter_config have no default.
 
 # --- Where -------------------------------------------------------------------
 
@@ -95,17 +94,18 @@ variable "record_ttl" {
 # --- Pub/Sub: notifications from the Certificate Provisioning API -------------
 
 variable "publisher_members" {
-  description = "IAM members allowed to publish to the notification topic: the Google identity that the Chrome Certificate Provisioning API publishes as (shown in the Admin console when you name the topic), e.g. [\"serviceAccount:...\"]."
+  description = "IAM members allowed to publish to the notification topic, e.g. [\"serviceAccount:...\"]: the Google identity that the Chrome Certificate Provisioning API publishes as, if the Admin console shows one when you name the topic. Empty on the first apply (the topic must exist before the Admin console step); see the README's two-pass setup."
   type        = list(string)
+  default     = []
 
   # A typed member (TYPE:ID) is never allUsers or allAuthenticatedUsers, which
   # would let anyone start enrollments.
   validation {
-    condition = length(var.publisher_members) > 0 && alltrue([
+    condition = alltrue([
       for m in var.publisher_members :
       can(regex("^(serviceAccount|user|group|domain|principal|principalSet):.+$", m))
     ])
-    error_message = "publisher_members must be one or more IAM members such as serviceAccount:NAME@DOMAIN or group:NAME@DOMAIN, never allUsers or allAuthenticatedUsers."
+    error_message = "publisher_members must be IAM members such as serviceAccount:NAME@DOMAIN or group:NAME@DOMAIN, never allUsers or allAuthenticatedUsers."
   }
 }
 
@@ -337,8 +337,9 @@ variable "http_ingress" {
 variable "secret_env" {
   description = <<-EOT
     Secrets the functions read as environment variables, keyed by the variable's
-    name: the CA secrets the adapter config refers to by name (e.g.
-    "challengeEnv": "SCEP_CHALLENGE") and RECORD_SEALING_KEY. functions lists
+    name: the CA secrets the adapter config refers to by name (e.g. a SCEP
+    connection's "challenge": {"type": "static", "secretEnv": "SCEP_CHALLENGE"})
+    and RECORD_SEALING_KEY. functions lists
     which functions get the variable (and the accessor grant); by default only
     issue. ClaimProcess builds SCEP connections (it puts the challenge into the
     CSR), so a SCEP connection's secrets go to ["claim", "issue"];
@@ -379,7 +380,7 @@ variable "secret_env" {
 }
 
 variable "vpc_connector" {
-  description = "Optional Serverless VPC Access connector for IssueCertificate, to reach a CA on a private network (on-premises over VPN/Interconnect). Null means none."
+  description = "Optional Serverless VPC Access connector for the functions that call a CA (IssueCertificate, and ClaimProcess for an NDES challenge), to reach a CA on a private network (on-premises over VPN/Interconnect). Null means none."
   type = object({
     network         = string
     ip_cidr_range   = string
@@ -451,6 +452,17 @@ variable "notification_channels" {
   validation {
     condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
     error_message = "notification_channels entries must look like projects/P/notificationChannels/ID."
+  }
+}
+
+variable "log_metric_wait" {
+  description = "How long the first apply waits between creating the log-based metrics and the alert policy that needs one (failure_rate): Cloud Monitoring may answer 404 for up to 10 minutes after a metric is created. Runs in parallel with the function builds, and again only when the metric is replaced."
+  type        = string
+  default     = "600s"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m)$", var.log_metric_wait))
+    error_message = "log_metric_wait must be a duration in seconds or minutes such as \"600s\" or \"10m\"."
   }
 }
 
