@@ -33,6 +33,7 @@ resource "google_cloudfunctions2_function" "claim" {
     max_instance_count             = local.function_limits.claim.max_instances
     available_memory               = local.function_limits.claim.memory
     available_cpu                  = local.function_limits.claim.cpu
+    max_instance_request_concurrency = local.function_limits.claim.concurrency
     timeout_seconds                = local.function_limits.claim.timeout_seconds
     ingress_settings               = var.http_ingress
     all_traffic_on_latest_revision = true

@@ -32,6 +32,7 @@ resource "google_cloudfunctions2_function" "issue" {
     max_instance_count             = local.function_limits.issue.max_instances
     available_memory               = local.function_limits.issue.memory
     available_cpu                  = local.function_limits.issue.cpu
+    max_instance_request_concurrency = local.function_limits.issue.concurrency
     timeout_seconds                = local.function_limits.issue.timeout_seconds
     ingress_settings               = var.http_ingress
     all_traffic_on_latest_revision = true

@@ -35,6 +35,7 @@ resource "google_cloudfunctions2_function" "poll" {
     max_instance_count             = local.function_limits.poll.max_instances
     available_memory               = local.function_limits.poll.memory
     available_cpu                  = local.function_limits.poll.cpu
+    max_instance_request_concurrency = local.function_limits.poll.concurrency
     timeout_seconds                = local.function_limits.poll.timeout_seconds
     ingress_settings               = var.http_ingress
     all_traffic_on_latest_revision = true

@@ -32,7 +32,8 @@ resource "google_cloud_scheduler_job" "sweep" {
   description      = "Re-drives certprov processes stranded by a dropped task."
   schedule         = var.sweep.schedule
   time_zone        = var.sweep.time_zone
-  attempt_deadline = "320s"
+  # Not longer than the invocation it waits for: PollSignature's timeout.
+  attempt_deadline = "${min(1800, local.function_limits.poll.timeout_seconds)}s"
 
   retry_config {
     retry_count = 1

@@ -295,11 +295,22 @@ variable "log_level" {
 }
 
 variable "function_limits" {
-  description = "Per-function limits. max_instances bounds cost and the load on the API and the CA; timeout_seconds bounds one invocation; cpu null lets Cloud Functions pick it from memory."
+  description = <<-EOT
+    Per-function limits. max_instances bounds cost and the load on the API and
+    the CA; concurrency is how many requests one instance serves at once
+    (max_instance_request_concurrency); cpu is its vCPUs; timeout_seconds
+    bounds one invocation. Claims, polls and issues wait on the network, so by
+    default one vCPU serves 20 requests: cheaper than 20 instances of one, and
+    Cloud Run serves more than one request per instance only with at least one
+    vCPU. Every queue's max_concurrent_dispatches must fit in its function's
+    max_instances x concurrency (tasks.tf), or the excess is answered 429 and
+    spends task attempts.
+  EOT
   type = map(object({
-    memory          = optional(string, "256Mi")
-    cpu             = optional(string)
-    max_instances   = optional(number, 10)
+    memory          = optional(string, "512Mi")
+    cpu             = optional(string, "1")
+    concurrency     = optional(number, 20)
+    max_instances   = optional(number, 5)
     timeout_seconds = optional(number, 60)
   }))
   default = {
@@ -318,6 +329,20 @@ variable "function_limits" {
       l.max_instances >= 1 && l.max_instances <= 1000 && l.timeout_seconds >= 1 && l.timeout_seconds <= 3600
     ])
     error_message = "max_instances must be 1-1000 and timeout_seconds 1-3600."
+  }
+  validation {
+    condition = alltrue([
+      for l in values(var.function_limits) :
+      l.concurrency >= 1 && l.concurrency <= 1000 && floor(l.concurrency) == l.concurrency &&
+      (l.concurrency == 1 || try(tonumber(l.cpu) >= 1, false))
+    ])
+    error_message = "function_limits concurrency must be a whole number from 1 to 1000, and more than 1 needs cpu of at least \"1\"."
+  }
+  validation {
+    # The sweep (sweep.tf) runs inside one PollSignature invocation: a batch of
+    # up to 200 records, one transaction and one enqueue each.
+    condition     = try(var.function_limits.poll.timeout_seconds, 60) >= 60
+    error_message = "function_limits.poll.timeout_seconds must be at least 60: one sweep batch (up to 200 processes) runs in one PollSignature invocation."
   }
 }
 
