@@ -80,6 +80,12 @@ variable "firestore_collection" {
   }
 }
 
+variable "firestore_point_in_time_recovery" {
+  description = "Turn on Firestore point-in-time recovery (7 days of document versions that can be read or restored; billed as storage) for the progress database."
+  type        = bool
+  default     = false
+}
+
 variable "record_ttl" {
   description = "How long finished progress documents are kept before Firestore's TTL policy deletes them (RECORD_TTL, a Go duration)."
   type        = string
