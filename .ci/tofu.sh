@@ -11,8 +11,18 @@
 #      values) with terraform.tfvars.example and with .ci/tofu/all-options.tfvars
 #      must succeed, grant nothing to allUsers/allAuthenticatedUsers and keep
 #      min_instance_count = 0; bad variable values must be refused;
-#   5. the bundle that terraform would zip (file list and generated root file,
-#      evaluated by `tofu console`) must be what functions/bundle's test builds.
+#      and the plans must hold what issue 10 found missing (plan_checks): the
+#      VPC connector on every CA-calling function, a wait before any alert on a
+#      log-based metric, the CAS custom role's exact permissions, queue
+#      concurrency within the functions' capacity, the sweep's deadline within
+#      PollSignature's timeout, Firestore exemptions, cleanup policies;
+#   5. the deployer's roles, derived from the planned resource types
+#      (.ci/tofu/deployer-roles.json), must all be in the README;
+#   6. the bundle that terraform would zip (file list and generated root file,
+#      evaluated by `tofu console`) must be what functions/bundle's test builds;
+#   7. the three functions, built as the buildpack builds them, must start with
+#      terraform.tfvars.example's adapter_config and secret_env as tofu
+#      evaluates them (functions/bundle TestExampleDeploymentStarts).
 # OpenTofu and the provider are built once and cached (.ci/tofu/build-*.sh).
 # Nothing is written into the repository: tofu works on a copy of terraform/.
 set -euo pipefail
@@ -133,7 +143,83 @@ plan_ok() {
     | select(.type == "google_cloudfunctions2_function" and .values.service_config[0].min_instance_count != 0)
     | .address' "$work/$name.json")"
   if [[ -n "$bad" ]]; then echo "tofu.sh: $name has functions that do not scale to zero: $bad" >&2; exit 1; fi
+  plan_checks "$name"
   echo "plan $name: $(grep -E '^Plan:' "$work/$name.log")"
+}
+
+# plan_checks NAME: what a real apply needs and offline validate cannot see.
+plan_checks() {
+  local name="$1" json="$work/$1.json" bad
+  fail() { echo "tofu.sh: plan $name: $*" >&2; exit 1; }
+
+  # Every function that talks to a CA (claim: the NDES challenge; issue: the
+  # certificate) has the VPC connector when there is one.
+  bad="$(jq -r '
+    if any(.resource_changes[]; .type == "google_vpc_access_connector") then
+      .resource_changes[]
+      | select(.type == "google_cloudfunctions2_function" and (.name == "claim" or .name == "issue"))
+      | select(((.change.after.service_config[0].vpc_connector // null) == null)
+               and ((.change.after_unknown.service_config[0].vpc_connector // false) != true))
+      | .address
+    else empty end' "$json")"
+  [[ -z "$bad" ]] || fail "vpc_connector is set but these CA-calling functions do not use it: $bad"
+
+  # An alert on a log-based metric created in the same apply gets 404 for up
+  # to 10 minutes: such an alert must wait (time_sleep.log_metrics_usable);
+  # alerts about single log entries use log-match conditions.
+  bad="$(jq -r '
+    (.configuration.root_module.resources | map({key: .address, value: (.depends_on // [])}) | from_entries) as $deps
+    | .planned_values.root_module.resources[]
+    | select(.type == "google_monitoring_alert_policy")
+    | select([.values.conditions[].condition_threshold[]? | (.filter, (.denominator_filter // ""))]
+             | any(contains("logging.googleapis.com/user/")))
+    | select(($deps[.address] // []) | index("time_sleep.log_metrics_usable") | not)
+    | .address' "$json")"
+  [[ -z "$bad" ]] || fail "alert policies on log-based metrics without the wait: $bad"
+  for a in sweep_given_up past_deadline; do
+    jq -e --arg a "google_monitoring_alert_policy.$a" '
+      .planned_values.root_module.resources[] | select(.address == $a)
+      | all(.values.conditions[]; (.condition_matched_log | length) > 0)' "$json" >/dev/null ||
+      fail "$a must use a log-match condition"
+  done
+
+  # CAS: only the custom role with exactly the connector's permissions, or the
+  # template user role on templates.
+  bad="$(jq -r '.planned_values.root_module.resources[]
+    | select(.type == "google_privateca_ca_pool_iam_member" and ((.values.role // "") | startswith("roles/")))
+    | "\(.address) \(.values.role)"' "$json")"
+  [[ -z "$bad" ]] || fail "predefined CAS roles on pools: $bad"
+  bad="$(jq -r '.planned_values.root_module.resources[]
+    | select(.type == "google_project_iam_custom_role" and .name == "cas_issuer")
+    | select((.values.permissions | sort) != ["privateca.caPools.get", "privateca.certificates.create", "privateca.certificates.get"])
+    | "\(.address) \(.values.permissions)"' "$json")"
+  [[ -z "$bad" ]] || fail "CAS custom role permissions: $bad"
+
+  # Queue concurrency within what the function serves at once, and the sweep
+  # job's deadline within PollSignature's timeout.
+  bad="$(jq -r '
+    [.planned_values.root_module.resources[]] as $r
+    | ($r | map(select(.type == "google_cloudfunctions2_function")) | map({key: .name, value: .values.service_config[0]}) | from_entries) as $fn
+    | $r[] | select(.type == "google_cloud_tasks_queue")
+    | select(.values.rate_limits[0].max_concurrent_dispatches > ($fn[.name].max_instance_count * ($fn[.name].max_instance_request_concurrency // 1)))
+    | "\(.address): \(.values.rate_limits[0].max_concurrent_dispatches) > \($fn[.name].max_instance_count) x \($fn[.name].max_instance_request_concurrency // 1)"' "$json")"
+  [[ -z "$bad" ]] || fail "queue concurrency above function capacity: $bad"
+  bad="$(jq -r '
+    [.planned_values.root_module.resources[]] as $r
+    | ($r[] | select(.type == "google_cloudfunctions2_function" and .name == "poll") | .values.service_config[0].timeout_seconds) as $t
+    | $r[] | select(.type == "google_cloud_scheduler_job")
+    | select((.values.attempt_deadline | rtrimstr("s") | tonumber) > $t)
+    | "\(.address) attempt_deadline \(.values.attempt_deadline) > PollSignature timeout \($t)s"' "$json")"
+  [[ -z "$bad" ]] || fail "$bad"
+
+  # Cost and hygiene: large fields unindexed, old images and bundles cleaned up.
+  jq -e '[.planned_values.root_module.resources[] | select(.type == "google_firestore_field" and (.values.index_config | length) > 0) | .values.field]
+    | contains(["spki", "signData", "csr", "certificatePem", "history"])' "$json" >/dev/null ||
+    fail "the progress document's blobs and arrays are not all exempt from indexing"
+  jq -e 'any(.planned_values.root_module.resources[]; .type == "google_artifact_registry_repository" and (.values.cleanup_policies | length) > 0)' "$json" >/dev/null ||
+    fail "the Artifact Registry repository has no cleanup policy"
+  jq -e 'any(.planned_values.root_module.resources[]; .type == "google_storage_bucket" and .name == "source" and (.values.lifecycle_rule | length) > 0)' "$json" >/dev/null ||
+    fail "the source bucket has no lifecycle rule"
 }
 plan_ok example "$repo/terraform/terraform.tfvars.example"
 plan_ok all-options "$repo/.ci/tofu/all-options.tfvars"
@@ -160,6 +246,34 @@ plan_refused 'secret_env={S = {secret_id = "s", functions = ["tasks"]}}' "secret
 plan_refused 'poll_schedule={jitter = 2}' "poll_schedule.multiplier must be from 1 to 10"
 plan_refused 'sweep={after = "soon"}' "sweep.after must be a Go duration"
 plan_refused 'sweep={schedule = "hourly"}' "sweep.schedule must be a cron expression of 5 fields"
+plan_refused 'function_limits={poll = {cpu = "0.5", concurrency = 10}}' "more than 1 needs cpu of at least"
+plan_refused 'function_limits={poll = {timeout_seconds = 30}}' "function_limits.poll.timeout_seconds must be at least 60"
+plan_refused 'queue_rate_limits={poll = {max_dispatches_per_second = 5, max_concurrent_dispatches = 500}, issue = {max_dispatches_per_second = 2, max_concurrent_dispatches = 5}}' \
+  "queue_rate_limits.poll.max_concurrent_dispatches (500) must not exceed function_limits.poll.max_instances x concurrency (100)"
+plan_refused 'log_metric_wait=soon' "log_metric_wait must be a duration"
+
+step "the README lists every role the deployer needs (derived from the planned resource types)"
+roles_map="$repo/.ci/tofu/deployer-roles.json"
+missing_types="$(jq -rs --slurpfile m "$roles_map" '
+  [.[].resource_changes[] | select(.mode == "managed") | .type] | unique[]
+  | select(. as $t | $m[0] | has($t) | not)' "$work/example.json" "$work/all-options.json")"
+if [[ -n "$missing_types" ]]; then
+  echo "tofu.sh: resource types without deployer roles in .ci/tofu/deployer-roles.json:" >&2
+  echo "$missing_types" >&2
+  exit 1
+fi
+prereq="$(awk '/^### Prerequisites/ { on = 1; next } on && /^###? / { exit } on' "$repo/README.md")"
+missing_roles=""
+for role in $(jq -rs --slurpfile m "$roles_map" '
+  [.[].resource_changes[] | select(.mode == "managed") | .type] | unique | map($m[0][.][]) | unique[]' \
+  "$work/example.json" "$work/all-options.json"); do
+  grep -qF -- "\`$role\`" <<<"$prereq" || missing_roles+=" $role"
+done
+if [[ -n "$missing_roles" ]]; then
+  echo "tofu.sh: README.md's Prerequisites lack deployer roles:$missing_roles" >&2
+  exit 1
+fi
+echo "README lists the $(jq -rs --slurpfile m "$roles_map" '[.[].resource_changes[] | select(.mode == "managed") | .type] | unique | map($m[0][.][]) | unique | length' "$work/example.json" "$work/all-options.json") roles of $(jq -rs '[.[].resource_changes[] | select(.mode == "managed") | .type] | unique | length' "$work/example.json" "$work/all-options.json") resource types"
 
 step "bundle terraform would build = bundle functions/bundle builds"
 # tofu console needs values for the required variables; any will do, the
@@ -174,5 +288,17 @@ EOF
 tr -d '"\n' <"$work/bundle.json" | base64 -d >"$work/bundle-terraform.json"
 (cd "$repo" && CERTPROV_TERRAFORM_BUNDLE="$work/bundle-terraform.json" \
   go test -count=1 -v -run '^TestTerraformRendersSameBundle$' ./functions/bundle)
+
+step "the functions start with terraform.tfvars.example's adapter_config and secrets"
+# What terraform gives the functions from the example: CERTPROV_CONFIG and,
+# per function, the secret environment variables (values are placeholders).
+(cd "$work/ok/terraform" && "$tofu" console -no-color -var-file="$repo/terraform/terraform.tfvars.example" \
+  >"$work/example-env.b64" <<'EOF'
+base64encode(jsonencode({adapter_config = var.adapter_config, secret_env = local.secret_env_by_function}))
+EOF
+)
+tr -d '"\n' <"$work/example-env.b64" | base64 -d >"$work/example-env.json"
+(cd "$repo" && CERTPROV_TERRAFORM_EXAMPLE="$work/example-env.json" \
+  go test -count=1 -v -run '^TestExampleDeploymentStarts$' ./functions/bundle)
 
 step "done"

@@ -9,7 +9,8 @@
 #
 # The object is named after the zip's SHA-256: any change to a bundled file
 # changes the name, which changes build_config.source and rebuilds and
-# redeploys the functions; no change, no redeploy.
+# redeploys the functions; no change, no redeploy. The previous object is
+# deleted by the same apply (see the bucket below for what remains of it).
 
 locals {
   bundle_spec = jsondecode(file("${path.module}/bundle/files.json"))
@@ -53,9 +54,37 @@ resource "google_storage_bucket" "source" {
 
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  # Bundles are small and named by content; old ones stay for rebuilds of
-  # earlier revisions (automatic runtime updates rebuild from the source).
-  force_destroy = !var.deletion_protection
+  force_destroy               = !var.deletion_protection
+
+  # What happens to the previous bundle: its object name is part of the
+  # resource's identity, so an apply with a new bundle uploads the new object
+  # and deletes the previous one (terraform replaces
+  # google_storage_bucket_object.bundle). Cloud Functions does not need it any
+  # more: it copied the source it built from into its own staging bucket
+  # (iam.tf, build_staging_objects). With versioning on, the deleted object
+  # stays as a noncurrent version for 30 days (a rollback within that time can
+  # restore it; normally a rollback re-applies an older checkout, which
+  # uploads its bundle again), then the lifecycle rule removes it.
+  versioning {
+    enabled = true
+  }
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  lifecycle_rule {
+    condition {
+      age = 1
+    }
+    action {
+      type = "AbortIncompleteMultipartUpload"
+    }
+  }
 
   depends_on = [google_project_service.enabled]
 }
@@ -68,7 +97,10 @@ resource "google_storage_bucket_object" "bundle" {
 }
 
 # Images of the three functions. A repository of our own lets the build
-# identity write here and nowhere else.
+# identity write here and nowhere else. Every build pushes new images; the
+# cleanup policies keep the 5 newest versions of each image (the running
+# revisions and a few to roll back to) and delete other versions older than
+# 30 days.
 resource "google_artifact_registry_repository" "functions" {
   project       = var.project_id
   location      = var.region
@@ -76,6 +108,23 @@ resource "google_artifact_registry_repository" "functions" {
   format        = "DOCKER"
   description   = "Images of the certprov functions, built by Cloud Build."
   labels        = var.labels
+
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-newest"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 5
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "2592000s"
+    }
+  }
 
   depends_on = [google_project_service.enabled]
 }

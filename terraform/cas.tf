@@ -71,19 +71,50 @@ resource "google_privateca_certificate_authority" "root" {
   }
 }
 
-resource "google_privateca_ca_pool_iam_member" "issue_requester" {
-  for_each = merge(
+# What the cas connector (shared/ca/cas) calls, and nothing else:
+# FetchCaCerts (privateca.caPools.get), CreateCertificate
+# (privateca.certificates.create) and, after a retry outside the request_id
+# window, GetCertificate (privateca.certificates.get). The predefined roles are
+# broader (certificateManager) or too narrow (certificateRequester lacks both
+# reads). A project-level custom role can only be granted in its own project,
+# so there is one per project that holds a pool IssueCertificate may use.
+locals {
+  cas_issuer_permissions = [
+    "privateca.caPools.get",
+    "privateca.certificates.create",
+    "privateca.certificates.get",
+  ]
+  cas_pools = merge(
     { for p in var.existing_cas_pools : p => p },
     var.cas == null ? {} : { created = google_privateca_ca_pool.this[0].id },
   )
+  # The project of every pool: this one for the created pool, the one in the
+  # name for the existing ones.
+  cas_pool_projects = toset(concat(
+    [for p in var.existing_cas_pools : split("/", p)[1]],
+    var.cas == null ? [] : [var.project_id],
+  ))
+  cas_issuer_role_id = "${replace(var.name_prefix, "-", "_")}_casIssuer"
+}
+
+resource "google_project_iam_custom_role" "cas_issuer" {
+  for_each = local.cas_pool_projects
+
+  project     = each.value
+  role_id     = local.cas_issuer_role_id
+  title       = "certprov CAS issuer (${var.name_prefix})"
+  description = "What the certprov IssueCertificate function needs on a CA pool: fetch its CA certificates, request and read certificates."
+  permissions = local.cas_issuer_permissions
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_privateca_ca_pool_iam_member" "issue_requester" {
+  for_each = local.cas_pools
 
   ca_pool = each.value
-  # certificateManager: certificates.create plus the reads the connector makes:
-  # caPools.get (FetchCaCerts, to check the chain of what it uploads) and
-  # certificates.get (a retry after the request_id window fetches the
-  # certificate it already has). certificateRequester alone lacks both.
-  role   = "roles/privateca.certificateManager"
-  member = google_service_account.issue.member
+  role    = google_project_iam_custom_role.cas_issuer[each.key == "created" ? var.project_id : split("/", each.value)[1]].name
+  member  = google_service_account.issue.member
 }
 
 # A certificate template named by a profile (templateName) needs the use grant.

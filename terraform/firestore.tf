@@ -8,6 +8,10 @@ resource "google_firestore_database" "progress" {
   location_id = coalesce(var.firestore_location, var.region)
   type        = "FIRESTORE_NATIVE"
 
+  # Point-in-time recovery keeps 7 days of versions to read or restore from
+  # (billed as storage); off by default.
+  point_in_time_recovery_enablement = var.firestore_point_in_time_recovery ? "POINT_IN_TIME_RECOVERY_ENABLED" : "POINT_IN_TIME_RECOVERY_DISABLED"
+
   delete_protection_state = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
   # ABANDON leaves the database (and every process's history) in place on
   # destroy; DELETE only when protection is off.
@@ -27,6 +31,35 @@ resource "google_firestore_field" "expire_at" {
   field      = "expireAt"
 
   ttl_config {}
+  index_config {}
+}
+
+# Large and never queried fields of the progress document (shared/progress
+# Record): blobs, arrays and long texts. Firestore indexes every field by
+# default, which costs index storage and write latency and, for blobs over
+# 1500 bytes, makes the index entry useless. The empty index_config exempts
+# each from single-field indexing; functions/bundle's
+# TestFirestoreExemptions checks that every blob and array field is listed.
+locals {
+  firestore_unindexed_fields = [
+    "spki",
+    "signData",
+    "csr",
+    "certificatePem",
+    "history",
+    "lastError",
+    "failureMessage",
+  ]
+}
+
+resource "google_firestore_field" "unindexed" {
+  for_each = toset(local.firestore_unindexed_fields)
+
+  project    = var.project_id
+  database   = google_firestore_database.progress.name
+  collection = var.firestore_collection
+  field      = each.value
+
   index_config {}
 }
 

@@ -28,15 +28,16 @@ resource "google_cloudfunctions2_function" "claim" {
   # No event_trigger: the push subscription in pubsub.tf is the trigger, because
   # only a subscription of our own can have a dead-letter topic.
   service_config {
-    service_account_email          = google_service_account.claim.email
-    min_instance_count             = 0
-    max_instance_count             = local.function_limits.claim.max_instances
-    available_memory               = local.function_limits.claim.memory
-    available_cpu                  = local.function_limits.claim.cpu
-    timeout_seconds                = local.function_limits.claim.timeout_seconds
-    ingress_settings               = var.http_ingress
-    all_traffic_on_latest_revision = true
-    environment_variables          = local.function_env
+    service_account_email            = google_service_account.claim.email
+    min_instance_count               = 0
+    max_instance_count               = local.function_limits.claim.max_instances
+    available_memory                 = local.function_limits.claim.memory
+    available_cpu                    = local.function_limits.claim.cpu
+    max_instance_request_concurrency = local.function_limits.claim.concurrency
+    timeout_seconds                  = local.function_limits.claim.timeout_seconds
+    ingress_settings                 = var.http_ingress
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_env
 
     # Secrets as environment variables named as the adapter config refers to
     # them, only those var.secret_env gives this function; the values stay in
@@ -50,6 +51,11 @@ resource "google_cloudfunctions2_function" "claim" {
         version    = secret_environment_variables.value.version
       }
     }
+
+    # Optional route to a CA on a private network (vpc.tf): a SCEP
+    # connection's NDES challenge is fetched here.
+    vpc_connector                 = local.vpc_connector_of.claim
+    vpc_connector_egress_settings = local.vpc_egress_of.claim
   }
 
   depends_on = [

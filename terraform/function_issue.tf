@@ -3,8 +3,8 @@
 # certificate and uploads it, or reports the failure with setFailure.
 #
 # Identity: google_service_account.issue (iam.tf). Invoked only by
-# google_service_account.tasks. The only function with CAS rights and
-# (optionally) the VPC connector, and by default the only one with CA secrets.
+# google_service_account.tasks. The only function with CAS rights and by
+# default the only one with CA secrets; it has the VPC connector, if any.
 
 resource "google_cloudfunctions2_function" "issue" {
   project     = var.project_id
@@ -27,15 +27,16 @@ resource "google_cloudfunctions2_function" "issue" {
   }
 
   service_config {
-    service_account_email          = google_service_account.issue.email
-    min_instance_count             = 0
-    max_instance_count             = local.function_limits.issue.max_instances
-    available_memory               = local.function_limits.issue.memory
-    available_cpu                  = local.function_limits.issue.cpu
-    timeout_seconds                = local.function_limits.issue.timeout_seconds
-    ingress_settings               = var.http_ingress
-    all_traffic_on_latest_revision = true
-    environment_variables          = local.function_env
+    service_account_email            = google_service_account.issue.email
+    min_instance_count               = 0
+    max_instance_count               = local.function_limits.issue.max_instances
+    available_memory                 = local.function_limits.issue.memory
+    available_cpu                    = local.function_limits.issue.cpu
+    max_instance_request_concurrency = local.function_limits.issue.concurrency
+    timeout_seconds                  = local.function_limits.issue.timeout_seconds
+    ingress_settings                 = var.http_ingress
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_env
 
     # Secrets as environment variables named as the adapter config refers to
     # them, only those var.secret_env gives this function; the values stay in
@@ -51,8 +52,8 @@ resource "google_cloudfunctions2_function" "issue" {
     }
 
     # Optional route to a CA on a private network (vpc.tf).
-    vpc_connector                 = one(google_vpc_access_connector.ca[*].id)
-    vpc_connector_egress_settings = var.vpc_connector == null ? null : var.vpc_connector.egress_settings
+    vpc_connector                 = local.vpc_connector_of.issue
+    vpc_connector_egress_settings = local.vpc_egress_of.issue
   }
 
   depends_on = [

@@ -30,15 +30,16 @@ resource "google_cloudfunctions2_function" "poll" {
   }
 
   service_config {
-    service_account_email          = google_service_account.poll.email
-    min_instance_count             = 0
-    max_instance_count             = local.function_limits.poll.max_instances
-    available_memory               = local.function_limits.poll.memory
-    available_cpu                  = local.function_limits.poll.cpu
-    timeout_seconds                = local.function_limits.poll.timeout_seconds
-    ingress_settings               = var.http_ingress
-    all_traffic_on_latest_revision = true
-    environment_variables          = local.function_env
+    service_account_email            = google_service_account.poll.email
+    min_instance_count               = 0
+    max_instance_count               = local.function_limits.poll.max_instances
+    available_memory                 = local.function_limits.poll.memory
+    available_cpu                    = local.function_limits.poll.cpu
+    max_instance_request_concurrency = local.function_limits.poll.concurrency
+    timeout_seconds                  = local.function_limits.poll.timeout_seconds
+    ingress_settings                 = var.http_ingress
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_env
 
     # Secrets as environment variables named as the adapter config refers to
     # them, only those var.secret_env gives this function; the values stay in

@@ -17,7 +17,7 @@
 # |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
 # |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing issue,   |
 # |                                   |                                      |   which is every entry by default; secrets.tf)                       |
-# |                                   |                                      | privateca.certificateManager (each CAS pool: create, get, CA certs)  |
+# |                                   |                                      | custom casIssuer role (each CAS pool: create, get, CA certs; cas.tf) |
 # |                                   |                                      | privateca.templateUser (each cas_certificate_templates entry)        |
 # | tasks  (NAME_PREFIX-tasks@)       | OIDC token on every poll/issue task  | run.invoker (poll service, issue service)                            |
 # | push   (NAME_PREFIX-push@)        | OIDC token of the claim subscription | run.invoker (claim service)                                          |

@@ -55,12 +55,13 @@ locals {
     },
   )
 
-  # A function left out of var.function_limits gets the attribute defaults.
+  # A function left out of var.function_limits gets the attribute defaults
+  # (variables.tf).
   function_limits = {
     for k in keys(local.names) : k => (
       contains(keys(var.function_limits), k)
       ? var.function_limits[k]
-      : { memory = "256Mi", cpu = null, max_instances = 10, timeout_seconds = 60 }
+      : { memory = "512Mi", cpu = "1", concurrency = 20, max_instances = 5, timeout_seconds = k == "issue" ? 300 : 60 }
     )
   }
 }

@@ -31,6 +31,18 @@ locals {
     "resource.type=\"cloud_run_revision\"",
     "resource.labels.service_name=\"${local.names.poll}\"",
   ])
+  sweep_given_up_filter = "${local.sweep_filter} AND jsonPayload.message=\"stale process given up\""
+
+  # A transition logged after the poll deadline, or a failure because of a
+  # deadline, except the expected one: a device that never signed (offline)
+  # fails with "no signature after N polls by the deadline ..." (shared/pipeline
+  # poll.go). What is left means a deadline was not enforced, or the CA did not
+  # issue in time.
+  past_deadline_filter = join(" AND ", [
+    local.transition_filter,
+    "(jsonPayload.elapsed_ms>${var.poll_deadline_alert_hours * 3600000} OR jsonPayload.reason=~\"(?i)deadline\")",
+    "NOT jsonPayload.reason=~\"^no signature after [0-9]+ polls by the deadline\"",
+  ])
 }
 
 # --- Log-based metrics -------------------------------------------------------------
@@ -155,13 +167,13 @@ resource "google_logging_metric" "failures" {
   depends_on = [google_project_service.enabled]
 }
 
-# A transition logged after the poll deadline, or a failure because of it: a
-# process that waited longer than it should.
+# A transition logged after the poll deadline, or a deadline failure other
+# than an offline device's (local.past_deadline_filter).
 resource "google_logging_metric" "past_deadline" {
   project     = var.project_id
   name        = "${var.name_prefix}/past_deadline"
-  description = "State transitions of processes older than the poll deadline, and deadline failures."
-  filter      = "${local.transition_filter} AND (jsonPayload.elapsed_ms>${var.poll_deadline_alert_hours * 3600000} OR jsonPayload.reason=~\"(?i)deadline\")"
+  description = "State transitions of processes older than the poll deadline, and deadline failures other than a device that never signed."
+  filter      = local.past_deadline_filter
 
   metric_descriptor {
     metric_kind  = "DELTA"
@@ -202,7 +214,7 @@ resource "google_logging_metric" "sweep_given_up" {
   project     = var.project_id
   name        = "${var.name_prefix}/sweep_given_up"
   description = "Processes the sweep ended FAILED without reporting: setFailure never went through."
-  filter      = "${local.sweep_filter} AND jsonPayload.message=\"stale process given up\""
+  filter      = local.sweep_given_up_filter
 
   metric_descriptor {
     metric_kind  = "DELTA"
@@ -212,6 +224,20 @@ resource "google_logging_metric" "sweep_given_up" {
   }
 
   depends_on = [google_project_service.enabled]
+}
+
+# Cloud Monitoring answers 404 "Cannot find metric(s) ... it could take up to
+# 10 minutes to become available" to an alert policy on a log-based metric
+# created moments before (terraform-provider-google issue 11102). The alerts
+# about single log entries use log-match conditions and need no metric; the
+# one that needs a metric (failure_rate) waits for this, which sleeps once
+# after the metrics it guards are created or replaced. It runs while the
+# functions build, so a first apply takes little longer.
+resource "time_sleep" "log_metrics_usable" {
+  create_duration = var.log_metric_wait
+  triggers = {
+    enrollments = google_logging_metric.enrollments.id
+  }
 }
 
 # --- Alert policies ---------------------------------------------------------------------
@@ -224,19 +250,23 @@ resource "google_monitoring_alert_policy" "sweep_given_up" {
   notification_channels = var.notification_channels
   user_labels           = var.labels
 
+  # About single log entries: a log-match condition, which needs no metric (a
+  # metric created in the same apply is not usable for minutes).
   conditions {
     display_name = "a process ended without telling its device"
-    condition_threshold {
-      filter          = "metric.type=\"${local.metric_types.given_up}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
+    condition_matched_log {
+      filter = local.sweep_given_up_filter
+      label_extractors = {
+        customer   = "EXTRACT(jsonPayload.customer)"
+        process_id = "EXTRACT(jsonPayload.process_id)"
       }
     }
+  }
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "86400s"
   }
 
   documentation {
@@ -258,6 +288,11 @@ resource "google_monitoring_alert_policy" "failure_rate" {
   severity              = "ERROR"
   notification_channels = var.notification_channels
   user_labels           = var.labels
+
+  # A ratio over a window needs the log-based metric, which Cloud Monitoring
+  # may not know for up to 10 minutes after it is created (404 "Cannot find
+  # metric(s)", terraform-provider-google issue 11102): wait first.
+  depends_on = [time_sleep.log_metrics_usable]
 
   conditions {
     display_name = "FAILED / all finished enrollments over ${var.alert_window}"
@@ -299,28 +334,32 @@ resource "google_monitoring_alert_policy" "past_deadline" {
   notification_channels = var.notification_channels
   user_labels           = var.labels
 
+  # About single log entries: a log-match condition (no metric needed).
   conditions {
-    display_name = "transitions after ${var.poll_deadline_alert_hours}h or deadline failures"
-    condition_threshold {
-      filter          = "metric.type=\"${local.metric_types.past_deadline}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
+    display_name = "transitions after ${var.poll_deadline_alert_hours}h or deadline failures, not an offline device's"
+    condition_matched_log {
+      filter = local.past_deadline_filter
+      label_extractors = {
+        customer   = "EXTRACT(jsonPayload.customer)"
+        process_id = "EXTRACT(jsonPayload.process_id)"
       }
     }
+  }
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
   }
 
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      A process took longer than ${var.poll_deadline_alert_hours}h: usually a client that never signed (offline device).
+      A process did something after its ${var.poll_deadline_alert_hours}h deadline, or failed because the CA did not issue in time.
+      A device that never signed (offline) failing at its deadline is expected and does not alert.
       The processes concerned:
 
-          gcloud logging read '${google_logging_metric.past_deadline.filter}' --project=${var.project_id} --freshness=1d --format='table(timestamp, jsonPayload.customer, jsonPayload.process_id, jsonPayload.state, jsonPayload.elapsed_ms, jsonPayload.reason)'
+          gcloud logging read '${local.past_deadline_filter}' --project=${var.project_id} --freshness=1d --format='table(timestamp, jsonPayload.customer, jsonPayload.process_id, jsonPayload.state, jsonPayload.elapsed_ms, jsonPayload.reason)'
     EOT
   }
 }

@@ -26,13 +26,14 @@ resource "google_cloud_run_v2_service_iam_member" "sweep_invokes_poll" {
 resource "google_cloud_scheduler_job" "sweep" {
   count = var.sweep.schedule == "" ? 0 : 1
 
-  project          = var.project_id
-  region           = var.region
-  name             = "${var.name_prefix}-sweep"
-  description      = "Re-drives certprov processes stranded by a dropped task."
-  schedule         = var.sweep.schedule
-  time_zone        = var.sweep.time_zone
-  attempt_deadline = "320s"
+  project     = var.project_id
+  region      = var.region
+  name        = "${var.name_prefix}-sweep"
+  description = "Re-drives certprov processes stranded by a dropped task."
+  schedule    = var.sweep.schedule
+  time_zone   = var.sweep.time_zone
+  # Not longer than the invocation it waits for: PollSignature's timeout.
+  attempt_deadline = "${min(1800, local.function_limits.poll.timeout_seconds)}s"
 
   retry_config {
     retry_count = 1

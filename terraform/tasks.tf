@@ -28,6 +28,15 @@ resource "google_cloud_tasks_queue" "poll" {
     sampling_ratio = 1.0
   }
 
+  # Dispatches beyond what the function can serve at once are answered 429,
+  # and each spends one of the task's attempts.
+  lifecycle {
+    precondition {
+      condition     = var.queue_rate_limits.poll.max_concurrent_dispatches <= local.function_limits.poll.max_instances * local.function_limits.poll.concurrency
+      error_message = "queue_rate_limits.poll.max_concurrent_dispatches (${var.queue_rate_limits.poll.max_concurrent_dispatches}) must not exceed function_limits.poll.max_instances x concurrency (${local.function_limits.poll.max_instances * local.function_limits.poll.concurrency})."
+    }
+  }
+
   depends_on = [google_project_service.enabled]
 }
 
@@ -50,6 +59,15 @@ resource "google_cloud_tasks_queue" "issue" {
 
   stackdriver_logging_config {
     sampling_ratio = 1.0
+  }
+
+  # Dispatches beyond what the function can serve at once are answered 429,
+  # and each spends one of the task's attempts.
+  lifecycle {
+    precondition {
+      condition     = var.queue_rate_limits.issue.max_concurrent_dispatches <= local.function_limits.issue.max_instances * local.function_limits.issue.concurrency
+      error_message = "queue_rate_limits.issue.max_concurrent_dispatches (${var.queue_rate_limits.issue.max_concurrent_dispatches}) must not exceed function_limits.issue.max_instances x concurrency (${local.function_limits.issue.max_instances * local.function_limits.issue.concurrency})."
+    }
   }
 
   depends_on = [google_project_service.enabled]

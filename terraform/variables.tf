@@ -1,6 +1,5 @@
 # Inputs of one deployment. terraform.tfvars.example shows every one of them
-# with a comment; only project_id, publisher_members and adapter_config have no
-# default.
+# with a comment; only project_id and adapter_config have no default.
 
 # --- Where -------------------------------------------------------------------
 
@@ -81,6 +80,12 @@ variable "firestore_collection" {
   }
 }
 
+variable "firestore_point_in_time_recovery" {
+  description = "Turn on Firestore point-in-time recovery (7 days of document versions that can be read or restored; billed as storage) for the progress database."
+  type        = bool
+  default     = false
+}
+
 variable "record_ttl" {
   description = "How long finished progress documents are kept before Firestore's TTL policy deletes them (RECORD_TTL, a Go duration)."
   type        = string
@@ -95,17 +100,18 @@ variable "record_ttl" {
 # --- Pub/Sub: notifications from the Certificate Provisioning API -------------
 
 variable "publisher_members" {
-  description = "IAM members allowed to publish to the notification topic: the Google identity that the Chrome Certificate Provisioning API publishes as (shown in the Admin console when you name the topic), e.g. [\"serviceAccount:...\"]."
+  description = "IAM members allowed to publish to the notification topic, e.g. [\"serviceAccount:...\"]: the Google identity that the Chrome Certificate Provisioning API publishes as, if the Admin console shows one when you name the topic. Empty on the first apply (the topic must exist before the Admin console step); see the README's two-pass setup."
   type        = list(string)
+  default     = []
 
   # A typed member (TYPE:ID) is never allUsers or allAuthenticatedUsers, which
   # would let anyone start enrollments.
   validation {
-    condition = length(var.publisher_members) > 0 && alltrue([
+    condition = alltrue([
       for m in var.publisher_members :
       can(regex("^(serviceAccount|user|group|domain|principal|principalSet):.+$", m))
     ])
-    error_message = "publisher_members must be one or more IAM members such as serviceAccount:NAME@DOMAIN or group:NAME@DOMAIN, never allUsers or allAuthenticatedUsers."
+    error_message = "publisher_members must be IAM members such as serviceAccount:NAME@DOMAIN or group:NAME@DOMAIN, never allUsers or allAuthenticatedUsers."
   }
 }
 
@@ -295,11 +301,22 @@ variable "log_level" {
 }
 
 variable "function_limits" {
-  description = "Per-function limits. max_instances bounds cost and the load on the API and the CA; timeout_seconds bounds one invocation; cpu null lets Cloud Functions pick it from memory."
+  description = <<-EOT
+    Per-function limits. max_instances bounds cost and the load on the API and
+    the CA; concurrency is how many requests one instance serves at once
+    (max_instance_request_concurrency); cpu is its vCPUs; timeout_seconds
+    bounds one invocation. Claims, polls and issues wait on the network, so by
+    default one vCPU serves 20 requests: cheaper than 20 instances of one, and
+    Cloud Run serves more than one request per instance only with at least one
+    vCPU. Every queue's max_concurrent_dispatches must fit in its function's
+    max_instances x concurrency (tasks.tf), or the excess is answered 429 and
+    spends task attempts.
+  EOT
   type = map(object({
-    memory          = optional(string, "256Mi")
-    cpu             = optional(string)
-    max_instances   = optional(number, 10)
+    memory          = optional(string, "512Mi")
+    cpu             = optional(string, "1")
+    concurrency     = optional(number, 20)
+    max_instances   = optional(number, 5)
     timeout_seconds = optional(number, 60)
   }))
   default = {
@@ -319,6 +336,20 @@ variable "function_limits" {
     ])
     error_message = "max_instances must be 1-1000 and timeout_seconds 1-3600."
   }
+  validation {
+    condition = alltrue([
+      for l in values(var.function_limits) :
+      l.concurrency >= 1 && l.concurrency <= 1000 && floor(l.concurrency) == l.concurrency &&
+      (l.concurrency == 1 || try(tonumber(l.cpu) >= 1, false))
+    ])
+    error_message = "function_limits concurrency must be a whole number from 1 to 1000, and more than 1 needs cpu of at least \"1\"."
+  }
+  validation {
+    # The sweep (sweep.tf) runs inside one PollSignature invocation: a batch of
+    # up to 200 records, one transaction and one enqueue each.
+    condition     = try(var.function_limits.poll.timeout_seconds, 60) >= 60
+    error_message = "function_limits.poll.timeout_seconds must be at least 60: one sweep batch (up to 200 processes) runs in one PollSignature invocation."
+  }
 }
 
 variable "http_ingress" {
@@ -337,8 +368,9 @@ variable "http_ingress" {
 variable "secret_env" {
   description = <<-EOT
     Secrets the functions read as environment variables, keyed by the variable's
-    name: the CA secrets the adapter config refers to by name (e.g.
-    "challengeEnv": "SCEP_CHALLENGE") and RECORD_SEALING_KEY. functions lists
+    name: the CA secrets the adapter config refers to by name (e.g. a SCEP
+    connection's "challenge": {"type": "static", "secretEnv": "SCEP_CHALLENGE"})
+    and RECORD_SEALING_KEY. functions lists
     which functions get the variable (and the accessor grant); by default only
     issue. ClaimProcess builds SCEP connections (it puts the challenge into the
     CSR), so a SCEP connection's secrets go to ["claim", "issue"];
@@ -379,7 +411,7 @@ variable "secret_env" {
 }
 
 variable "vpc_connector" {
-  description = "Optional Serverless VPC Access connector for IssueCertificate, to reach a CA on a private network (on-premises over VPN/Interconnect). Null means none."
+  description = "Optional Serverless VPC Access connector for the functions that call a CA (IssueCertificate, and ClaimProcess for an NDES challenge), to reach a CA on a private network (on-premises over VPN/Interconnect). Null means none."
   type = object({
     network         = string
     ip_cidr_range   = string
@@ -451,6 +483,17 @@ variable "notification_channels" {
   validation {
     condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
     error_message = "notification_channels entries must look like projects/P/notificationChannels/ID."
+  }
+}
+
+variable "log_metric_wait" {
+  description = "How long the first apply waits between creating the log-based metrics and the alert policy that needs one (failure_rate): Cloud Monitoring may answer 404 for up to 10 minutes after a metric is created. Runs in parallel with the function builds, and again only when the metric is replaced."
+  type        = string
+  default     = "600s"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m)$", var.log_metric_wait))
+    error_message = "log_metric_wait must be a duration in seconds or minutes such as \"600s\" or \"10m\"."
   }
 }
 

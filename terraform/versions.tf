@@ -15,6 +15,12 @@ terraform {
       source  = "hashicorp/archive"
       version = "~> 2.7"
     }
+    # Waits until new log-based metrics can be used in alert policies
+    # (monitoring.tf).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.13"
+    }
   }
 }
 

@@ -17,3 +17,16 @@ resource "google_vpc_access_connector" "ca" {
 
   depends_on = [google_project_service.enabled]
 }
+
+locals {
+  # The functions that call a CA (shared/pipeline: claim.go fetches the SCEP
+  # challenge, issue.go requests the certificate). .ci/tofu.sh checks the plan:
+  # with vpc_connector set, claim and issue have it.
+  ca_functions = ["claim", "issue"]
+  vpc_connector_of = {
+    for fn in keys(local.names) : fn => contains(local.ca_functions, fn) ? one(google_vpc_access_connector.ca[*].id) : null
+  }
+  vpc_egress_of = {
+    for fn in keys(local.names) : fn => contains(local.ca_functions, fn) && var.vpc_connector != null ? var.vpc_connector.egress_settings : null
+  }
+}

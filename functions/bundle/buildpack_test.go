@@ -132,6 +132,52 @@ func TestBuildpackBuildsEachEntryPoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the whole bundle; skipped with -short")
 	}
+	bin := buildBundle(t)
+
+	// 6. Run each entry point with the environment terraform gives it. It must
+	// be served (not 404) and configure itself (no 5xx): a CloudEvent function
+	// acknowledges a message that is not a notification, a task function
+	// refuses a GET.
+	d := newDeployment(t)
+	for _, ep := range entryPoints {
+		t.Run(ep.name, func(t *testing.T) {
+			status, body := serveOnce(t, bin, functionEnv(ep.name, freePort(t), d, ep.caSecrets), ep.cloudEvent)
+			switch {
+			case status == http.StatusNotFound:
+				t.Errorf("%s: got 404: the function is not served at / (body %q)", ep.name, body)
+			case status >= 500:
+				hint := ""
+				if !ep.caSecrets {
+					hint = "; terraform gives CA secrets to IssueCertificate only, so no other function may need them to start"
+				}
+				t.Errorf("%s: got %d %q: the function is served but did not configure itself from terraform's environment%s (its output follows)",
+					ep.name, status, strings.TrimSpace(body), hint)
+			default:
+				t.Logf("%s answered %d %q", ep.name, status, strings.TrimSpace(body))
+			}
+		})
+	}
+
+	// The check above can fail: a target that is not registered does not start.
+	t.Run("unknown entry point fails", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin)
+		cmd.Env = functionEnv("NoSuchFunction", freePort(t), d, false)
+		out, err := cmd.CombinedOutput()
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("binary with FUNCTION_TARGET=NoSuchFunction: err %v (context %v), want a start failure; output:\n%s", err, ctx.Err(), out)
+		}
+		if !strings.Contains(string(out), "NoSuchFunction") {
+			t.Errorf("start failure does not name the target:\n%s", out)
+		}
+	})
+}
+
+// buildBundle renders the bundle, builds it as the Go buildpack would (steps
+// 1-5 above) and returns the binary.
+func buildBundle(t *testing.T) string {
+	t.Helper()
 	root := repoRoot(t)
 	s, err := loadSpec(root)
 	if err != nil {
@@ -180,45 +226,7 @@ func TestBuildpackBuildsEachEntryPoint(t *testing.T) {
 	goCmd(t, src, "mod", "tidy")
 	bin := filepath.Join(t.TempDir(), "main")
 	goCmd(t, src, "build", "-o", bin, "./"+appMainDir)
-
-	// 6. Run each entry point with the environment terraform gives it. It must
-	// be served (not 404) and configure itself (no 5xx): a CloudEvent function
-	// acknowledges a message that is not a notification, a task function
-	// refuses a GET.
-	d := newDeployment(t)
-	for _, ep := range entryPoints {
-		t.Run(ep.name, func(t *testing.T) {
-			status, body := serveOnce(t, bin, functionEnv(ep.name, freePort(t), d, ep.caSecrets), ep.cloudEvent)
-			switch {
-			case status == http.StatusNotFound:
-				t.Errorf("%s: got 404: the function is not served at / (body %q)", ep.name, body)
-			case status >= 500:
-				hint := ""
-				if !ep.caSecrets {
-					hint = "; terraform gives CA secrets to IssueCertificate only, so no other function may need them to start"
-				}
-				t.Errorf("%s: got %d %q: the function is served but did not configure itself from terraform's environment%s (its output follows)",
-					ep.name, status, strings.TrimSpace(body), hint)
-			default:
-				t.Logf("%s answered %d %q", ep.name, status, strings.TrimSpace(body))
-			}
-		})
-	}
-
-	// The check above can fail: a target that is not registered does not start.
-	t.Run("unknown entry point fails", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin)
-		cmd.Env = functionEnv("NoSuchFunction", freePort(t), d, false)
-		out, err := cmd.CombinedOutput()
-		if err == nil || ctx.Err() != nil {
-			t.Fatalf("binary with FUNCTION_TARGET=NoSuchFunction: err %v (context %v), want a start failure; output:\n%s", err, ctx.Err(), out)
-		}
-		if !strings.Contains(string(out), "NoSuchFunction") {
-			t.Errorf("start failure does not name the target:\n%s", out)
-		}
-	})
+	return bin
 }
 
 // parseRootPackage reads the package clause and imports of the root directory's

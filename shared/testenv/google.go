@@ -4,14 +4,71 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
+// The emulators, relative to the Cloud SDK's root directory.
 const (
-	firestoreBin = "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator"
-	pubsubBin    = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+	firestoreBin = "platform/cloud-firestore-emulator/cloud_firestore_emulator"
+	pubsubBin    = "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
 )
+
+// SDKRootEnv names the environment variable that, when set, is the Cloud
+// SDK's root directory (the one holding platform/). Without it the root is
+// what `gcloud info` reports, then the usual install locations.
+const SDKRootEnv = "CERTPROV_CLOUD_SDK_ROOT"
+
+// defaultSDKRoots are where the Cloud SDK is installed by Debian's
+// google-cloud-cli package and by the google-cloud-cli container images
+// (gcr.io/google.com/cloudsdktool/google-cloud-cli:emulators has /google-cloud-sdk).
+var defaultSDKRoots = []string{"/usr/lib/google-cloud-sdk", "/google-cloud-sdk"}
+
+// sdkRoots lists the candidate Cloud SDK roots, best first: $CERTPROV_CLOUD_SDK_ROOT
+// (alone, when set: an explicit choice is never second-guessed), else the root
+// `gcloud info` reports, then defaultSDKRoots.
+func sdkRoots(getenv func(string) string, gcloudRoot func() (string, error)) []string {
+	if r := getenv(SDKRootEnv); r != "" {
+		return []string{r}
+	}
+	var roots []string
+	if r, err := gcloudRoot(); err == nil && r != "" {
+		roots = append(roots, r)
+	}
+	return append(roots, defaultSDKRoots...)
+}
+
+// gcloudSDKRoot asks gcloud where its SDK is installed.
+func gcloudSDKRoot() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "gcloud", "info", "--format=value(installation.sdk_root)").Output()
+	if err != nil {
+		return "", fmt.Errorf("gcloud info: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// findInSDK returns the first of roots/rel that exists.
+func findInSDK(roots []string, rel string) (string, error) {
+	for _, r := range roots {
+		p := filepath.Join(r, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s under none of %s (set %s to the Cloud SDK root): %w",
+		rel, strings.Join(roots, ", "), SDKRootEnv, errNotInstalled)
+}
+
+// emulatorBin finds an emulator of the Cloud SDK.
+func emulatorBin(rel string) (string, error) {
+	return findInSDK(sdkRoots(os.Getenv, gcloudSDKRoot), rel)
+}
 
 var firestoreOnce, pubsubOnce once
 
@@ -21,7 +78,7 @@ var firestoreOnce, pubsubOnce once
 func Firestore(t testing.TB) string {
 	t.Helper()
 	addr, err := firestoreOnce.get("FIRESTORE_EMULATOR_HOST", func() (string, error) {
-		bin, err := lookBin(firestoreBin)
+		bin, err := emulatorBin(firestoreBin)
 		if err != nil {
 			return "", err
 		}
@@ -55,7 +112,7 @@ func WipeFirestore(t testing.TB, addr, project string) {
 func PubSub(t testing.TB) string {
 	t.Helper()
 	addr, err := pubsubOnce.get("PUBSUB_EMULATOR_HOST", func() (string, error) {
-		bin, err := lookBin(pubsubBin)
+		bin, err := emulatorBin(pubsubBin)
 		if err != nil {
 			return "", err
 		}

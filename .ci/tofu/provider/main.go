@@ -6,8 +6,9 @@
 // schema, read at start-up from the JSON that `tofu providers schema -json`
 // printed (path in CERTPROV_PROVIDER_SCHEMA). Installed as
 // terraform-provider-archive it serves a hand-written schema of the
-// hashicorp/archive provider's archive_file data source. The executable's
-// name picks which one, so one build serves both.
+// hashicorp/archive provider's archive_file data source, and as
+// terraform-provider-time one of the hashicorp/time provider's time_sleep
+// resource. The executable's name picks which one, so one build serves all.
 //
 // Validation of arguments, block nesting, required arguments and references is
 // done by tofu itself against these schemas, exactly as with the real
@@ -43,8 +44,10 @@ func main() {
 		s, err = loadJSONSchema(os.Getenv(schemaEnv), "hashicorp/google")
 	case "archive":
 		s = archiveSchemas()
+	case "time":
+		s = timeSchemas()
 	default:
-		err = fmt.Errorf("executable name %q: want terraform-provider-google or terraform-provider-archive", os.Args[0])
+		err = fmt.Errorf("executable name %q: want terraform-provider-google, terraform-provider-archive or terraform-provider-time", os.Args[0])
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tofuschemaprovider: %v\n", err)

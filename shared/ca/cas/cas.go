@@ -12,9 +12,13 @@
 //	}
 //
 // There are no secrets: the client authenticates with the function's service
-// account (Application Default Credentials), which needs
-// roles/privateca.certificateRequester on the pool (and
-// roles/privateca.templateUser on the template, if one is used).
+// account (Application Default Credentials), which needs on the pool exactly
+// privateca.caPools.get (FetchCaCerts), privateca.certificates.create
+// (CreateCertificate) and privateca.certificates.get (GetCertificate after a
+// retry): terraform/cas.tf grants a custom role with these three, since
+// roles/privateca.certificateRequester lacks both reads. A template, if one is
+// used, needs privateca.certificateTemplates.use (roles/privateca.templateUser
+// on the template).
 //
 // Issue reads the pool's CA certificates (FetchCaCerts), then sends
 // CreateCertificate with the CSR as pem_csr; Roots reuses those CA
