@@ -176,7 +176,7 @@ plan_checks() {
     | select(($deps[.address] // []) | index("time_sleep.log_metrics_usable") | not)
     | .address' "$json")"
   [[ -z "$bad" ]] || fail "alert policies on log-based metrics without the wait: $bad"
-  for a in sweep_given_up past_deadline; do
+  for a in failure_unreported own_claim_refused past_deadline; do
     jq -e --arg a "google_monitoring_alert_policy.$a" '
       .planned_values.root_module.resources[] | select(.address == $a)
       | all(.values.conditions[]; (.condition_matched_log | length) > 0)' "$json" >/dev/null ||

@@ -25,13 +25,27 @@ locals {
     polls               = "logging.googleapis.com/user/${google_logging_metric.polls_per_enrollment.name}"
     failures            = "logging.googleapis.com/user/${google_logging_metric.failures.name}"
     past_deadline       = "logging.googleapis.com/user/${google_logging_metric.past_deadline.name}"
-    given_up            = "logging.googleapis.com/user/${google_logging_metric.sweep_given_up.name}"
+    failure_unreported  = "logging.googleapis.com/user/${google_logging_metric.failure_unreported.name}"
+    own_claim_refused   = "logging.googleapis.com/user/${google_logging_metric.own_claim_refused.name}"
   }
   sweep_filter = join(" AND ", [
     "resource.type=\"cloud_run_revision\"",
     "resource.labels.service_name=\"${local.names.poll}\"",
   ])
-  sweep_given_up_filter = "${local.sweep_filter} AND jsonPayload.message=\"stale process given up\""
+  # Functions' log entries of any of the three.
+  functions_filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=(${join(" OR ", [for n in values(local.names) : "\"${n}\""])})",
+  ])
+  # A failure whose setFailure has not gone through after its fresh tasks
+  # (IssueCertificate) or at a sweep after its re-drives (PollSignature):
+  # shared/pipeline MsgFailureUnreported. The record stays FAILING and keeps
+  # being retried; its device has not been told.
+  failure_unreported_filter = "${local.functions_filter} AND severity=ERROR AND jsonPayload.message=\"failure not reported to the device\""
+  # A claim refused after an earlier claim attempt of ours whose answer was
+  # lost (shared/pipeline MsgOwnClaimRefused): the process is left alone, maybe
+  # our own (see the README).
+  own_claim_refused_filter = "${local.functions_filter} AND severity=ERROR AND jsonPayload.message=\"claim refused after an earlier claim attempt of this adapter\""
 
   # A transition logged after the poll deadline, or a failure because of a
   # deadline, except the expected one: a device that never signed (offline)
@@ -210,17 +224,33 @@ resource "google_logging_metric" "sweep_redriven" {
   depends_on = [google_project_service.enabled]
 }
 
-resource "google_logging_metric" "sweep_given_up" {
+resource "google_logging_metric" "failure_unreported" {
   project     = var.project_id
-  name        = "${var.name_prefix}/sweep_given_up"
-  description = "Processes the sweep ended FAILED without reporting: setFailure never went through."
-  filter      = local.sweep_given_up_filter
+  name        = "${var.name_prefix}/failure_unreported"
+  description = "Failures whose setFailure has not gone through after every bounded retry: the record stays FAILING, the device has not been told."
+  filter      = local.failure_unreported_filter
 
   metric_descriptor {
     metric_kind  = "DELTA"
     value_type   = "INT64"
     unit         = "1"
-    display_name = "certprov processes given up by the sweep"
+    display_name = "certprov failures not reported to the device"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_logging_metric" "own_claim_refused" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/own_claim_refused"
+  description = "Claims refused although an earlier claim attempt of this adapter may have claimed the process (its answer was lost)."
+  filter      = local.own_claim_refused_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "certprov own claims refused"
   }
 
   depends_on = [google_project_service.enabled]
@@ -242,9 +272,9 @@ resource "time_sleep" "log_metrics_usable" {
 
 # --- Alert policies ---------------------------------------------------------------------
 
-resource "google_monitoring_alert_policy" "sweep_given_up" {
+resource "google_monitoring_alert_policy" "failure_unreported" {
   project               = var.project_id
-  display_name          = "certprov: processes given up by the sweep"
+  display_name          = "certprov: failures not reported to the device"
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.notification_channels
@@ -253,9 +283,9 @@ resource "google_monitoring_alert_policy" "sweep_given_up" {
   # About single log entries: a log-match condition, which needs no metric (a
   # metric created in the same apply is not usable for minutes).
   conditions {
-    display_name = "a process ended without telling its device"
+    display_name = "a failure has not reached its device"
     condition_matched_log {
-      filter = local.sweep_given_up_filter
+      filter = local.failure_unreported_filter
       label_extractors = {
         customer   = "EXTRACT(jsonPayload.customer)"
         process_id = "EXTRACT(jsonPayload.process_id)"
@@ -272,11 +302,47 @@ resource "google_monitoring_alert_policy" "sweep_given_up" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      The sweep re-drove a process three times, failed it, and even setFailure did not go through for hours
-      (the Certificate Provisioning API or Firestore down, or a broken release). Its device was not told.
-      The processes and what the sweep did before:
+      A process failed, and setFailure has not gone through after the queue's retries and three fresh tasks
+      (the Certificate Provisioning API or Firestore down, a permission missing, or a broken release). Its
+      record stays FAILING and every sweep tries again; the device has not been told yet. The processes:
 
-          gcloud logging read '${local.sweep_filter} AND jsonPayload.message=("stale process given up" OR "stale process re-driven")' --project=${var.project_id} --freshness=7d --format='table(timestamp, jsonPayload.customer, jsonPayload.process_id, jsonPayload.state, jsonPayload.sweeps, jsonPayload.last_error)'
+          gcloud logging read '${local.functions_filter} AND jsonPayload.message=("failure not reported to the device" OR "stale process re-driven")' --project=${var.project_id} --freshness=7d --format='table(timestamp, jsonPayload.customer, jsonPayload.process_id, jsonPayload.state, jsonPayload.sweeps, jsonPayload.reason, jsonPayload.last_error)'
+    EOT
+  }
+}
+
+resource "google_monitoring_alert_policy" "own_claim_refused" {
+  project               = var.project_id
+  display_name          = "certprov: a claim refused after our own earlier attempt"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  user_labels           = var.labels
+
+  conditions {
+    display_name = "claim refused after an earlier claim attempt of this adapter"
+    condition_matched_log {
+      filter = local.own_claim_refused_filter
+      label_extractors = {
+        customer   = "EXTRACT(jsonPayload.customer)"
+        process_id = "EXTRACT(jsonPayload.process_id)"
+      }
+    }
+  }
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The API refused a claim although an earlier delivery of this adapter may have claimed the process
+      (its answer was lost). The adapter left the process alone (CLAIMED_ELSEWHERE), since another adapter may
+      hold it. If no other adapter serves this customer, the process was ours: its device retries by itself
+      after about a day or a reboot. See the README, "A refused claim after a lost answer".
     EOT
   }
 }
