@@ -351,7 +351,7 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"SWEEP_AFTER=1h",
 		"POLL_DEADLINE=24h",
 		// local stand-ins
-		"CERTPROV_API_ENDPOINT=http://127.0.0.1:9/",
+		"CERTPROV_API_EMULATOR_HOST=127.0.0.1:9",
 		"FIRESTORE_EMULATOR_HOST=127.0.0.1:9",
 		"CLOUD_TASKS_EMULATOR_HOST=127.0.0.1:9",
 		"NO_PROXY=*",

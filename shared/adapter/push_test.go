@@ -89,7 +89,7 @@ func TestDeliveryAttemptReachesTheClaim(t *testing.T) {
 	}})
 	apiSrv := httptest.NewServer(emu)
 	t.Cleanup(apiSrv.Close)
-	api, err := cpapi.New(ctx, cpapi.Options{Endpoint: apiSrv.URL + "/"})
+	api, err := cpapi.New(ctx, cpapi.Options{EmulatorHost: apiSrv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestDeliveryAttemptReachesTheClaim(t *testing.T) {
 		Allowed: func(c string) bool { return c == "C0push" }, CallerID: "certprov-test", MaxAttempts: 3}
 	get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, log, nil }
 
-	if err := funcframework.RegisterCloudEventFunctionContext(ctx, "/push-attempt/", Claim(get)); err != nil {
+	if err := funcframework.RegisterHTTPFunctionContext(ctx, "/push-attempt/", Claim(get)); err != nil {
 		t.Fatal(err)
 	}
 	base := serveFunctions(t)

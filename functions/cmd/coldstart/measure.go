@@ -127,7 +127,7 @@ func functionEnv(ep entryPoint, d deployment) []string {
 		"RECORD_TTL=720h",
 		"LOG_LEVEL=info",
 		"RECORD_SEALING_KEY=" + d.sealingKey,
-		"CERTPROV_API_ENDPOINT=http://127.0.0.1:9/",
+		"CERTPROV_API_EMULATOR_HOST=127.0.0.1:9",
 		"FIRESTORE_EMULATOR_HOST=127.0.0.1:9",
 		"CLOUD_TASKS_EMULATOR_HOST=127.0.0.1:9",
 		"NO_PROXY=*",
