@@ -47,35 +47,30 @@ type PushMessage struct {
 	PublishTime time.Time         `json:"publishTime"`
 }
 
-// MarshalJSON writes the message as Pub/Sub does, with both spellings of the
-// id and the publish time.
+// pushMessageWire is a push request's message as Pub/Sub writes it, with
+// both spellings of the id and of the publish time.
+type pushMessageWire struct {
+	Data             []byte            `json:"data"`
+	Attributes       map[string]string `json:"attributes,omitempty"`
+	MessageID        string            `json:"messageId"`
+	MessageIDSnake   string            `json:"message_id"`
+	PublishTime      string            `json:"publishTime"`
+	PublishTimeSnake string            `json:"publish_time"`
+}
+
+// MarshalJSON writes the message as Pub/Sub does.
 func (m PushMessage) MarshalJSON() ([]byte, error) {
-	type wire struct {
-		Data        []byte            `json:"data"`
-		Attributes  map[string]string `json:"attributes,omitempty"`
-		MessageID   string            `json:"messageId"`
-		MessageID2  string            `json:"message_id"`
-		PublishTime string            `json:"publishTime"`
-		PublishTim2 string            `json:"publish_time"`
-	}
 	t := m.PublishTime.UTC().Format("2006-01-02T15:04:05.000Z")
-	return json.Marshal(wire{m.Data, m.Attributes, m.MessageID, m.MessageID, t, t})
+	return json.Marshal(pushMessageWire{m.Data, m.Attributes, m.MessageID, m.MessageID, t, t})
 }
 
 // DecodePush reads a push request body. It is an error when the body is not
 // a JSON object with a message.
 func DecodePush(body []byte) (Push, error) {
 	var w struct {
-		Message *struct {
-			Data        []byte            `json:"data"`
-			Attributes  map[string]string `json:"attributes"`
-			MessageID   string            `json:"messageId"`
-			MessageID2  string            `json:"message_id"`
-			PublishTime string            `json:"publishTime"`
-			PublishTim2 string            `json:"publish_time"`
-		} `json:"message"`
-		Subscription    string `json:"subscription"`
-		DeliveryAttempt *int   `json:"deliveryAttempt"`
+		Message         *pushMessageWire `json:"message"`
+		Subscription    string           `json:"subscription"`
+		DeliveryAttempt *int             `json:"deliveryAttempt"`
 	}
 	if err := json.Unmarshal(body, &w); err != nil {
 		return Push{}, fmt.Errorf("push request body: %w", err)
@@ -84,8 +79,8 @@ func DecodePush(body []byte) (Push, error) {
 		return Push{}, errors.New("push request body: no message (is the subscription's payload unwrapped?)")
 	}
 	m := w.Message
-	p := Push{Subscription: w.Subscription, Message: PushMessage{Data: m.Data, Attributes: m.Attributes, MessageID: cmp.Or(m.MessageID, m.MessageID2)}}
-	if t, err := time.Parse(time.RFC3339Nano, cmp.Or(m.PublishTime, m.PublishTim2)); err == nil {
+	p := Push{Subscription: w.Subscription, Message: PushMessage{Data: m.Data, Attributes: m.Attributes, MessageID: cmp.Or(m.MessageID, m.MessageIDSnake)}}
+	if t, err := time.Parse(time.RFC3339Nano, cmp.Or(m.PublishTime, m.PublishTimeSnake)); err == nil {
 		p.Message.PublishTime = t
 	}
 	if w.DeliveryAttempt != nil && *w.DeliveryAttempt > 0 {
