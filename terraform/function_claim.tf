@@ -1,4 +1,4 @@
-# ClaimProcess (CloudEvent function): receives a notification pushed by the
+# ClaimProcess (HTTP function): receives a notification pushed by the
 # claim subscription (pubsub.tf), gets and claims the process, builds the CSR
 # body, calls signData once and enqueues the first poll.
 #

@@ -7,9 +7,10 @@
 # no dead-letter setting) nor any other resource can configure that
 # subscription's dead-letter policy or backoff. Our subscription has both:
 # bounded redelivery with exponential backoff, then the dead-letter topic. The
-# push body is the standard wrapped Pub/Sub message, which
-# functions-framework-go turns into the same CloudEvent an Eventarc trigger
-# would deliver.
+# push body is the standard wrapped Pub/Sub message, with the top-level
+# deliveryAttempt that the dead-letter policy adds; ClaimProcess is an HTTP
+# function that decodes it as such (a CloudEvent function would lose the
+# attempt, and the last delivery could not report the failure).
 
 resource "google_pubsub_topic" "notifications" {
   project = var.project_id
@@ -73,9 +74,8 @@ resource "google_pubsub_subscription" "claim" {
   }
 
   push_config {
-    # The function serves every path. functions-framework-go takes the topic of
-    # the CloudEvent it makes from a push request's path, so the path names it.
-    push_endpoint = "${google_cloudfunctions2_function.claim.service_config[0].uri}/${google_pubsub_topic.notifications.id}"
+    # The function's own URL: an HTTP function needs no topic in the path.
+    push_endpoint = google_cloudfunctions2_function.claim.service_config[0].uri
     oidc_token {
       service_account_email = google_service_account.claim_invoker.email
       audience              = google_cloudfunctions2_function.claim.service_config[0].uri

@@ -135,7 +135,7 @@ func TestBuildpackBuildsEachEntryPoint(t *testing.T) {
 	bin := buildBundle(t)
 
 	// 6. Run each entry point with the environment terraform gives it. It must
-	// be served (not 404) and configure itself (no 5xx): a CloudEvent function
+	// be served (not 404) and configure itself (no 5xx): the push function
 	// acknowledges a message that is not a notification, a task function
 	// refuses a GET.
 	d := newDeployment(t)
@@ -359,7 +359,7 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"SWEEP_AFTER=1h",
 		"POLL_DEADLINE=24h",
 		// local stand-ins
-		"CERTPROV_API_ENDPOINT=http://127.0.0.1:9/",
+		"CERTPROV_API_EMULATOR_HOST=127.0.0.1:9",
 		"FIRESTORE_EMULATOR_HOST=127.0.0.1:9",
 		"CLOUD_TASKS_EMULATOR_HOST=127.0.0.1:9",
 		"NO_PROXY=*",
@@ -431,12 +431,11 @@ func serveOnce(t *testing.T, bin string, env []string, cloudEvent bool) (int, st
 	var err error
 	if cloudEvent {
 		// What the claim push subscription (terraform/pubsub.tf) delivers: the
-		// wrapped Pub/Sub message, POSTed to the path that names the topic;
-		// functions-framework-go turns it into a CloudEvent. Its data is not
-		// a notification.
-		body := `{"message":{"data":"bm90IGEgbm90aWZpY2F0aW9u","messageId":"1","publishTime":"2026-01-01T00:00:00Z"},` +
-			`"subscription":"projects/bundle-test/subscriptions/certprov-claim"}`
-		req, err = http.NewRequest(http.MethodPost, "http://"+addr+"/projects/bundle-test/topics/certprov-notifications", strings.NewReader(body))
+		// wrapped Pub/Sub message with its delivery attempt, POSTed to the
+		// function's URL. Its data is not a notification.
+		body := `{"message":{"data":"bm90IGEgbm90aWZpY2F0aW9u","messageId":"1","message_id":"1","publishTime":"2026-01-01T00:00:00Z","publish_time":"2026-01-01T00:00:00Z"},` +
+			`"subscription":"projects/bundle-test/subscriptions/certprov-claim","deliveryAttempt":1}`
+		req, err = http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(body))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/json")
 		}

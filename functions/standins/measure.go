@@ -1,8 +1,10 @@
 package standins
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -13,7 +15,6 @@ import (
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
-	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
@@ -43,7 +44,7 @@ type meter struct {
 	inFlight [3]atomic.Int64
 
 	mu          sync.Mutex
-	answers     [3]map[int]int64 // HTTP status (ClaimProcess: 200 or 500) -> count
+	answers     [3]map[int]int64 // HTTP status -> count
 	maxInFlight [3]int64
 	durations   [3][]float64 // ms
 	lags        [3][]float64 // ms from the publish time (claim) or the task's schedule time (ETA) to the invocation
@@ -59,9 +60,8 @@ type Measures struct {
 	Store store.Stats
 	// Invocations counts function invocations (each delivery and each retry).
 	Invocations map[string]int64
-	// Answers counts each function's answers by HTTP status: ClaimProcess
-	// answers 500 when it returns an error (Pub/Sub redelivers), the task
-	// functions 5xx when Cloud Tasks should retry.
+	// Answers counts each function's answers by HTTP status: 5xx when Pub/Sub
+	// (ClaimProcess) or Cloud Tasks (the task functions) should deliver again.
 	Answers map[string]map[string]int64
 	// Enqueued counts the tasks created in the Cloud Tasks queues;
 	// EnqueueDuplicates the successful CreateTask calls for a task name
@@ -156,9 +156,9 @@ func (m *meter) begin(i int) func(code int) {
 func measuredPath(project, fn string) string { return "/measured/" + project + "/" + fn }
 
 // registerMeasured builds the three functions' pipelines from the process
-// environment and registers, with functions-framework-go, the same handlers
-// as the function packages do (adapter.Claim, adapter.Poll, adapter.Issue) at
-// measuredPath, wrapped to count invocations and answers. The pipelines' CA
+// environment and registers, with functions-framework-go, the same HTTP
+// handlers as the function packages do (adapter.Claim, adapter.Poll,
+// adapter.Issue) at measuredPath, wrapped to count invocations and answers. The pipelines' CA
 // connections are wrapped by a CARecorder and their task clients by a
 // counter. Call it after the environment is set and before the server starts.
 func (e *Env) registerMeasured(ctx context.Context) error {
@@ -186,19 +186,18 @@ func (e *Env) registerMeasured(ctx context.Context) error {
 	}
 
 	claim := adapter.Claim(get(0))
-	if err := funcframework.RegisterCloudEventFunctionContext(ctx, measuredPath(e.Project, ClaimProcess)+"/", func(ctx context.Context, ev event.Event) error {
+	if err := funcframework.RegisterHTTPFunctionContext(ctx, measuredPath(e.Project, ClaimProcess), func(w http.ResponseWriter, r *http.Request) {
 		end := m.begin(0)
-		if t := ev.Time(); !t.IsZero() {
-			m.lag(0, time.Since(t))
+		// The push backlog: how long after its publish time the message came.
+		if body, err := io.ReadAll(r.Body); err == nil {
+			if push, err := adapter.DecodePush(body); err == nil && !push.Message.PublishTime.IsZero() {
+				m.lag(0, time.Since(push.Message.PublishTime))
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		var err error
-		simulation.InFunction(ctx, ClaimProcess, func(ctx context.Context) { err = claim(ctx, ev) })
-		if err != nil {
-			end(http.StatusInternalServerError)
-		} else {
-			end(http.StatusOK)
-		}
-		return err
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		simulation.InFunction(r.Context(), ClaimProcess, func(ctx context.Context) { claim(sw, r.WithContext(ctx)) })
+		end(sw.code)
 	}); err != nil {
 		return fmt.Errorf("standins: register %s: %w", ClaimProcess, err)
 	}

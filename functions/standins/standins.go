@@ -180,25 +180,25 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 		fnURL = func(name string) string { return e.Functions + measuredPath(o.Project, name) }
 	}
 	env := map[string]string{
-		"GOOGLE_CLOUD_PROJECT":      o.Project,
-		"CERTPROV_API_ENDPOINT":     "http://" + emuLn.Addr().String() + "/",
-		"CERTPROV_CONFIG":           string(adapterCfg),
-		"CALLER_INSTANCE_ID":        "certprov-standins",
-		"FIRESTORE_EMULATOR_HOST":   h.Firestore,
-		"FIRESTORE_COLLECTION":      "certprovProcesses",
-		"CLOUD_TASKS_EMULATOR_HOST": h.Tasks,
-		"TASKS_POLL_QUEUE":          loc + "/queues/poll-" + o.Project,
-		"TASKS_ISSUE_QUEUE":         loc + "/queues/issue-" + o.Project,
-		"POLL_SIGNATURE_URL":        fnURL(PollSignature),
-		"ISSUE_CERTIFICATE_URL":     fnURL(IssueCertificate),
-		"TASKS_MAX_ATTEMPTS":        "10",
-		"POLL_INITIAL_DELAY":        o.Schedule.Initial.String(),
-		"POLL_MULTIPLIER":           strconv.FormatFloat(o.Schedule.Multiplier, 'f', -1, 64),
-		"POLL_MAX_DELAY":            o.Schedule.Max.String(),
-		"POLL_JITTER":               strconv.FormatFloat(o.Schedule.Jitter, 'f', -1, 64),
-		"POLL_DEADLINE":             o.Schedule.Deadline.String(),
-		"LOG_LEVEL":                 o.LogLevel,
-		"PUBSUB_EMULATOR_HOST":      h.PubSub,
+		"GOOGLE_CLOUD_PROJECT":       o.Project,
+		"CERTPROV_API_EMULATOR_HOST": emuLn.Addr().String(),
+		"CERTPROV_CONFIG":            string(adapterCfg),
+		"CALLER_INSTANCE_ID":         "certprov-standins",
+		"FIRESTORE_EMULATOR_HOST":    h.Firestore,
+		"FIRESTORE_COLLECTION":       "certprovProcesses",
+		"CLOUD_TASKS_EMULATOR_HOST":  h.Tasks,
+		"TASKS_POLL_QUEUE":           loc + "/queues/poll-" + o.Project,
+		"TASKS_ISSUE_QUEUE":          loc + "/queues/issue-" + o.Project,
+		"POLL_SIGNATURE_URL":         fnURL(PollSignature),
+		"ISSUE_CERTIFICATE_URL":      fnURL(IssueCertificate),
+		"TASKS_MAX_ATTEMPTS":         "10",
+		"POLL_INITIAL_DELAY":         o.Schedule.Initial.String(),
+		"POLL_MULTIPLIER":            strconv.FormatFloat(o.Schedule.Multiplier, 'f', -1, 64),
+		"POLL_MAX_DELAY":             o.Schedule.Max.String(),
+		"POLL_JITTER":                strconv.FormatFloat(o.Schedule.Jitter, 'f', -1, 64),
+		"POLL_DEADLINE":              o.Schedule.Deadline.String(),
+		"LOG_LEVEL":                  o.LogLevel,
+		"PUBSUB_EMULATOR_HOST":       h.PubSub,
 	}
 	// The late phase of the schedule, when it has one ("0" turns it off;
 	// unset, the code's default would apply).
@@ -267,17 +267,10 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 			return nil, fmt.Errorf("standins: create topic: %w", err)
 		}
 		e.topics = append(e.topics, topic)
-		pushURL := fnURL(ClaimProcess)
-		if o.Measure {
-			// The measured twin serves a subtree, so that the push URL can
-			// end in the topic, where functions-framework-go looks for it to
-			// set the CloudEvent's source.
-			pushURL += "/" + topic
-		}
 		if _, err := e.ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 			Name:               sub,
 			Topic:              topic,
-			PushConfig:         &pubsubpb.PushConfig{PushEndpoint: pushURL},
+			PushConfig:         &pubsubpb.PushConfig{PushEndpoint: fnURL(ClaimProcess)},
 			AckDeadlineSeconds: 30,
 		}); err != nil {
 			return nil, fmt.Errorf("standins: create push subscription: %w", err)

@@ -138,7 +138,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 		return nil, nil, err
 	}
 	log := logging.New(os.Stdout, cfg.LogLevel, fn)
-	api, err := cpapi.New(ctx, cpapi.Options{Endpoint: endpoint(cfg)})
+	api, err := cpapi.New(ctx, apiOptions(cfg))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -191,11 +191,17 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 	return p, log, nil
 }
 
-func endpoint(cfg *config.Config) string {
+// apiOptions keeps an endpoint override and the emulator apart: an override
+// (Private Service Connect, a regional endpoint) keeps Application Default
+// Credentials and the scope; only CERTPROV_API_EMULATOR_HOST drops them.
+func apiOptions(cfg *config.Config) cpapi.Options {
 	if cfg.Emulated {
-		return cfg.APIEndpoint
+		return cpapi.Options{EmulatorHost: cfg.APIEmulatorHost}
 	}
-	return ""
+	if cfg.APIEndpoint == config.DefaultAPIEndpoint {
+		return cpapi.Options{}
+	}
+	return cpapi.Options{Endpoint: cfg.APIEndpoint}
 }
 
 // Lazy builds the pipeline from the environment on first use, once per

@@ -9,6 +9,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/cpapi"
 )
 
 // Each function builds only the CA connections it uses, so no function needs
@@ -66,5 +67,47 @@ func TestSealerRequiredWithChallenge(t *testing.T) {
 	}
 	if _, err := Sealer(config.MapLookup(map[string]string{"RECORD_SEALING_KEY": "short"}), noChallenge); err == nil {
 		t.Error("a bad key was accepted")
+	}
+}
+
+// An endpoint override keeps the credentials; only the emulator setting
+// drops them, and setting both is refused.
+func TestAPIOptionsFromEnvironment(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "p", "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:9",
+		"CERTPROV_CONFIG": `{"allowedCustomers":["c"],"caConnections":{"d":{"type":"dev"}}}`}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    cpapi.Options
+		wantErr string
+	}{
+		{"default endpoint, credentials", nil, cpapi.Options{}, ""},
+		{"Private Service Connect endpoint keeps credentials", map[string]string{"CERTPROV_API_ENDPOINT": "https://chromemanagement-p.p.googleapis.com/"},
+			cpapi.Options{Endpoint: "https://chromemanagement-p.p.googleapis.com/"}, ""},
+		{"emulator, no credentials", map[string]string{"CERTPROV_API_EMULATOR_HOST": "127.0.0.1:8085"}, cpapi.Options{EmulatorHost: "127.0.0.1:8085"}, ""},
+		{"both is ambiguous", map[string]string{"CERTPROV_API_ENDPOINT": "https://x.example/", "CERTPROV_API_EMULATOR_HOST": "127.0.0.1:8085"}, cpapi.Options{}, "both set"},
+	}
+	for _, tc := range tests {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		cfg, err := config.Load(config.MapLookup(env), ConnectorTypes())
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := apiOptions(cfg); got.Endpoint != tc.want.Endpoint || got.EmulatorHost != tc.want.EmulatorHost {
+			t.Errorf("%s: options %+v, want %+v", tc.name, got, tc.want)
+		}
 	}
 }

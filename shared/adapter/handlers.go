@@ -1,18 +1,19 @@
 // Package adapter connects the pipeline to its platform: it builds the pipeline
 // from the environment (the API client, Firestore, Cloud Tasks, the CA
-// connectors) and turns Pub/Sub events and Cloud Tasks requests into pipeline
-// steps, answering so that only transient failures are retried.
+// connectors) and turns Pub/Sub push requests and Cloud Tasks requests into
+// pipeline steps, answering so that only transient failures are retried.
 package adapter
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-
-	"github.com/cloudevents/sdk-go/v2/event"
+	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
@@ -22,51 +23,116 @@ import (
 // maxBody bounds a task body; ours are under 200 bytes.
 const maxBody = 64 << 10
 
-// pubsubMessage is the data of a google.cloud.pubsub.topic.v1.messagePublished event.
-type pubsubMessage struct {
-	Message struct {
-		Data            []byte            `json:"data"`
-		Attributes      map[string]string `json:"attributes"`
-		MessageID       string            `json:"messageId"`
-		DeliveryAttempt *int              `json:"deliveryAttempt"`
-	} `json:"message"`
-	Subscription string `json:"subscription"`
-	// DeliveryAttempt is set when the subscription has a dead-letter policy.
-	DeliveryAttempt *int `json:"deliveryAttempt"`
+// maxPush bounds a push request body. A notification is under 1 KiB; Pub/Sub
+// allows 10 MB messages, which would only be a mistake here.
+const maxPush = 1 << 20
+
+// Push is the body of a Pub/Sub push request (a wrapped message), as Pub/Sub
+// sends it: {"message":{"data","attributes","messageId","message_id",
+// "publishTime","publish_time"},"subscription":"projects/P/subscriptions/S",
+// "deliveryAttempt":N}. deliveryAttempt is there only when the subscription
+// has a dead-letter policy; it counts from 1.
+type Push struct {
+	Message      PushMessage `json:"message"`
+	Subscription string      `json:"subscription"`
+	// DeliveryAttempt is 0 when Pub/Sub did not send one.
+	DeliveryAttempt int `json:"deliveryAttempt,omitempty"`
 }
 
-// Claim returns the CloudEvent function: it decodes the Pub/Sub message and
-// runs the claim step. get returns the pipeline (built once per instance).
-func Claim(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) func(context.Context, event.Event) error {
-	return func(ctx context.Context, e event.Event) error {
+// PushMessage is the message of a push request.
+type PushMessage struct {
+	Data        []byte            `json:"data"`
+	Attributes  map[string]string `json:"attributes,omitempty"`
+	MessageID   string            `json:"messageId"`
+	PublishTime time.Time         `json:"publishTime"`
+}
+
+// pushMessageWire is a push request's message as Pub/Sub writes it, with
+// both spellings of the id and of the publish time.
+type pushMessageWire struct {
+	Data             []byte            `json:"data"`
+	Attributes       map[string]string `json:"attributes,omitempty"`
+	MessageID        string            `json:"messageId"`
+	MessageIDSnake   string            `json:"message_id"`
+	PublishTime      string            `json:"publishTime"`
+	PublishTimeSnake string            `json:"publish_time"`
+}
+
+// MarshalJSON writes the message as Pub/Sub does.
+func (m PushMessage) MarshalJSON() ([]byte, error) {
+	t := m.PublishTime.UTC().Format("2006-01-02T15:04:05.000Z")
+	return json.Marshal(pushMessageWire{m.Data, m.Attributes, m.MessageID, m.MessageID, t, t})
+}
+
+// DecodePush reads a push request body. It is an error when the body is not
+// a JSON object with a message.
+func DecodePush(body []byte) (Push, error) {
+	var w struct {
+		Message         *pushMessageWire `json:"message"`
+		Subscription    string           `json:"subscription"`
+		DeliveryAttempt *int             `json:"deliveryAttempt"`
+	}
+	if err := json.Unmarshal(body, &w); err != nil {
+		return Push{}, fmt.Errorf("push request body: %w", err)
+	}
+	if w.Message == nil {
+		return Push{}, errors.New("push request body: no message (is the subscription's payload unwrapped?)")
+	}
+	m := w.Message
+	p := Push{Subscription: w.Subscription, Message: PushMessage{Data: m.Data, Attributes: m.Attributes, MessageID: cmp.Or(m.MessageID, m.MessageIDSnake)}}
+	if t, err := time.Parse(time.RFC3339Nano, cmp.Or(m.PublishTime, m.PublishTimeSnake)); err == nil {
+		p.Message.PublishTime = t
+	}
+	if w.DeliveryAttempt != nil && *w.DeliveryAttempt > 0 {
+		p.DeliveryAttempt = *w.DeliveryAttempt
+	}
+	return p, nil
+}
+
+// Claim returns ClaimProcess, the HTTP function that a Pub/Sub push
+// subscription calls: it decodes the push request and runs the claim step for
+// that delivery attempt. A 2xx answer acknowledges the message; any other
+// makes Pub/Sub deliver it again. A request that is not a push of a message
+// can never succeed, so it is logged as an error and acknowledged. get returns
+// the pipeline (built once per instance).
+func Claim(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
 		p, log, err := get(ctx)
 		if err != nil {
-			return err // a broken deployment: keep the message until it is fixed
+			// A broken deployment: keep the message until it is fixed.
+			http.Error(w, "adapter not configured", http.StatusInternalServerError)
+			return
 		}
-		if tp, ok := e.Extensions()["traceparent"].(string); ok {
-			log = log.With(logging.TraceAttrs(projectOf(p), "", tp)...)
+		log = log.With(logging.TraceAttrs(projectOf(p), r.Header.Get("X-Cloud-Trace-Context"), r.Header.Get("traceparent"))...)
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
 		}
-		log = log.With(slog.String("event_id", e.ID()))
-		ctx = logging.WithLogger(ctx, log)
-		var m pubsubMessage
-		if err := json.Unmarshal(e.Data(), &m); err != nil {
-			log.Error("event is not a Pub/Sub message; acknowledged", slog.String("reason", err.Error()), slog.String("type", e.Type()))
-			return nil
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxPush+1))
+		if err != nil || len(body) > maxPush {
+			log.Error("push request body unreadable or too large; acknowledged", slog.Int("size", len(body)))
+			w.WriteHeader(http.StatusOK)
+			return
 		}
-		if m.Message.MessageID != "" {
-			ctx = logging.WithLogger(ctx, log.With(slog.String("message_id", m.Message.MessageID)))
-		}
-		attempt := 0
-		if m.Message.DeliveryAttempt != nil {
-			attempt = *m.Message.DeliveryAttempt
-		} else if m.DeliveryAttempt != nil {
-			attempt = *m.DeliveryAttempt
-		}
-		err = p.ClaimDelivery(ctx, m.Message.Data, attempt)
+		push, err := DecodePush(body)
 		if err != nil {
-			logging.From(ctx).Warn("claim step will be retried", slog.String("reason", err.Error()))
+			log.Error("request is not a Pub/Sub push of a message; acknowledged", slog.String("reason", err.Error()), slog.Int("size", len(body)))
+			w.WriteHeader(http.StatusOK)
+			return
 		}
-		return err
+		log = log.With(slog.String("message_id", push.Message.MessageID), slog.Int("delivery_attempt", push.DeliveryAttempt))
+		ctx = logging.WithLogger(ctx, log)
+		if err := p.ClaimDelivery(ctx, push.Message.Data, push.DeliveryAttempt); err != nil {
+			level := slog.LevelWarn
+			if errors.Is(err, context.Canceled) {
+				level = slog.LevelInfo
+			}
+			log.Log(ctx, level, "claim step will be retried", slog.String("reason", err.Error()))
+			http.Error(w, "retry", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
 	}
 }
 

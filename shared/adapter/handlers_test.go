@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
@@ -50,30 +50,78 @@ func TestClaimAcknowledgesWhatCannotSucceed(t *testing.T) {
 	t.Parallel()
 	get, logs := newPipeline(memory.New())
 	claim := Claim(get)
-	tests := []struct{ name, data string }{
-		{"not a Pub/Sub message", `[1,2,3]`},
-		{"not a notification", `{"message":{"data":"aGVsbG8="}}`},
-		{"customer not allowed", `{"message":{"data":"eyJjZXJ0aWZpY2F0ZVByb3Zpc2lvbmluZ1Byb2Nlc3NDcmVhdGVkRXZlbnREYXRhIjp7ImNlcnRpZmljYXRlUHJvdmlzaW9uaW5nUHJvY2Vzc0lkIjoicCIsImN1c3RvbWVySWQiOiJjIn19"}}`},
+	tests := []struct {
+		name, body, wantLog string
+	}{
+		{"not JSON", `not json`, "not a Pub/Sub push"},
+		{"not a push envelope", `[1,2,3]`, "not a Pub/Sub push"},
+		{"no message (an unwrapped push)", `{"certificateProvisioningProcessCreatedEventData":{}}`, "no message"},
+		{"data not base64", `{"message":{"data":"%%%"},"subscription":"projects/p/subscriptions/s"}`, "not a Pub/Sub push"},
+		{"too large", `{"message":{"data":"` + strings.Repeat("A", maxPush) + `"}}`, "too large"},
+		{"not a notification", `{"message":{"data":"aGVsbG8="},"deliveryAttempt":1}`, "malformed notification acknowledged"},
+		{"customer not allowed", `{"message":{"data":"eyJjZXJ0aWZpY2F0ZVByb3Zpc2lvbmluZ1Byb2Nlc3NDcmVhdGVkRXZlbnREYXRhIjp7ImNlcnRpZmljYXRlUHJvdmlzaW9uaW5nUHJvY2Vzc0lkIjoicCIsImN1c3RvbWVySWQiOiJjIn19"}}`, "not in allowedCustomers"},
 	}
 	for _, tc := range tests {
-		e := event.New()
-		e.SetID("1")
-		e.SetType("google.cloud.pubsub.topic.v1.messagePublished")
-		e.SetSource("//pubsub.googleapis.com/projects/p/topics/t")
-		if err := e.SetData("application/json", json.RawMessage(tc.data)); err != nil {
-			t.Fatal(err)
+		rec := httptest.NewRecorder()
+		claim(rec, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body)))
+		if rec.Code/100 != 2 {
+			t.Errorf("%s: HTTP %d, want 2xx (acknowledged)", tc.name, rec.Code)
 		}
-		if err := claim(context.Background(), e); err != nil {
-			t.Errorf("%s: %v, want nil (acknowledged)", tc.name, err)
+		if !strings.Contains(logs.String(), tc.wantLog) {
+			t.Errorf("%s: logs lack %q", tc.name, tc.wantLog)
 		}
 	}
-	for _, want := range []string{"not a Pub/Sub message", "malformed notification acknowledged", "not in allowedCustomers"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("logs lack %q:\n%s", want, logs)
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.Contains(line, "allowedCustomers") && !strings.Contains(line, `"severity":"ERROR"`) {
+			t.Errorf("a malformed request is not logged as an error: %s", line)
 		}
 	}
-	if !strings.Contains(logs.String(), `"severity":"ERROR"`) {
-		t.Error("a malformed message is not logged as an error")
+}
+
+// A push body is decoded field by field as Pub/Sub documents it, whichever
+// spelling of the id and publish time it carries.
+func TestDecodePush(t *testing.T) {
+	t.Parallel()
+	publish := time.Date(2021, 2, 26, 19, 13, 55, 749e6, time.UTC)
+	tests := []struct {
+		name string
+		body string
+		want Push
+	}{
+		{"documented, with the attempt", documentedPush([]byte("hi"), 4), Push{
+			Message:      PushMessage{Data: []byte("hi"), Attributes: map[string]string{"key": "value"}, MessageID: "2070443601311540", PublishTime: publish},
+			Subscription: "projects/myproject/subscriptions/mysubscription", DeliveryAttempt: 4,
+		}},
+		{"snake case only, no attempt (no dead-letter policy)", `{"message":{"data":"aGk=","message_id":"7","publish_time":"2021-02-26T19:13:55.749Z"},"subscription":"projects/p/subscriptions/s"}`, Push{
+			Message: PushMessage{Data: []byte("hi"), MessageID: "7", PublishTime: publish}, Subscription: "projects/p/subscriptions/s",
+		}},
+		{"unknown fields are ignored", `{"message":{"data":"aGk=","messageId":"7","orderingKey":"k"},"deliveryAttempt":2,"future":true}`, Push{
+			Message: PushMessage{Data: []byte("hi"), MessageID: "7"}, DeliveryAttempt: 2,
+		}},
+	}
+	for _, tc := range tests {
+		got, err := DecodePush([]byte(tc.body))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: (-want +got)\n%s", tc.name, diff)
+		}
+	}
+	// What the stand-ins and the simulation send decodes to what they meant.
+	sent := Push{Message: PushMessage{Data: []byte{0, 1, 2}, MessageID: "9", PublishTime: publish}, Subscription: "projects/p/subscriptions/s", DeliveryAttempt: 3}
+	b, err := json.Marshal(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{`"message_id":"9"`, `"publish_time":"2021-02-26T19:13:55.749Z"`, `"deliveryAttempt":3`} {
+		if !strings.Contains(string(b), field) {
+			t.Errorf("encoded push %s lacks %s", b, field)
+		}
+	}
+	if got, err := DecodePush(b); err != nil || !cmp.Equal(sent, got) {
+		t.Errorf("round trip: %+v, %v; want %+v", got, err, sent)
 	}
 }
 
@@ -126,7 +174,9 @@ func TestNotConfigured(t *testing.T) {
 	if rec.Code != http.StatusInternalServerError {
 		t.Errorf("status %d, want 500 so the task waits for a fixed deployment", rec.Code)
 	}
-	if err := Claim(broken)(context.Background(), event.New()); err == nil {
-		t.Error("Claim acknowledged a message it could not process")
+	rec = httptest.NewRecorder()
+	Claim(broken)(rec, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(documentedPush([]byte("x"), 1))))
+	if rec.Code/100 == 2 {
+		t.Errorf("Claim acknowledged (HTTP %d) a message it could not process", rec.Code)
 	}
 }

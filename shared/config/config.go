@@ -122,7 +122,8 @@ type Config struct {
 	Project             string
 	CallerInstanceID    string
 	APIEndpoint         string
-	Emulated            bool // APIEndpoint was overridden: no auth
+	APIEmulatorHost     string // CERTPROV_API_EMULATOR_HOST: an API emulator's host:port, called without credentials
+	Emulated            bool   // APIEmulatorHost is set: no credentials
 	FirestoreDatabase   string
 	FirestoreCollection string
 	FirestoreEmulator   string
@@ -260,6 +261,7 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 	c := &Config{
 		Project:             get("GOOGLE_CLOUD_PROJECT", ""),
 		APIEndpoint:         get("CERTPROV_API_ENDPOINT", DefaultAPIEndpoint),
+		APIEmulatorHost:     get("CERTPROV_API_EMULATOR_HOST", ""),
 		FirestoreDatabase:   get("FIRESTORE_DATABASE", "(default)"),
 		FirestoreCollection: get("FIRESTORE_COLLECTION", DefaultFirestoreCollection),
 		FirestoreEmulator:   get("FIRESTORE_EMULATOR_HOST", ""),
@@ -283,7 +285,10 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 		SweepAfter: durOrZero("SWEEP_AFTER", DefaultSweepAfter),
 		Lease:      dur("LEASE", DefaultLease),
 	}
-	c.Emulated = c.APIEndpoint != DefaultAPIEndpoint
+	c.Emulated = c.APIEmulatorHost != ""
+	if c.Emulated && c.APIEndpoint != DefaultAPIEndpoint {
+		errs = append(errs, fmt.Errorf("CERTPROV_API_ENDPOINT (%s) and CERTPROV_API_EMULATOR_HOST (%s) are both set: set the endpoint for the real API (with credentials), the emulator host for an emulator (without)", c.APIEndpoint, c.APIEmulatorHost))
+	}
 	c.CallerInstanceID = get("CALLER_INSTANCE_ID", "")
 	if c.CallerInstanceID == "" {
 		if c.Project == "" {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	cm "google.golang.org/api/chromemanagement/v1"
@@ -33,26 +34,45 @@ type Client struct {
 
 // Options configure New.
 type Options struct {
-	// Endpoint overrides the API base URL; when set, no credentials are used
-	// (the emulator). Empty means production with Application Default Credentials.
+	// Endpoint overrides the API base URL (a Private Service Connect or other
+	// non-default endpoint). Calls keep Application Default Credentials and
+	// the API's scope. Empty: the default endpoint.
 	Endpoint string
-	// HTTPClient is used with Endpoint (tests, fault injection). Optional.
+	// EmulatorHost is the host:port (or base URL) of an API emulator. When
+	// set, calls go there without credentials, whatever Endpoint says.
+	EmulatorHost string
+	// HTTPClient is used with EmulatorHost (tests, fault injection); a client
+	// of one's own would bypass the credentials, so it is not used otherwise.
 	HTTPClient *http.Client
+	// ClientOptions are added last (tests: option.WithTokenSource).
+	ClientOptions []option.ClientOption
 	// Timeout bounds each call; default 30s.
 	Timeout time.Duration
+}
+
+// EmulatorURL is the base URL of the emulator at host (host:port, or a URL).
+func EmulatorURL(host string) string {
+	if !strings.Contains(host, "://") {
+		host = "http://" + host
+	}
+	return strings.TrimSuffix(host, "/") + "/"
 }
 
 // New returns a client.
 func New(ctx context.Context, o Options) (*Client, error) {
 	var opts []option.ClientOption
-	if o.Endpoint != "" {
-		opts = append(opts, option.WithEndpoint(o.Endpoint), option.WithoutAuthentication())
+	if o.EmulatorHost != "" {
+		opts = append(opts, option.WithEndpoint(EmulatorURL(o.EmulatorHost)), option.WithoutAuthentication())
 		if o.HTTPClient != nil {
 			opts = append(opts, option.WithHTTPClient(o.HTTPClient))
 		}
 	} else {
 		opts = append(opts, option.WithScopes(Scope))
+		if o.Endpoint != "" {
+			opts = append(opts, option.WithEndpoint(o.Endpoint))
+		}
 	}
+	opts = append(opts, o.ClientOptions...)
 	svc, err := cm.NewService(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("cpapi: new chromemanagement service: %w", err)

@@ -17,7 +17,7 @@ func TestCallsAndErrorClasses(t *testing.T) {
 	emu := cpemulator.New(cpemulator.Options{Fault: func(string, string) cpemulator.Fault { return fault }})
 	srv := httptest.NewServer(emu)
 	defer srv.Close()
-	c, err := cpapi.New(ctx, cpapi.Options{Endpoint: srv.URL + "/"})
+	c, err := cpapi.New(ctx, cpapi.Options{EmulatorHost: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}

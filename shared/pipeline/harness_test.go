@@ -101,7 +101,7 @@ func newHarness(t *testing.T, emuOpts cpemulator.Options) *harness {
 	h.emu = cpemulator.New(emuOpts)
 	srv := httptest.NewServer(h.emu)
 	t.Cleanup(srv.Close)
-	api, err := cpapi.New(context.Background(), cpapi.Options{Endpoint: srv.URL + "/"})
+	api, err := cpapi.New(context.Background(), cpapi.Options{EmulatorHost: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}

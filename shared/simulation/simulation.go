@@ -19,11 +19,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/ca"
@@ -275,7 +274,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	api, err := cpapi.New(ctx, cpapi.Options{
-		Endpoint: "http://" + ln.Addr().String() + "/",
+		EmulatorHost: ln.Addr().String(),
 		// At most 256 connections: thousands of clients at once would
 		// otherwise open a socket each and exhaust the file descriptors
 		// (ulimit -n is often 1024).
@@ -369,9 +368,10 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	defer w.disp.Close()
 	p.Tasks = w.disp
 
-	// Pub/Sub push delivery, at least once: retried with backoff on error,
-	// dead-lettered after the tasks' max attempts, each delivery numbered in
-	// deliveryAttempt (as terraform configures the subscription).
+	// Pub/Sub push delivery, at least once: retried with backoff on a non-2xx
+	// answer, dead-lettered after the tasks' max attempts, each delivery a push
+	// request as Pub/Sub sends it, numbered in its top-level deliveryAttempt
+	// (as terraform configures the subscription, with a dead-letter policy).
 	claim := adapter.Claim(get)
 	var pubsubWG sync.WaitGroup
 	var msgN atomic.Int64
@@ -395,10 +395,10 @@ func run(ctx context.Context, o *Options) (*world, error) {
 				for attempt := 1; ; attempt++ {
 					w.invoked[0].Add(1)
 					w.pubsub.deliveries.Add(1)
-					ev := pubsubEvent(data, n, attempt)
-					var err error
-					labelled(runCtx, functionNames[0], func(ctx context.Context) { err = claim(ctx, ev) })
-					if err == nil {
+					rec := httptest.NewRecorder()
+					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody(data, n, attempt))).WithContext(runCtx)
+					labelled(runCtx, functionNames[0], func(ctx context.Context) { claim(rec, req.WithContext(ctx)) })
+					if rec.Code/100 == 2 {
 						return
 					}
 					if attempt >= config.DefaultTasksMaxAttempts {
@@ -502,17 +502,15 @@ var functionNames = [3]string{"ClaimProcess", "PollSignature", "IssueCertificate
 // functionQueues are the task queues that invoke each function ("": Pub/Sub).
 var functionQueues = [3]tasks.Queue{"", tasks.QueuePoll, tasks.QueueIssue}
 
-func pubsubEvent(data []byte, n int64, attempt int) event.Event {
-	e := event.New()
-	e.SetID(fmt.Sprintf("local-%d", n))
-	e.SetType("google.cloud.pubsub.topic.v1.messagePublished")
-	e.SetSource("//pubsub.googleapis.com/projects/local/topics/certprov")
-	body, _ := json.Marshal(map[string]any{
-		"message":      map[string]any{"data": data, "messageId": fmt.Sprint(n), "deliveryAttempt": attempt},
-		"subscription": "projects/local/subscriptions/certprov-claim",
+// pushBody is the n-th message's attempt-th push request body, as Pub/Sub
+// sends it to a subscription with a dead-letter policy.
+func pushBody(data []byte, n int64, attempt int) []byte {
+	body, _ := json.Marshal(adapter.Push{
+		Message:         adapter.PushMessage{Data: data, MessageID: fmt.Sprint(n), PublishTime: time.Now()},
+		Subscription:    "projects/local/subscriptions/certprov-claim",
+		DeliveryAttempt: attempt,
 	})
-	_ = e.SetData("application/json", body)
-	return e
+	return body
 }
 
 // Default is the built-in adapter config of the local run: the development CA

@@ -28,13 +28,13 @@ import (
 
 // entryPoint is one deployed function (terraform/locals.tf entry_points).
 type entryPoint struct {
-	Name       string
-	CloudEvent bool // a Pub/Sub push delivery, turned into a CloudEvent by the framework
-	CASecrets  bool // terraform passes the CA secrets to this function only
+	Name      string
+	Push      bool // a Pub/Sub push delivery (ClaimProcess)
+	CASecrets bool // terraform passes the CA secrets to this function only
 }
 
 var entryPoints = []entryPoint{
-	{Name: "ClaimProcess", CloudEvent: true},
+	{Name: "ClaimProcess", Push: true},
 	{Name: "PollSignature"},
 	{Name: "IssueCertificate", CASecrets: true},
 }
@@ -127,7 +127,7 @@ func functionEnv(ep entryPoint, d deployment) []string {
 		"RECORD_TTL=720h",
 		"LOG_LEVEL=info",
 		"RECORD_SEALING_KEY=" + d.sealingKey,
-		"CERTPROV_API_ENDPOINT=http://127.0.0.1:9/",
+		"CERTPROV_API_EMULATOR_HOST=127.0.0.1:9",
 		"FIRESTORE_EMULATOR_HOST=127.0.0.1:9",
 		"CLOUD_TASKS_EMULATOR_HOST=127.0.0.1:9",
 		"NO_PROXY=*",
@@ -141,16 +141,16 @@ func functionEnv(ep entryPoint, d deployment) []string {
 // pubsubPush is what the claim push subscription delivers: the wrapped
 // Pub/Sub message whose data is not a notification. ClaimProcess configures
 // itself, decodes it and acknowledges it (200) without a cloud call.
-const pubsubPush = `{"message":{"data":"bm90IGEgbm90aWZpY2F0aW9u","messageId":"1","publishTime":"2026-01-01T00:00:00Z"},` +
-	`"subscription":"projects/coldstart/subscriptions/certprov-claim"}`
+const pubsubPush = `{"message":{"data":"bm90IGEgbm90aWZpY2F0aW9u","messageId":"1","message_id":"1","publishTime":"2026-01-01T00:00:00Z","publish_time":"2026-01-01T00:00:00Z"},` +
+	`"subscription":"projects/coldstart/subscriptions/certprov-claim","deliveryAttempt":1}`
 
 // newRequest is a request that reaches the function's code and gets a
 // definite answer (200) without a cloud call: for the task functions a task
 // body without a process key, which they acknowledge as malformed.
 func newRequest(ep entryPoint, addr string) (*http.Request, error) {
 	url, body := "http://"+addr+"/", "{}"
-	if ep.CloudEvent {
-		url, body = "http://"+addr+"/projects/coldstart/topics/certprov-notifications", pubsubPush
+	if ep.Push {
+		body = pubsubPush
 	}
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {

@@ -181,7 +181,7 @@ func localEnv() map[string]string {
 	}
 	m["GOOGLE_CLOUD_PROJECT"] = "local"
 	m["CLOUD_TASKS_EMULATOR_HOST"] = "in-process"
-	m["CERTPROV_API_ENDPOINT"] = "in-process"
+	m["CERTPROV_API_EMULATOR_HOST"] = "in-process"
 	m["CERTPROV_CONFIG"] = `{"allowedCustomers":["local"],"caConnections":{"x":{"type":"dev"}}}`
 	return m
 }

@@ -191,7 +191,7 @@ func pollEnv() map[string]string {
 	}
 	m["GOOGLE_CLOUD_PROJECT"] = "standins"
 	m["CLOUD_TASKS_EMULATOR_HOST"] = "emulator"
-	m["CERTPROV_API_ENDPOINT"] = "emulator"
+	m["CERTPROV_API_EMULATOR_HOST"] = "emulator"
 	m["CERTPROV_CONFIG"] = `{"allowedCustomers":["standins"],"caConnections":{"x":{"type":"dev"}}}`
 	return m
 }
