@@ -77,8 +77,9 @@ func serveFunctions(t *testing.T) string {
 
 // TestDeliveryAttemptReachesTheClaim: a push body as Pub/Sub sends it, served
 // by functions-framework-go, gives the claim step its delivery attempt. On
-// the last attempt a claim that keeps failing is reported (setFailure) and
-// acknowledged, instead of being dead-lettered with the device never told.
+// the last attempt a claim that keeps failing is failed, its report handed to
+// a fresh task, and acknowledged, instead of being dead-lettered with the
+// device never told.
 func TestDeliveryAttemptReachesTheClaim(t *testing.T) {
 	ctx := context.Background()
 	emu := cpemulator.New(cpemulator.Options{Fault: func(method, _ string) cpemulator.Fault {
@@ -111,9 +112,13 @@ func TestDeliveryAttemptReachesTheClaim(t *testing.T) {
 		wantAck     bool
 		wantState   progress.State
 		wantReports int
+		// wantHandoffs: fresh tasks that took the report over. The API
+		// takes setFailure only from the claimer, and the claim is down:
+		// the record stays FAILING (the device was not told yet).
+		wantHandoffs int
 	}{
-		{"first delivery during the outage is redelivered", 1, false, progress.StateReceived, 0},
-		{"last delivery reports the failure and is acknowledged", p.MaxAttempts, true, progress.StateFailed, 1},
+		{"first delivery during the outage is redelivered", 1, false, progress.StateReceived, 0, 0},
+		{"last delivery decides the failure, hands its report on and is acknowledged", p.MaxAttempts, true, progress.StateFailing, 0, 1},
 	}
 	for _, tc := range tests {
 		name, err := emu.AddClient(ctx, cpemulator.ClientSpec{Customer: "C0push"})
@@ -137,9 +142,9 @@ func TestDeliveryAttemptReachesTheClaim(t *testing.T) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		after, _ := emu.Process(name)
-		if rec.State != tc.wantState || after.Requests[cpemulator.MethodSetFailure] != tc.wantReports {
-			t.Errorf("%s: state %s, setFailure tried %d times; want %s and %d (last error %q)",
-				tc.name, rec.State, after.Requests[cpemulator.MethodSetFailure], tc.wantState, tc.wantReports, rec.LastError)
+		if rec.State != tc.wantState || after.Requests[cpemulator.MethodSetFailure] != tc.wantReports || rec.ReportHandoffs != tc.wantHandoffs {
+			t.Errorf("%s: state %s, setFailure tried %d times, %d report hand-offs; want %s, %d and %d (last error %q)",
+				tc.name, rec.State, after.Requests[cpemulator.MethodSetFailure], rec.ReportHandoffs, tc.wantState, tc.wantReports, tc.wantHandoffs, rec.LastError)
 		}
 	}
 	if t.Failed() {
