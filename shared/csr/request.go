@@ -192,22 +192,22 @@ func (t *Template) validate() error {
 	}
 	errs = append(errs, checkSubject(rdns)...)
 	for _, n := range t.DNSNames {
-		if err := checkDNSName(n); err != nil {
+		if err := CheckDNSName(n); err != nil {
 			errs = append(errs, fmt.Errorf("invalid DNS name %q: %w", n, err))
 		}
 	}
 	for _, e := range t.EmailAddresses {
-		if err := checkEmail(e); err != nil {
+		if err := CheckEmail(e); err != nil {
 			errs = append(errs, fmt.Errorf("invalid email address %q: %w", e, err))
 		}
 	}
 	for _, u := range t.URIs {
-		if err := checkURI(u); err != nil {
+		if err := CheckURI(u); err != nil {
 			errs = append(errs, fmt.Errorf("invalid URI %q: %w", u, err))
 		}
 	}
 	for _, u := range t.UserPrincipalNames {
-		if err := checkUPN(u); err != nil {
+		if err := CheckUPN(u); err != nil {
 			errs = append(errs, fmt.Errorf("invalid user principal name %q: %w", u, err))
 		}
 	}
@@ -271,6 +271,8 @@ func checkSubject(rdns pkix.RDNSequence) []error {
 				errs = append(errs, fmt.Errorf("invalid subject %s %q: not valid UTF-8", name, v))
 			case n == 0:
 				errs = append(errs, fmt.Errorf("invalid subject %s: empty", name))
+			case !IsPrintableText(v):
+				errs = append(errs, fmt.Errorf("invalid subject %s %q: holds the control or invisible character %U", name, v, firstUnprintable(v)))
 			case atv.Type.String() == "2.5.4.6" && (n != 2 || !isUpperASCII(v)):
 				errs = append(errs, fmt.Errorf("invalid subject country %q: want a two-letter ISO 3166 code such as \"US\"", v))
 			case bounded && n > b.max:
@@ -279,6 +281,26 @@ func checkSubject(rdns pkix.RDNSequence) []error {
 		}
 	}
 	return errs
+}
+
+// IsPrintableText reports whether s is valid UTF-8 text that a person can
+// read as it is: letters, marks, numbers, punctuation, symbols and the ASCII
+// space, and nothing else (no control characters such as NUL or newline, no
+// invisible format characters such as zero-width spaces or bidi overrides,
+// no other spaces, no unassigned code points).
+func IsPrintableText(s string) bool {
+	return utf8.ValidString(s) && firstUnprintable(s) < 0
+}
+
+// firstUnprintable returns the first rune of s that IsPrintableText refuses,
+// or -1.
+func firstUnprintable(s string) rune {
+	for _, c := range s {
+		if !unicode.IsPrint(c) {
+			return c
+		}
+	}
+	return -1
 }
 
 func isUpperASCII(s string) bool {
@@ -290,7 +312,10 @@ func isUpperASCII(s string) bool {
 	return true
 }
 
-func checkDNSName(name string) error {
+// CheckDNSName reports why name is not a host name that a request may carry:
+// letters, digits, '-' and '_' in labels of at most 63 characters, at most
+// 253 in all; a leftmost label "*" (a wildcard) is allowed.
+func CheckDNSName(name string) error {
 	if name == "" {
 		return errors.New("empty")
 	}
@@ -301,16 +326,17 @@ func checkDNSName(name string) error {
 		if i == 0 && label == "*" && strings.Contains(name, ".") {
 			continue // a wildcard as the whole leftmost label
 		}
-		if err := checkLabel(label); err != nil {
+		if err := CheckDNSLabel(label); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkLabel accepts letters, digits, hyphens (not first or last) and, since
-// Active Directory host names carry them, underscores.
-func checkLabel(label string) error {
+// CheckDNSLabel reports why label is not one label of a host name. It
+// accepts letters, digits, hyphens (not first or last) and, since Active
+// Directory host names carry them, underscores.
+func CheckDNSLabel(label string) error {
 	if label == "" {
 		return errors.New("empty label")
 	}
@@ -328,9 +354,16 @@ func checkLabel(label string) error {
 	return nil
 }
 
-func checkEmail(addr string) error {
+// CheckEmail reports why addr is not an rfc822Name a request may carry: a
+// bare ASCII local@domain mailbox whose domain is a host name (no wildcard).
+func CheckEmail(addr string) error {
 	if addr == "" {
 		return errors.New("empty")
+	}
+	for i := 0; i < len(addr); i++ {
+		if addr[i] < ' ' || addr[i] == 0x7f {
+			return errors.New("holds a control character")
+		}
 	}
 	if !isASCII(addr) {
 		return errors.New("rfc822Name must be ASCII (IA5String)")
@@ -340,13 +373,15 @@ func checkEmail(addr string) error {
 		return errors.New("not a bare local@domain mailbox")
 	}
 	at := strings.LastIndexByte(addr, '@')
-	if err := checkDNSName(addr[at+1:]); err != nil || strings.HasPrefix(addr[at+1:], "*") {
+	if err := CheckDNSName(addr[at+1:]); err != nil || strings.HasPrefix(addr[at+1:], "*") {
 		return errors.New("the domain is not a host name")
 	}
 	return nil
 }
 
-func checkURI(s string) error {
+// CheckURI reports why s is not a uniformResourceIdentifier a request may
+// carry: an absolute ASCII URI without spaces or control characters.
+func CheckURI(s string) error {
 	if s == "" {
 		return errors.New("empty")
 	}
@@ -371,7 +406,9 @@ func checkURI(s string) error {
 	return nil
 }
 
-func checkUPN(upn string) error {
+// CheckUPN reports why upn is not a user principal name a request may carry:
+// UTF-8 user@domain without spaces, control or invisible characters.
+func CheckUPN(upn string) error {
 	if upn == "" {
 		return errors.New("empty")
 	}
@@ -383,7 +420,7 @@ func checkUPN(upn string) error {
 		return errors.New("want user@domain")
 	}
 	for _, c := range upn {
-		if unicode.IsSpace(c) || unicode.IsControl(c) {
+		if unicode.IsSpace(c) || !unicode.IsPrint(c) {
 			return errors.New("holds a space or control character")
 		}
 	}

@@ -296,6 +296,30 @@ func TestBuildRequestInfoRefuses(t *testing.T) {
 			}, "\n"),
 		},
 		{
+			name: "control and invisible characters in the subject",
+			tmpl: Template{Subject: pkix.Name{
+				CommonName:         "victim.example.com\x00.evil.com",
+				Organization:       []string{"Example\nCorp"},
+				OrganizationalUnit: []string{"a\u202eb", "tab\there"},
+				Locality:           []string{"Zürich ok"},
+			}},
+			wantErr: "csr: build request: " + strings.Join([]string{
+				`invalid subject organization "Example\nCorp": holds the control or invisible character U+000A`,
+				`invalid subject organizational unit "a\u202eb": holds the control or invisible character U+202E`,
+				`invalid subject organizational unit "tab\there": holds the control or invisible character U+0009`,
+				`invalid subject common name "victim.example.com\x00.evil.com": holds the control or invisible character U+0000`,
+			}, "\n"),
+		},
+		{
+			name: "control characters in email addresses and UPNs",
+			tmpl: Template{Subject: cn, EmailAddresses: []string{"a\x00b@example.com", "\"a\x01\"@example.com"}, UserPrincipalNames: []string{"a\u200bb@corp"}},
+			wantErr: "csr: build request: " + strings.Join([]string{
+				`invalid email address "a\x00b@example.com": holds a control character`,
+				`invalid email address "\"a\x01\"@example.com": holds a control character`,
+				`invalid user principal name "a\u200bb@corp": holds a space or control character`,
+			}, "\n"),
+		},
+		{
 			name: "bad DNS names, each named",
 			tmpl: Template{Subject: cn, DNSNames: []string{
 				"good.example.com", "exa mple.com", "-bad.example.com", "host..example.com", "", "*",

@@ -57,7 +57,7 @@ const (
 const maxIDLen = 128
 
 // Decode parses data as proto3 JSON (when it starts with '{' after white space)
-// or else as binary protobuf, and checks both ids.
+// or else as binary protobuf, and checks both ids. On error the Event is zero.
 func Decode(data []byte) (Event, Format, error) {
 	if len(data) == 0 {
 		return Event{}, "", malformed("empty message body")
@@ -101,7 +101,7 @@ func decodeBinary(data []byte) (Event, error) {
 	if !found {
 		return Event{}, malformed("no certificateProvisioningProcessCreatedEventData in the message")
 	}
-	return ev, validate(ev)
+	return checked(ev)
 }
 
 func decodeEventData(data []byte) (Event, error) {
@@ -185,7 +185,16 @@ func decodeJSON(data []byte) (Event, error) {
 	if ev.CustomerID, err = pick("customerId", d.Customer, d.CustomerSnake); err != nil {
 		return Event{}, err
 	}
-	return ev, validate(ev)
+	return checked(ev)
+}
+
+// checked returns ev if its ids are valid, and otherwise the zero Event, so
+// that a refused id never reaches a caller.
+func checked(ev Event) (Event, error) {
+	if err := validate(ev); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
 }
 
 // validate keeps ids to the characters the API uses, so they are safe in a

@@ -53,6 +53,10 @@ func TestDecode(t *testing.T) {
 				if err == nil || !errors.As(err, &nerr) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Decode() error = %v, want an *Error containing %q", err, tc.wantErr)
 				}
+				// Refused ids (such as "../x") are never handed out.
+				if got != (Event{}) {
+					t.Errorf("Decode() = %+v with an error, want the zero Event", got)
+				}
 				return
 			}
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chromeos-certprov/adapter/shared/csr"
 )
@@ -119,9 +120,10 @@ func checkTemplate(field, s string) error {
 	return errors.Join(errs...)
 }
 
-// Expand substitutes the variables in s. ${A:B} takes A, or B when A is empty.
-// Text without variables is returned unchanged, so expanding text that Google
-// already resolved is harmless.
+// Expand substitutes the variables in s as they are. ${A:B} takes A, or B
+// when A is empty. Text without variables is returned unchanged, so expanding
+// text that Google already resolved is harmless. Expand does not check the
+// values: Render and RenderScep do, for the field each lands in.
 func Expand(s string, vars Vars) string {
 	return varRef.ReplaceAllStringFunc(s, func(ref string) string {
 		for _, name := range strings.Split(ref[2:len(ref)-1], ":") {
@@ -139,6 +141,11 @@ func (p *Profile) Validate() error {
 	tmpl := func(field, s string) {
 		if err := checkTemplate(field, s); err != nil {
 			errs = append(errs, err)
+		}
+		if !utf8.ValidString(s) {
+			errs = append(errs, fmt.Errorf("%s: the template is not valid UTF-8", field))
+		} else if c := firstUnprintable(s); c >= 0 {
+			errs = append(errs, fmt.Errorf("%s: the template holds the control or invisible character %U", field, c))
 		}
 	}
 	tmpl("subject.commonName", p.Subject.CommonName)
@@ -208,12 +215,15 @@ func (e *EmptyFieldError) Error() string {
 func (p *Profile) Render(vars Vars) (csr.Template, error) {
 	var t csr.Template
 	var errs []error
-	one := func(field, tmpl string) string {
+	one := func(field string, k kind, tmpl string) string {
 		if tmpl == "" {
 			return ""
 		}
-		v := strings.TrimSpace(Expand(tmpl, vars))
-		if v == "" {
+		v, err := render(field, k, tmpl, vars)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case v == "":
 			errs = append(errs, &EmptyFieldError{Field: field, Template: tmpl})
 		}
 		return v
@@ -221,28 +231,28 @@ func (p *Profile) Render(vars Vars) (csr.Template, error) {
 	many := func(field string, tmpls []string) []string {
 		var out []string
 		for i, s := range tmpls {
-			if v := one(fmt.Sprintf("%s[%d]", field, i), s); v != "" {
+			if v := one(fmt.Sprintf("%s[%d]", field, i), kindSubject, s); v != "" {
 				out = append(out, v)
 			}
 		}
 		return out
 	}
 	t.Subject = pkix.Name{
-		CommonName:         one("subject.commonName", p.Subject.CommonName),
+		CommonName:         one("subject.commonName", kindSubject, p.Subject.CommonName),
 		Organization:       many("subject.organization", p.Subject.Organization),
 		OrganizationalUnit: many("subject.organizationalUnit", p.Subject.OrganizationalUnit),
 	}
-	if v := one("subject.locality", p.Subject.Locality); v != "" {
+	if v := one("subject.locality", kindSubject, p.Subject.Locality); v != "" {
 		t.Subject.Locality = []string{v}
 	}
-	if v := one("subject.province", p.Subject.Province); v != "" {
+	if v := one("subject.province", kindSubject, p.Subject.Province); v != "" {
 		t.Subject.Province = []string{v}
 	}
-	if v := one("subject.country", p.Subject.Country); v != "" {
+	if v := one("subject.country", kindSubject, p.Subject.Country); v != "" {
 		t.Subject.Country = []string{v}
 	}
 	for i, s := range p.SubjectAltNames {
-		v := one(fmt.Sprintf("subjectAltNames[%d]", i), s.Value)
+		v := one(fmt.Sprintf("subjectAltNames[%d]", i), sanKind(s.Type), s.Value)
 		if v == "" {
 			continue
 		}
@@ -300,22 +310,30 @@ type Scep struct {
 func RenderScep(s Scep, vars Vars) (csr.Template, error) {
 	var t csr.Template
 	var errs []error
-	t.Subject.CommonName = Expand(s.CommonName, vars)
-	if v := Expand(s.Organization, vars); v != "" {
+	// A subject field that renders empty is left out.
+	subject := func(field, tmpl string) string {
+		v, err := render("scepProfile."+field, kindSubject, tmpl, vars)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return v
+	}
+	t.Subject.CommonName = subject("subjectCommonName", s.CommonName)
+	if v := subject("organization", s.Organization); v != "" {
 		t.Subject.Organization = []string{v}
 	}
-	for _, ou := range s.OrganizationalUnits {
-		if v := Expand(ou, vars); v != "" {
+	for i, ou := range s.OrganizationalUnits {
+		if v := subject(fmt.Sprintf("organizationalUnits[%d]", i), ou); v != "" {
 			t.Subject.OrganizationalUnit = append(t.Subject.OrganizationalUnit, v)
 		}
 	}
-	if v := Expand(s.Locality, vars); v != "" {
+	if v := subject("locality", s.Locality); v != "" {
 		t.Subject.Locality = []string{v}
 	}
-	if v := Expand(s.State, vars); v != "" {
+	if v := subject("state", s.State); v != "" {
 		t.Subject.Province = []string{v}
 	}
-	if v := Expand(s.Country, vars); v != "" {
+	if v := subject("country", s.Country); v != "" {
 		t.Subject.Country = []string{v}
 	}
 	for i, san := range s.SubjectAltNames {
@@ -325,9 +343,14 @@ func RenderScep(s Scep, vars Vars) (csr.Template, error) {
 			errs = append(errs, fmt.Errorf("scepProfile.subjectAltNames[%d]: unsupported SAN type %q", i, san.Type))
 			continue
 		}
-		v := Expand(san.Value, vars)
-		if v == "" {
-			errs = append(errs, &EmptyFieldError{Field: fmt.Sprintf("scepProfile.subjectAltNames[%d]", i), Template: san.Value})
+		field := fmt.Sprintf("scepProfile.subjectAltNames[%d]", i)
+		v, err := render(field, sanKind(san.Type), san.Value, vars)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		case v == "":
+			errs = append(errs, &EmptyFieldError{Field: field, Template: san.Value})
 			continue
 		}
 		addSAN(&t, san.Type, v)
