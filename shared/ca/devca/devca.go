@@ -209,7 +209,8 @@ var oidExtensionRequestSAN = []int{2, 5, 29, 17}
 
 // Issue signs the CSR's key and requested extensions. The same RequestID
 // returns the certificate issued before.
-func (c *Connector) Issue(_ context.Context, req ca.Request) (*ca.Issued, error) {
+func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, err error) {
+	defer ca.Recover(ctx, "dev: Issue", &err)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fault != nil {

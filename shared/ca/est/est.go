@@ -11,7 +11,8 @@
 //	  "clientCertFile": "est-client.pem",     // optional, with clientKeyEnv: TLS client authentication
 //	  "clientKeyEnv": "EST_CLIENT_KEY",       //   (PEM certificate chain file; PEM private key secret)
 //	  "caFile": "est-tls-ca.pem",             // optional: PEM anchors for the server's TLS certificate
-//	  "caPin": "5f3c…"                        // optional: SHA-256 (hex) of the CA certificate leaves must chain to
+//	  "caPin": "5f3c…",                       // optional: SHA-256 (hex) of the CA certificate leaves must chain to
+//	  "timeout": "30s"                        // optional: bound of each request to the server, default 30s
 //	}
 //
 // Secrets are named by environment variable (usernameEnv, passwordEnv,
@@ -93,7 +94,14 @@ type Settings struct {
 	// CAPin is the hex SHA-256 of the DER CA certificate issued leaves must
 	// chain to; it must be among the /cacerts certificates.
 	CAPin string `json:"caPin,omitempty"`
+	// Timeout bounds each request to the server (a Go duration); default
+	// DefaultTimeout. The caller's context deadline, when shorter, wins.
+	Timeout string `json:"timeout,omitempty"`
 }
+
+// DefaultTimeout bounds each request when the settings name no timeout:
+// globalsign's client builds an http.Client without one.
+const DefaultTimeout = 30 * time.Second
 
 // DefaultRetryAfter is the wait on a 202 without a usable Retry-After.
 const DefaultRetryAfter = 5 * time.Minute
@@ -103,12 +111,20 @@ const caCertsTTL = time.Hour
 
 // Connector enrolls with one EST server.
 type Connector struct {
-	client globalsign.Client
-	pin    []byte
+	client  globalsign.Client
+	api     estAPI // &client; a seam for tests
+	pin     []byte
+	timeout time.Duration
 
 	mu      sync.Mutex
 	cacerts []*x509.Certificate
 	fetched time.Time
+}
+
+// estAPI is what the connector asks of globalsign's client.
+type estAPI interface {
+	CACerts(ctx context.Context) ([]*x509.Certificate, error)
+	Enroll(ctx context.Context, r *x509.CertificateRequest) (*x509.Certificate, error)
 }
 
 var (
@@ -128,7 +144,8 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("est settings: unexpected data after the settings object")
 	}
-	c := &Connector{client: globalsign.Client{DisableKeepAlives: true}}
+	c := &Connector{client: globalsign.Client{DisableKeepAlives: true}, timeout: DefaultTimeout}
+	c.api = &c.client
 	var errs []error
 	secret := func(field, name string) string {
 		if !envRE.MatchString(name) {
@@ -221,6 +238,13 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 		}
 		c.pin = pin
 	}
+	if s.Timeout != "" {
+		d, err := time.ParseDuration(s.Timeout)
+		if err != nil || d <= 0 {
+			errs = append(errs, errors.New("timeout is not a positive duration (like \"30s\")"))
+		}
+		c.timeout = d
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("est settings: %w", err)
 	}
@@ -229,7 +253,8 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 
 // Issue enrolls req.CSR with /simpleenroll (see the package doc for the
 // answers and their kinds).
-func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, error) {
+func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, err error) {
+	defer ca.Recover(ctx, "est: Issue", &err)
 	csr, err := x509.ParseCertificateRequest(req.CSR)
 	if err != nil {
 		return nil, &ca.Error{Kind: ca.Permanent, UserMessage: msgBadCSR, Reason: "the CSR does not parse", Err: err}
@@ -243,7 +268,7 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, erro
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := c.client.Enroll(ctx, csr)
+	leaf, err := c.enroll(ctx, csr)
 	if err != nil {
 		return nil, classify("simpleenroll", err)
 	}
@@ -255,7 +280,8 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, erro
 
 // Roots returns the CA certificates issued leaves must chain to: the pinned
 // one, or the self-signed certificates of /cacerts.
-func (c *Connector) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+func (c *Connector) Roots(ctx context.Context) (_ []*x509.Certificate, err error) {
+	defer ca.Recover(ctx, "est: Roots", &err)
 	cacerts, err := c.caCerts(ctx)
 	if err != nil {
 		return nil, err
@@ -271,7 +297,9 @@ func (c *Connector) caCerts(ctx context.Context) ([]*x509.Certificate, error) {
 	if c.cacerts != nil && time.Since(c.fetched) < caCertsTTL {
 		return c.cacerts, nil
 	}
-	certs, err := c.client.CACerts(ctx)
+	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	certs, err := c.api.CACerts(reqCtx)
 	if err != nil {
 		return nil, classify("cacerts", err)
 	}
@@ -280,6 +308,13 @@ func (c *Connector) caCerts(ctx context.Context) ([]*x509.Certificate, error) {
 	}
 	c.cacerts, c.fetched = certs, time.Now()
 	return certs, nil
+}
+
+// enroll posts csr to /simpleenroll within the request timeout.
+func (c *Connector) enroll(ctx context.Context, csr *x509.CertificateRequest) (*x509.Certificate, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.api.Enroll(ctx, csr)
 }
 
 // split divides /cacerts into roots and intermediates.

@@ -26,6 +26,7 @@ import (
 // its password cache is full; Permanent (MsgChallengeUnavailable) when it
 // refuses the account or the page has no password.
 func (c *Connector) Challenge(ctx context.Context, _ string) (password string, expires time.Time, err error) {
+	defer ca.Recover(ctx, "scep: Challenge", &err)
 	switch c.cfg.challenge {
 	case ChallengeStatic:
 		return c.staticChallenge, time.Time{}, nil

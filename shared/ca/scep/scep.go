@@ -132,7 +132,8 @@ func parseSignerKey(pemBytes []byte) (*rsa.PrivateKey, error) {
 // Roots returns the CA certificates an issued leaf must chain to: the
 // pinned certificate when caFingerprint is set, else every CA certificate
 // of GetCACert.
-func (c *Connector) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+func (c *Connector) Roots(ctx context.Context) (_ []*x509.Certificate, err error) {
+	defer ca.Recover(ctx, "scep: Roots", &err)
 	info, err := c.caInfo(ctx)
 	if err != nil {
 		return nil, err
@@ -175,7 +176,8 @@ func (c *Connector) forgetCAInfo() {
 // PENDING returns a ca.Pending error: call Issue again with the same req
 // after RetryAfter. FAILURE is ca.Permanent with a message for the device
 // (see the Msg constants); an unreachable CA or a 5xx is ca.Transient.
-func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, error) {
+func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, err error) {
+	defer ca.Recover(ctx, "scep: Issue", &err)
 	if req.RequestID == "" {
 		return nil, configError("the request has no RequestID", nil)
 	}
