@@ -38,6 +38,9 @@ const (
 	// DefaultSweepAfter is how long an unfinished record may stay unchanged
 	// before the sweep re-drives its process.
 	DefaultSweepAfter = time.Hour
+	// DefaultLease bounds a step with an external side effect (signData, the
+	// CA) before another delivery may take over (LEASE).
+	DefaultLease = 2 * time.Minute
 )
 
 // DefaultPoll is the default poll schedule (see the README's Performance section
@@ -130,8 +133,13 @@ type Config struct {
 	RecordTTL           time.Duration
 	// SweepAfter: see pipeline.Pipeline.SweepAfter (SWEEP_AFTER; 0 disables).
 	SweepAfter time.Duration
-	LogLevel   slog.Level
-	Adapter    Adapter
+	// Lease: see pipeline.Pipeline.Lease (LEASE).
+	Lease time.Duration
+	// CATimeout: see pipeline.Pipeline.CATimeout (CA_TIMEOUT; default half
+	// the lease, at most half the lease).
+	CATimeout time.Duration
+	LogLevel  slog.Level
+	Adapter   Adapter
 }
 
 // Adapter is the adapter config (JSON, from CERTPROV_CONFIG or CERTPROV_CONFIG_FILE).
@@ -272,6 +280,11 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 		},
 		RecordTTL:  dur("RECORD_TTL", DefaultRecordTTL),
 		SweepAfter: durOrZero("SWEEP_AFTER", DefaultSweepAfter),
+		Lease:      dur("LEASE", DefaultLease),
+	}
+	c.CATimeout = dur("CA_TIMEOUT", c.Lease/2)
+	if c.CATimeout > c.Lease/2 {
+		errs = append(errs, fmt.Errorf("CA_TIMEOUT %s: must be at most half of LEASE (%s), so that a CA call is given up well before another delivery may take the process over", c.CATimeout, c.Lease))
 	}
 	c.Emulated = c.APIEndpoint != DefaultAPIEndpoint
 	c.CallerInstanceID = get("CALLER_INSTANCE_ID", "")

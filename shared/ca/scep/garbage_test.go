@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/ca/scep/sceptest"
@@ -108,6 +109,40 @@ func TestPanicIsTransient(t *testing.T) {
 		var ce *ca.Error
 		if !errors.As(err, &ce) || ce.Kind != ca.Transient || ce.UserMessage != ca.MsgInternal {
 			t.Errorf("%s: %v, want a transient *ca.Error from the recovered panic", name, err)
+		}
+	}
+}
+
+// TestHangingCA: a CA (or NDES admin page) that accepts the request and
+// never answers is given up at the caller's deadline with a Transient
+// error, well before the connector's own per-request timeout.
+func TestHangingCA(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	key := sceptest.RSAKey(t)
+	req := ca.Request{CSR: sceptest.NewCSR(t, key, csr.Template{Subject: pkix.Name{CommonName: "device"}}), RequestID: "r1"}
+	settings := fmt.Sprintf(`{"url": %q, "challenge": {"type": "ndes", "adminUrl": %q, "usernameEnv": "U", "passwordEnv": "P"}, "timeout": "10m"}`, srv.URL+"/scep", srv.URL+"/admin")
+	c, err := New(context.Background(), json.RawMessage(settings), secretsFrom(map[string]string{"U": "u", "P": "p"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func(ctx context.Context) error{
+		"Issue":     func(ctx context.Context) error { _, err := c.Issue(ctx, req); return err },
+		"Roots":     func(ctx context.Context) error { _, err := c.Roots(ctx); return err },
+		"Challenge": func(ctx context.Context) error { _, _, err := c.Challenge(ctx, "c:p"); return err },
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		err := call(ctx)
+		cancel()
+		if ca.KindOf(err) != ca.Transient || err == nil {
+			t.Errorf("%s: %v, want a transient error", name, err)
 		}
 	}
 }
