@@ -109,9 +109,9 @@ func New(_ context.Context, settings json.RawMessage, secrets func(string) (stri
 			return nil, fmt.Errorf("dev CA settings: keyFile: %w", err)
 		}
 	} else {
-		v, err := secrets(s.KeyEnv)
+		v, err := ca.Secret(secrets, "keyEnv", s.KeyEnv)
 		if err != nil {
-			return nil, fmt.Errorf("dev CA settings: keyEnv %s: %w", s.KeyEnv, err)
+			return nil, fmt.Errorf("dev CA settings: %w", err) // never the value: it may be the key itself
 		}
 		keyPEM = []byte(v)
 	}

@@ -129,7 +129,6 @@ type estAPI interface {
 
 var (
 	labelRE = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
-	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // New checks settings, reads the files and secrets they name, and makes the
@@ -147,22 +146,13 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 	c := &Connector{client: globalsign.Client{DisableKeepAlives: true}, timeout: DefaultTimeout}
 	c.api = &c.client
 	var errs []error
+	// Errors name a setting that may hold a secret (a URL's password or
+	// query, a password written where its variable's name belongs), never
+	// its value.
 	secret := func(field, name string) string {
-		if !envRE.MatchString(name) {
-			errs = append(errs, fmt.Errorf("%s %q is not an environment variable name", field, name))
-			return ""
-		}
-		if secrets == nil {
-			errs = append(errs, fmt.Errorf("%s %s: no secrets available", field, name))
-			return ""
-		}
-		v, err := secrets(name)
+		v, err := ca.Secret(secrets, field, name)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", field, name, err))
-			return ""
-		}
-		if v == "" {
-			errs = append(errs, fmt.Errorf("%s %s is empty", field, name))
+			errs = append(errs, err)
 		}
 		return v
 	}
@@ -172,10 +162,16 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 	case s.URL == "":
 		errs = append(errs, errors.New("url is required (https://host[:port])"))
 	case err != nil:
-		errs = append(errs, fmt.Errorf("url: %w", err))
-	case u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL
+		}
+		errs = append(errs, fmt.Errorf("url is not a URL: %v", err))
+	case u.User != nil:
+		errs = append(errs, errors.New("url must not carry credentials: name them with usernameEnv and passwordEnv"))
+	case u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
 		(u.Path != "" && u.Path != "/" && u.Path != "/.well-known/est" && u.Path != "/.well-known/est/"):
-		errs = append(errs, fmt.Errorf("url %q must be https://host[:port] without credentials, path or query", s.URL))
+		errs = append(errs, errors.New("url must be https://host[:port], without a path, query or fragment"))
 	default:
 		c.client.Host = u.Host
 	}

@@ -65,16 +65,15 @@ func New(_ context.Context, settings json.RawMessage, secrets func(envName strin
 		return nil, err
 	}
 	c := &Connector{cfg: cfg, client: &http.Client{Timeout: cfg.timeout}, now: time.Now}
+	// Errors name the setting, never its value: a password written where
+	// its variable's name belongs is not echoed.
 	secret := func(field, env string) string {
 		if env == "" {
 			return ""
 		}
-		v, serr := secrets(env)
-		if serr == nil && v == "" {
-			serr = errors.New("it is empty")
-		}
+		v, serr := ca.Secret(secrets, field, env)
 		if serr != nil {
-			err = errors.Join(err, fmt.Errorf("scep settings: %s: secret %s: %w", field, env, serr))
+			err = errors.Join(err, fmt.Errorf("scep settings: %w", serr))
 		}
 		return v
 	}
@@ -84,7 +83,7 @@ func New(_ context.Context, settings json.RawMessage, secrets func(envName strin
 	if keyPEM := secret("signerKeyEnv", cfg.signerKeyEnv); keyPEM != "" {
 		key, kerr := parseSignerKey([]byte(keyPEM))
 		if kerr != nil {
-			err = errors.Join(err, fmt.Errorf("scep settings: signerKeyEnv %s: %w", cfg.signerKeyEnv, kerr))
+			err = errors.Join(err, fmt.Errorf("scep settings: signerKeyEnv: %w", kerr))
 		}
 		c.signerKey = key
 	}
