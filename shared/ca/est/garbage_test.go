@@ -19,7 +19,7 @@ import (
 )
 
 // startTLS serves h over TLS and returns its URL and a caFile trusting it.
-func startTLS(t *testing.T, h http.Handler) (string, string) {
+func startTLS(t testing.TB, h http.Handler) (string, string) {
 	t.Helper()
 	ts := httptest.NewTLSServer(h)
 	t.Cleanup(ts.Close)
