@@ -1,9 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,42 +19,53 @@ var fuzzTypes = []string{"dev", "cas", "scep", "est"}
 // escaping ("\u003e" for ">", as json.Marshal writes it) counts.
 var sameJSON = cmp.Transformer("json", func(r json.RawMessage) any {
 	var v any
-	if json.Unmarshal(r, &v) != nil {
+	dec := json.NewDecoder(bytes.NewReader(r))
+	dec.UseNumber() // numbers as written: a float64 cannot hold every one
+	if dec.Decode(&v) != nil {
 		return string(r)
 	}
 	return v
 })
 
 // settingsStrings returns every string of the settings objects of data's
-// caConnections (where the connectors' secrets and credentials are), when
-// data decodes at all.
+// caConnections (where the connectors' secrets and credentials are) that
+// appears nowhere else in data (a profile may quote the same text
+// legitimately), when data decodes at all.
 func settingsStrings(data []byte) []string {
-	var doc struct {
-		CAConnections map[string]struct {
-			Settings any `json:"settings"`
-		} `json:"caConnections"`
-	}
+	var doc any
 	if json.Unmarshal(data, &doc) != nil {
 		return nil
 	}
-	var out []string
-	var walk func(v any)
-	walk = func(v any) {
+	var inSettings, elsewhere []string
+	var walk func(v any, out *[]string, depth int, conns bool)
+	walk = func(v any, out *[]string, depth int, conns bool) {
 		switch v := v.(type) {
 		case string:
-			out = append(out, v)
+			*out = append(*out, v)
 		case []any:
 			for _, e := range v {
-				walk(e)
+				walk(e, out, depth+1, false)
 			}
 		case map[string]any:
-			for _, e := range v {
-				walk(e)
+			for k, e := range v {
+				elsewhere = append(elsewhere, k)
+				switch {
+				case depth == 0 && k == "caConnections":
+					walk(e, out, 1, true)
+				case depth == 2 && conns && k == "settings":
+					walk(e, &inSettings, 3, false)
+				default:
+					walk(e, out, depth+1, conns && depth < 2)
+				}
 			}
 		}
 	}
-	for _, c := range doc.CAConnections {
-		walk(c.Settings)
+	walk(doc, &elsewhere, 0, false)
+	var out []string
+	for _, s := range inSettings {
+		if !slices.ContainsFunc(elsewhere, func(e string) bool { return strings.Contains(e, s) }) {
+			out = append(out, s)
+		}
 	}
 	return out
 }
