@@ -183,6 +183,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 		MaxAttempts: cfg.TasksMaxAttempts,
 		SweepAfter:  cfg.SweepAfter,
 		Lease:       cfg.Lease,
+		CATimeout:   cfg.CATimeout,
 		Log:         log,
 	}
 	log.Info("adapter configured", slog.String("caller_instance_id", cfg.CallerInstanceID),

@@ -139,9 +139,12 @@ type Config struct {
 	// SweepAfter: see pipeline.Pipeline.SweepAfter (SWEEP_AFTER; 0 disables).
 	SweepAfter time.Duration
 	// Lease: see pipeline.Pipeline.Lease (LEASE).
-	Lease    time.Duration
-	LogLevel slog.Level
-	Adapter  Adapter
+	Lease time.Duration
+	// CATimeout: see pipeline.Pipeline.CATimeout (CA_TIMEOUT; default half
+	// the lease, at most half the lease).
+	CATimeout time.Duration
+	LogLevel  slog.Level
+	Adapter   Adapter
 }
 
 // Adapter is the adapter config (JSON, from CERTPROV_CONFIG or CERTPROV_CONFIG_FILE).
@@ -288,6 +291,10 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 	c.Emulated = c.APIEmulatorHost != ""
 	if c.Emulated && c.APIEndpoint != DefaultAPIEndpoint {
 		errs = append(errs, fmt.Errorf("CERTPROV_API_ENDPOINT (%s) and CERTPROV_API_EMULATOR_HOST (%s) are both set: set the endpoint for the real API (with credentials), the emulator host for an emulator (without)", c.APIEndpoint, c.APIEmulatorHost))
+	}
+	c.CATimeout = dur("CA_TIMEOUT", c.Lease/2)
+	if c.CATimeout > c.Lease/2 {
+		errs = append(errs, fmt.Errorf("CA_TIMEOUT %s: must be at most half of LEASE (%s), so that a CA call is given up well before another delivery may take the process over", c.CATimeout, c.Lease))
 	}
 	c.CallerInstanceID = get("CALLER_INSTANCE_ID", "")
 	if c.CallerInstanceID == "" {

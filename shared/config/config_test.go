@@ -125,3 +125,42 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("no config: %v", err)
 	}
 }
+
+// TestCATimeout: the CA call deadline is derived from the lease (half of
+// it by default) and may not exceed half of it.
+func TestCATimeout(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env               map[string]string
+		wantLease, wantCA time.Duration
+		wantErr           string
+	}{
+		{env: nil, wantLease: 2 * time.Minute, wantCA: time.Minute},
+		{env: map[string]string{"LEASE": "5m"}, wantLease: 5 * time.Minute, wantCA: 150 * time.Second},
+		{env: map[string]string{"CA_TIMEOUT": "20s"}, wantLease: 2 * time.Minute, wantCA: 20 * time.Second},
+		{env: map[string]string{"LEASE": "1m", "CA_TIMEOUT": "30s"}, wantLease: time.Minute, wantCA: 30 * time.Second},
+		{env: map[string]string{"LEASE": "1m", "CA_TIMEOUT": "31s"}, wantErr: "CA_TIMEOUT 31s: must be at most half of LEASE (1m0s)"},
+		{env: map[string]string{"CA_TIMEOUT": "5m"}, wantErr: "CA_TIMEOUT 5m0s: must be at most half of LEASE (2m0s)"},
+		{env: map[string]string{"CA_TIMEOUT": "0"}, wantErr: "CA_TIMEOUT"},
+		{env: map[string]string{"LEASE": "soon"}, wantErr: "LEASE"},
+	} {
+		env := map[string]string{"GOOGLE_CLOUD_PROJECT": "proj", "CERTPROV_CONFIG": goodAdapter, "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		c, err := Load(MapLookup(env), types)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%v: error %v, want one containing %q", tc.env, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		if c.Lease != tc.wantLease || c.CATimeout != tc.wantCA {
+			t.Errorf("%v: lease %s, CA timeout %s; want %s, %s", tc.env, c.Lease, c.CATimeout, tc.wantLease, tc.wantCA)
+		}
+	}
+}

@@ -455,7 +455,9 @@ func (p *Pipeline) plan(ctx context.Context, rec *progress.Record, proc *cpapi.P
 		return nil, &planError{"profile " + pl.profileRef + ": " + err.Error(), "The certificate could not be filled in: " + err.Error() + ". Contact your administrator."}
 	}
 	if ch, ok := issuer.(Challenger); ok {
-		pw, exp, err := ch.Challenge(ctx, rec.Key)
+		chCtx, cancel := p.caContext(ctx)
+		pw, exp, err := ch.Challenge(chCtx, rec.Key)
+		cancel()
 		if err != nil {
 			if isPermanentCA(err) {
 				return nil, &planError{"challenge: " + err.Error(), userMessage(err, "The adapter could not get an enrollment challenge from the certificate authority. Contact your administrator.")}

@@ -106,8 +106,10 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 	if err != nil {
 		return p.fail(ctx, rec, "open the CSR: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
 	}
+	caCtx, cancel := p.caContext(ctx)
+	defer cancel()
 	start := time.Now()
-	issued, err := issuer.Issue(ctx, ca.Request{CSR: csrDER, RequestID: rec.RequestID, Validity: validity, TemplateName: template})
+	issued, err := issuer.Issue(caCtx, ca.Request{CSR: csrDER, RequestID: rec.RequestID, Validity: validity, TemplateName: template})
 	caTime := time.Since(start)
 	if err != nil {
 		return p.caFailure(ctx, rec, err, retry)
@@ -116,7 +118,7 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 		return nil, err
 	}
 	// Nothing is uploaded that was not checked.
-	if err := p.check(ctx, issuer, rec, issued); err != nil {
+	if err := p.check(caCtx, issuer, rec, issued); err != nil {
 		return p.fail(ctx, rec, "the issued certificate failed its check: "+err.Error(),
 			"The certificate authority returned a certificate that does not match this device. Contact your administrator.")
 	}
@@ -133,6 +135,20 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 		return nil, err
 	}
 	return p.uploadLeased(ctx, rec, retry)
+}
+
+// caContext bounds one call to the CA by CATimeout, which is at most (and by
+// default) half the lease: a CA slower than that is given up, with a
+// transient error, while this delivery still holds the lease.
+func (p *Pipeline) caContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := p.Lease / 2
+	if d <= 0 {
+		d = time.Minute // half the default lease, before init
+	}
+	if p.CATimeout > 0 && p.CATimeout < d {
+		d = p.CATimeout
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // check verifies that the leaf chains to the CA's roots and holds the

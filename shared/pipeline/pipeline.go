@@ -92,7 +92,11 @@ type Pipeline struct {
 	// Lease bounds how long a step with an external side effect (signData, the
 	// CA) may run before another delivery may take over; default 2 minutes.
 	Lease time.Duration
-	Log   *slog.Logger
+	// CATimeout bounds each call to a CA connection (the challenge; Issue
+	// with the check of its answer): at most half the Lease, which is also
+	// the default, so that a slow CA is given up while the lease holds.
+	CATimeout time.Duration
+	Log       *slog.Logger
 	// Now and Jitter are replaceable in tests; defaults time.Now and rand.Float64.
 	Now    func() time.Time
 	Jitter func() float64

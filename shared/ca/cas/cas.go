@@ -218,7 +218,8 @@ var noRetry = gax.WithRetry(nil)
 
 // Issue asks the pool for a certificate for req.CSR (see the package doc for
 // idempotency and error kinds).
-func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, error) {
+func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, err error) {
+	defer ca.Recover(ctx, "cas: Issue", &err)
 	csr, err := x509.ParseCertificateRequest(req.CSR)
 	if err != nil {
 		return nil, &ca.Error{Kind: ca.Permanent, UserMessage: msgBadCSR, Reason: "the CSR does not parse", Err: err}
@@ -274,7 +275,8 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, erro
 // Roots returns the root certificates of the pool's CAs (FetchCaCerts): the
 // last certificate of each CA chain. Those Issue fetched before issuing are
 // reused for rootsTTL.
-func (c *Connector) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+func (c *Connector) Roots(ctx context.Context) (_ []*x509.Certificate, err error) {
+	defer ca.Recover(ctx, "cas: Roots", &err)
 	c.mu.Lock()
 	roots, fresh := c.roots, time.Since(c.fetched) < rootsTTL
 	c.mu.Unlock()

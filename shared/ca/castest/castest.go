@@ -96,6 +96,8 @@ type Fake struct {
 	failCode   codes.Code
 	failN      int
 	dropN      int
+	garbage    bool
+	hang       bool
 }
 
 type pool struct {
@@ -278,6 +280,26 @@ func (f *Fake) DropResponses(n int) {
 	f.dropN = n
 }
 
+// GarbagePEM is what SetGarbage puts in place of every certificate: a PEM
+// block whose DER is cut short (the bytes 30 82).
+const GarbagePEM = "-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n"
+
+// SetGarbage makes every successful answer carry GarbagePEM instead of its
+// certificates while on (a hostile or broken service).
+func (f *Fake) SetGarbage(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.garbage = on
+}
+
+// SetHang makes every call wait, without answering, until the caller gives
+// up (its deadline or cancellation) while on.
+func (f *Fake) SetHang(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hang = on
+}
+
 // ForgetRequestIDs ends the request_id dedupe window for every request so far.
 func (f *Fake) ForgetRequestIDs() {
 	f.mu.Lock()
@@ -299,11 +321,30 @@ func (f *Fake) intercept(ctx context.Context, req any, info *grpc.UnaryServerInf
 		f.failN--
 		err = status.Errorf(f.failCode, "injected %s", f.failCode)
 	}
+	hang, garbage := f.hang, f.garbage
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
+	if hang {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	resp, err := handler(ctx, req)
+	if err == nil && garbage {
+		switch r := resp.(type) {
+		case *privatecapb.Certificate:
+			r = proto.Clone(r).(*privatecapb.Certificate)
+			r.PemCertificate, r.PemCertificateChain = GarbagePEM, []string{GarbagePEM}
+			resp = r
+		case *privatecapb.FetchCaCertsResponse:
+			r = proto.Clone(r).(*privatecapb.FetchCaCertsResponse)
+			for _, chain := range r.CaCerts {
+				chain.Certificates = []string{GarbagePEM}
+			}
+			resp = r
+		}
+	}
 	if err == nil && method == "CreateCertificate" {
 		f.mu.Lock()
 		drop := f.dropN > 0

@@ -109,9 +109,9 @@ func New(_ context.Context, settings json.RawMessage, secrets func(string) (stri
 			return nil, fmt.Errorf("dev CA settings: keyFile: %w", err)
 		}
 	} else {
-		v, err := secrets(s.KeyEnv)
+		v, err := ca.Secret(secrets, "keyEnv", s.KeyEnv)
 		if err != nil {
-			return nil, fmt.Errorf("dev CA settings: keyEnv %s: %w", s.KeyEnv, err)
+			return nil, fmt.Errorf("dev CA settings: %w", err) // never the value: it may be the key itself
 		}
 		keyPEM = []byte(v)
 	}
@@ -209,7 +209,8 @@ var oidExtensionRequestSAN = []int{2, 5, 29, 17}
 
 // Issue signs the CSR's key and requested extensions. The same RequestID
 // returns the certificate issued before.
-func (c *Connector) Issue(_ context.Context, req ca.Request) (*ca.Issued, error) {
+func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, err error) {
+	defer ca.Recover(ctx, "dev: Issue", &err)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fault != nil {

@@ -11,7 +11,8 @@
 //	  "clientCertFile": "est-client.pem",     // optional, with clientKeyEnv: TLS client authentication
 //	  "clientKeyEnv": "EST_CLIENT_KEY",       //   (PEM certificate chain file; PEM private key secret)
 //	  "caFile": "est-tls-ca.pem",             // optional: PEM anchors for the server's TLS certificate
-//	  "caPin": "5f3c…"                        // optional: SHA-256 (hex) of the CA certificate leaves must chain to
+//	  "caPin": "5f3c…",                       // optional: SHA-256 (hex) of the CA certificate leaves must chain to
+//	  "timeout": "30s"                        // optional: bound of each request to the server, default 30s
 //	}
 //
 // Secrets are named by environment variable (usernameEnv, passwordEnv,
@@ -93,7 +94,14 @@ type Settings struct {
 	// CAPin is the hex SHA-256 of the DER CA certificate issued leaves must
 	// chain to; it must be among the /cacerts certificates.
 	CAPin string `json:"caPin,omitempty"`
+	// Timeout bounds each request to the server (a Go duration); default
+	// DefaultTimeout. The caller's context deadline, when shorter, wins.
+	Timeout string `json:"timeout,omitempty"`
 }
+
+// DefaultTimeout bounds each request when the settings name no timeout:
+// globalsign's client builds an http.Client without one.
+const DefaultTimeout = 30 * time.Second
 
 // DefaultRetryAfter is the wait on a 202 without a usable Retry-After.
 const DefaultRetryAfter = 5 * time.Minute
@@ -103,17 +111,24 @@ const caCertsTTL = time.Hour
 
 // Connector enrolls with one EST server.
 type Connector struct {
-	client globalsign.Client
-	pin    []byte
+	client  globalsign.Client
+	api     estAPI // &client; a seam for tests
+	pin     []byte
+	timeout time.Duration
 
 	mu      sync.Mutex
 	cacerts []*x509.Certificate
 	fetched time.Time
 }
 
+// estAPI is what the connector asks of globalsign's client.
+type estAPI interface {
+	CACerts(ctx context.Context) ([]*x509.Certificate, error)
+	Enroll(ctx context.Context, r *x509.CertificateRequest) (*x509.Certificate, error)
+}
+
 var (
 	labelRE = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
-	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // New checks settings, reads the files and secrets they name, and makes the
@@ -128,24 +143,16 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("est settings: unexpected data after the settings object")
 	}
-	c := &Connector{client: globalsign.Client{DisableKeepAlives: true}}
+	c := &Connector{client: globalsign.Client{DisableKeepAlives: true}, timeout: DefaultTimeout}
+	c.api = &c.client
 	var errs []error
+	// Errors name a setting that may hold a secret (a URL's password or
+	// query, a password written where its variable's name belongs), never
+	// its value.
 	secret := func(field, name string) string {
-		if !envRE.MatchString(name) {
-			errs = append(errs, fmt.Errorf("%s %q is not an environment variable name", field, name))
-			return ""
-		}
-		if secrets == nil {
-			errs = append(errs, fmt.Errorf("%s %s: no secrets available", field, name))
-			return ""
-		}
-		v, err := secrets(name)
+		v, err := ca.Secret(secrets, field, name)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", field, name, err))
-			return ""
-		}
-		if v == "" {
-			errs = append(errs, fmt.Errorf("%s %s is empty", field, name))
+			errs = append(errs, err)
 		}
 		return v
 	}
@@ -155,10 +162,16 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 	case s.URL == "":
 		errs = append(errs, errors.New("url is required (https://host[:port])"))
 	case err != nil:
-		errs = append(errs, fmt.Errorf("url: %w", err))
-	case u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL
+		}
+		errs = append(errs, fmt.Errorf("url is not a URL: %v", err))
+	case u.User != nil:
+		errs = append(errs, errors.New("url must not carry credentials: name them with usernameEnv and passwordEnv"))
+	case u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
 		(u.Path != "" && u.Path != "/" && u.Path != "/.well-known/est" && u.Path != "/.well-known/est/"):
-		errs = append(errs, fmt.Errorf("url %q must be https://host[:port] without credentials, path or query", s.URL))
+		errs = append(errs, errors.New("url must be https://host[:port], without a path, query or fragment"))
 	default:
 		c.client.Host = u.Host
 	}
@@ -221,6 +234,13 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 		}
 		c.pin = pin
 	}
+	if s.Timeout != "" {
+		d, err := time.ParseDuration(s.Timeout)
+		if err != nil || d <= 0 {
+			errs = append(errs, errors.New("timeout is not a positive duration (like \"30s\")"))
+		}
+		c.timeout = d
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("est settings: %w", err)
 	}
@@ -229,7 +249,8 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 
 // Issue enrolls req.CSR with /simpleenroll (see the package doc for the
 // answers and their kinds).
-func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, error) {
+func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, err error) {
+	defer ca.Recover(ctx, "est: Issue", &err)
 	csr, err := x509.ParseCertificateRequest(req.CSR)
 	if err != nil {
 		return nil, &ca.Error{Kind: ca.Permanent, UserMessage: msgBadCSR, Reason: "the CSR does not parse", Err: err}
@@ -243,7 +264,7 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, erro
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := c.client.Enroll(ctx, csr)
+	leaf, err := c.enroll(ctx, csr)
 	if err != nil {
 		return nil, classify("simpleenroll", err)
 	}
@@ -255,7 +276,8 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, erro
 
 // Roots returns the CA certificates issued leaves must chain to: the pinned
 // one, or the self-signed certificates of /cacerts.
-func (c *Connector) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+func (c *Connector) Roots(ctx context.Context) (_ []*x509.Certificate, err error) {
+	defer ca.Recover(ctx, "est: Roots", &err)
 	cacerts, err := c.caCerts(ctx)
 	if err != nil {
 		return nil, err
@@ -271,7 +293,9 @@ func (c *Connector) caCerts(ctx context.Context) ([]*x509.Certificate, error) {
 	if c.cacerts != nil && time.Since(c.fetched) < caCertsTTL {
 		return c.cacerts, nil
 	}
-	certs, err := c.client.CACerts(ctx)
+	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	certs, err := c.api.CACerts(reqCtx)
 	if err != nil {
 		return nil, classify("cacerts", err)
 	}
@@ -280,6 +304,13 @@ func (c *Connector) caCerts(ctx context.Context) ([]*x509.Certificate, error) {
 	}
 	c.cacerts, c.fetched = certs, time.Now()
 	return certs, nil
+}
+
+// enroll posts csr to /simpleenroll within the request timeout.
+func (c *Connector) enroll(ctx context.Context, csr *x509.CertificateRequest) (*x509.Certificate, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.api.Enroll(ctx, csr)
 }
 
 // split divides /cacerts into roots and intermediates.

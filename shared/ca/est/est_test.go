@@ -374,7 +374,7 @@ func TestSettings(t *testing.T) {
 		{name: "everything wrong", settings: `{"url":"http://est.example.com/x?y","label":"a/b","usernameEnv":"U",` +
 			`"clientKeyEnv":"K","caFile":"` + filepath.Join(dir, "none.pem") + `","caPin":"12"}`,
 			wantErrs: []string{"url", "label", "usernameEnv and passwordEnv", "clientCertFile and clientKeyEnv", "caFile", "caPin"}},
-		{name: "missing secret", settings: `{"url":"https://e","usernameEnv":"U","passwordEnv":"NOPE"}`, wantErrs: []string{"passwordEnv NOPE"}},
+		{name: "missing secret", settings: `{"url":"https://e","usernameEnv":"U","passwordEnv":"NOPE"}`, wantErrs: []string{"passwordEnv: the environment variable it names: secret <passwordEnv> not set"}},
 		{name: "bad key", settings: `{"url":"https://e","clientCertFile":"` + certFile + `","clientKeyEnv":"BADKEY"}`, wantErrs: []string{"clientKeyEnv key"}},
 	}
 	for _, tt := range tests {

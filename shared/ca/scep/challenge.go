@@ -26,6 +26,7 @@ import (
 // its password cache is full; Permanent (MsgChallengeUnavailable) when it
 // refuses the account or the page has no password.
 func (c *Connector) Challenge(ctx context.Context, _ string) (password string, expires time.Time, err error) {
+	defer ca.Recover(ctx, "scep: Challenge", &err)
 	switch c.cfg.challenge {
 	case ChallengeStatic:
 		return c.staticChallenge, time.Time{}, nil
@@ -77,7 +78,10 @@ func (c *Connector) fetchNDESChallenge(ctx context.Context) (string, error) {
 
 var (
 	// NDES (English): "The enrollment challenge password is: <B> 5E2A... </B>".
-	ndesPasswordRE = regexp.MustCompile(`(?is)enrollment\s+challenge\s+password\s+is\s*:?\s*(?:<[^>]*>\s*)*([^<\s]+)`)
+	// The password is printable ASCII without markup (and not starting with
+	// ":"), ending at a space, a tag or the page's end: a damaged page
+	// yields no password rather than markup or control characters.
+	ndesPasswordRE = regexp.MustCompile(`(?is)enrollment\s+challenge\s+password\s+is\s*:?\s*(?:<[^>]*>\s*)*([\x21-\x39\x3b\x3d\x3f-\x7e][\x21-\x3b\x3d\x3f-\x7e]*)(?:[\s<]|$)`)
 	// Other languages: the one bold run of 16 hex digits (NDES's password
 	// form; the CA thumbprint is 40 hex digits in groups).
 	ndesBoldHexRE   = regexp.MustCompile(`(?is)<b>\s*([0-9a-f]{16})\s*</b>`)

@@ -55,6 +55,10 @@ func TestDecodeAndParseNDESAdminPage(t *testing.T) {
 		{name: "no permission", body: sceptest.UTF16LE(`<P> You do not have sufficient permission to enroll with SCEP. Please contact your system administrator. </P>`),
 			wantKind: ca.Permanent, wantMsg: MsgChallengeUnavailable},
 		{name: "some other page", body: []byte(`<html><body>IIS Windows Server</body></html>`), wantKind: ca.Permanent, wantMsg: MsgChallengeUnavailable},
+		// Found by FuzzNDESAdminPage (testdata/fuzz/FuzzNDESAdminPage/f6cd5257a57b28ba):
+		// a damaged tag was taken for the password, NUL included.
+		{name: "control character instead of the tag", body: []byte("The enrollment challenge password is: \x00B> 85B9DD736FD39C4D </B>"), wantKind: ca.Permanent, wantMsg: MsgChallengeUnavailable},
+		{name: "password cut by a control character", body: []byte("The enrollment challenge password is: <B> 85B9DD73\x0036FD39C4D </B>"), wantKind: ca.Permanent, wantMsg: MsgChallengeUnavailable},
 		{name: "two candidate passwords", body: []byte(`<B>0123456789ABCDEF</B> <B>FEDCBA9876543210</B>`), wantKind: ca.Permanent, wantMsg: MsgChallengeUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

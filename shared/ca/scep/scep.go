@@ -65,16 +65,15 @@ func New(_ context.Context, settings json.RawMessage, secrets func(envName strin
 		return nil, err
 	}
 	c := &Connector{cfg: cfg, client: &http.Client{Timeout: cfg.timeout}, now: time.Now}
+	// Errors name the setting, never its value: a password written where
+	// its variable's name belongs is not echoed.
 	secret := func(field, env string) string {
 		if env == "" {
 			return ""
 		}
-		v, serr := secrets(env)
-		if serr == nil && v == "" {
-			serr = errors.New("it is empty")
-		}
+		v, serr := ca.Secret(secrets, field, env)
 		if serr != nil {
-			err = errors.Join(err, fmt.Errorf("scep settings: %s: secret %s: %w", field, env, serr))
+			err = errors.Join(err, fmt.Errorf("scep settings: %w", serr))
 		}
 		return v
 	}
@@ -84,7 +83,7 @@ func New(_ context.Context, settings json.RawMessage, secrets func(envName strin
 	if keyPEM := secret("signerKeyEnv", cfg.signerKeyEnv); keyPEM != "" {
 		key, kerr := parseSignerKey([]byte(keyPEM))
 		if kerr != nil {
-			err = errors.Join(err, fmt.Errorf("scep settings: signerKeyEnv %s: %w", cfg.signerKeyEnv, kerr))
+			err = errors.Join(err, fmt.Errorf("scep settings: signerKeyEnv: %w", kerr))
 		}
 		c.signerKey = key
 	}
@@ -132,7 +131,8 @@ func parseSignerKey(pemBytes []byte) (*rsa.PrivateKey, error) {
 // Roots returns the CA certificates an issued leaf must chain to: the
 // pinned certificate when caFingerprint is set, else every CA certificate
 // of GetCACert.
-func (c *Connector) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+func (c *Connector) Roots(ctx context.Context) (_ []*x509.Certificate, err error) {
+	defer ca.Recover(ctx, "scep: Roots", &err)
 	info, err := c.caInfo(ctx)
 	if err != nil {
 		return nil, err
@@ -175,7 +175,8 @@ func (c *Connector) forgetCAInfo() {
 // PENDING returns a ca.Pending error: call Issue again with the same req
 // after RetryAfter. FAILURE is ca.Permanent with a message for the device
 // (see the Msg constants); an unreachable CA or a 5xx is ca.Transient.
-func (c *Connector) Issue(ctx context.Context, req ca.Request) (*ca.Issued, error) {
+func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, err error) {
+	defer ca.Recover(ctx, "scep: Issue", &err)
 	if req.RequestID == "" {
 		return nil, configError("the request has no RequestID", nil)
 	}

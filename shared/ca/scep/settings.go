@@ -165,22 +165,28 @@ func parseSettings(raw json.RawMessage) (*config, error) {
 	return c, nil
 }
 
+// parseHTTPURL checks a URL setting. Its errors never quote the URL: it may
+// carry a password or a token in its query.
 func parseHTTPURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a URL", s)
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL
+		}
+		return nil, fmt.Errorf("not a URL: %v", err)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("%q must not carry credentials; name them by environment variable instead", u.Redacted())
+		return nil, errors.New("must not carry credentials; name them by environment variable instead")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("%q must be an http or https URL", s)
+		return nil, errors.New("must be an http or https URL")
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("%q has no host", s)
+		return nil, errors.New("has no host")
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%q must not have a query or fragment", s)
+		return nil, errors.New("must not have a query or fragment")
 	}
 	return u, nil
 }

@@ -58,7 +58,7 @@ func TestNewSettings(t *testing.T) {
 		{name: "unknown nested field", settings: `{"url": "http://x/scep", "challenge": {"type": "none", "secret": "x"}}`, wantErrs: []string{`unknown field "secret"`}},
 		{name: "not an object", settings: `[]`, wantErrs: []string{"scep settings"}},
 		{name: "everything wrong at once", settings: `{"url": "ftp://x/scep", "caFingerprint": "abc", "timeout": "soon", "pollInterval": "-1s", "challenge": {"type": "static"}}`,
-			wantErrs: []string{"url: \"ftp://x/scep\" must be an http or https URL", "caFingerprint must be a SHA-256", "timeout \"soon\"", "pollInterval \"-1s\"", "challenge.secretEnv is required"}},
+			wantErrs: []string{"url: must be an http or https URL", "caFingerprint must be a SHA-256", "timeout \"soon\"", "pollInterval \"-1s\"", "challenge.secretEnv is required"}},
 		{name: "missing url and challenge", settings: `{}`, wantErrs: []string{"url is required", "challenge.type is required"}},
 		{name: "unknown challenge type", settings: `{"url": "http://x/scep", "challenge": {"type": "otp"}}`, wantErrs: []string{`challenge.type "otp" is unknown`}},
 		{name: "ndes without its fields", settings: `{"url": "http://x/scep", "challenge": {"type": "ndes", "secretEnv": "SCEP_CHALLENGE", "validity": "0s"}}`,
@@ -70,9 +70,9 @@ func TestNewSettings(t *testing.T) {
 		{name: "relative admin url", settings: `{"url": "http://x/scep", "challenge": {"type": "ndes", "adminUrl": "/certsrv/mscep_admin/", "usernameEnv": "NDES_USER", "passwordEnv": "NDES_PASSWORD"}}`,
 			wantErrs: []string{"challenge.adminUrl"}},
 		{name: "missing and empty secrets", settings: `{"url": "http://x/scep", "challenge": {"type": "ndes", "adminUrl": "http://x/", "usernameEnv": "NOPE", "passwordEnv": "EMPTY"}}`,
-			wantErrs: []string{"challenge.usernameEnv: secret NOPE: not set", "challenge.passwordEnv: secret EMPTY: it is empty"}},
+			wantErrs: []string{"challenge.usernameEnv: the environment variable it names: not set", "challenge.passwordEnv: the environment variable it names is empty"}},
 		{name: "EC signer key", settings: `{"url": "http://x/scep", "challenge": {"type": "none"}, "signerKeyEnv": "EC_SIGNER"}`, wantErrs: []string{"SCEP signers need RSA"}},
-		{name: "signer not PEM", settings: `{"url": "http://x/scep", "challenge": {"type": "none"}, "signerKeyEnv": "SCEP_CHALLENGE"}`, wantErrs: []string{"signerKeyEnv SCEP_CHALLENGE", "no PEM block"}},
+		{name: "signer not PEM", settings: `{"url": "http://x/scep", "challenge": {"type": "none"}, "signerKeyEnv": "SCEP_CHALLENGE"}`, wantErrs: []string{"signerKeyEnv: no PEM block"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := New(context.Background(), json.RawMessage(tc.settings), secrets)
