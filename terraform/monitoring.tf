@@ -240,6 +240,30 @@ resource "google_logging_metric" "failure_unreported" {
   depends_on = [google_project_service.enabled]
 }
 
+resource "google_logging_metric" "incomplete_certificates" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/incomplete_certificates"
+  description = "Issued certificates that lack a SAN, a key usage or an extended key usage the request asked for (refused where the CA connection sets refuseIncomplete)."
+  filter      = "${local.functions_filter} AND jsonPayload.message=\"issued certificate lacks what the request asked for\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "certprov incomplete certificates"
+    labels {
+      key         = "ca_connection_ref"
+      value_type  = "STRING"
+      description = "The CA connection that issued it."
+    }
+  }
+  label_extractors = {
+    ca_connection_ref = "EXTRACT(jsonPayload.ca_connection_ref)"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
 resource "google_logging_metric" "own_claim_refused" {
   project     = var.project_id
   name        = "${var.name_prefix}/own_claim_refused"

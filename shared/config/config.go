@@ -162,6 +162,22 @@ type Adapter struct {
 type CAConnection struct {
 	Type     string          `json:"type"`
 	Settings json.RawMessage `json:"settings,omitempty"`
+	// RefuseIncomplete fails a process whose issued certificate lacks a SAN,
+	// a key usage or an extended key usage the request asked for (some CAs
+	// drop what their template does not allow). Default: upload it, with a
+	// WARNING that a log-based metric counts.
+	RefuseIncomplete bool `json:"refuseIncomplete,omitempty"`
+}
+
+// RefuseIncomplete lists the CA connections with refuseIncomplete set.
+func (a *Adapter) RefuseIncomplete() map[string]bool {
+	m := map[string]bool{}
+	for ref, c := range a.CAConnections {
+		if c.RefuseIncomplete {
+			m[ref] = true
+		}
+	}
+	return m
 }
 
 // Allowed reports whether notifications of customer are accepted.

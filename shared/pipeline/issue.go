@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
@@ -121,6 +122,16 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 	if err := p.check(caCtx, issuer, rec, issued); err != nil {
 		return p.fail(ctx, rec, "the issued certificate failed its check: "+err.Error(),
 			"The certificate authority returned a certificate that does not match this device. Contact your administrator.")
+	}
+	if missing, err := missingFromCertificate(csrDER, issued.Leaf); err != nil {
+		p.logger(ctx).Warn("could not compare the issued certificate with the request", slog.String("reason", err.Error()))
+	} else if len(missing) > 0 {
+		p.logger(ctx).Warn(MsgIncompleteCertificate, slog.String("ca_connection_ref", rec.CAConnectionRef),
+			slog.String("profile_ref", rec.ProfileRef), slog.Any("missing", missing), slog.Bool("refused", p.RefuseIncomplete[rec.CAConnectionRef]))
+		if p.RefuseIncomplete[rec.CAConnectionRef] {
+			return p.fail(ctx, rec, "the issued certificate lacks what the request asked for: "+strings.Join(missing, ", "),
+				"The certificate authority issued a certificate without "+strings.Join(missing, ", ")+", which this network needs. Contact your administrator.")
+		}
 	}
 	leaf := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issued.Leaf.Raw}))
 	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateIssuing}, progress.StateIssued, func(r *progress.Record) error {

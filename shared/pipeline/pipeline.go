@@ -92,6 +92,11 @@ type Pipeline struct {
 	// Lease bounds how long a step with an external side effect (signData, the
 	// CA) may run before another delivery may take over; default 2 minutes.
 	Lease time.Duration
+	// RefuseIncomplete names the CA connections (by reference) whose issued
+	// certificate is refused, and the process failed, when it lacks a SAN, a
+	// key usage or an extended key usage the request asked for; elsewhere
+	// such a certificate is uploaded with a WARNING (MsgIncompleteCertificate).
+	RefuseIncomplete map[string]bool
 	// CATimeout bounds each call to a CA connection (the challenge; Issue
 	// with the check of its answer): at most half the Lease, which is also
 	// the default, so that a slow CA is given up while the lease holds.

@@ -311,20 +311,21 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	w.store.SetFault(o.StoreFault)
 	w.store.SetAfterCommitFault(o.StoreAfterCommitFault)
 	p := &pipeline.Pipeline{
-		Store:       w.store,
-		API:         api,
-		CAs:         cas,
-		Profiles:    cfg.Profiles,
-		Allowed:     cfg.Allowed,
-		CallerID:    "certprov-local",
-		Schedule:    o.Schedule,
-		TTL:         config.DefaultRecordTTL,
-		MaxAttempts: config.DefaultTasksMaxAttempts,
-		Lease:       o.Lease,
-		Log:         o.Log,
-		Crash:       o.Crash,
-		Sealer:      sealer,
-		SweepAfter:  o.SweepAfter,
+		Store:            w.store,
+		API:              api,
+		CAs:              cas,
+		Profiles:         cfg.Profiles,
+		Allowed:          cfg.Allowed,
+		CallerID:         "certprov-local",
+		RefuseIncomplete: cfg.RefuseIncomplete(),
+		Schedule:         o.Schedule,
+		TTL:              config.DefaultRecordTTL,
+		MaxAttempts:      config.DefaultTasksMaxAttempts,
+		Lease:            o.Lease,
+		Log:              o.Log,
+		Crash:            o.Crash,
+		Sealer:           sealer,
+		SweepAfter:       o.SweepAfter,
 	}
 	if p.Crash == nil && o.CrashRate > 0 {
 		p.Crash = func(string) error {
