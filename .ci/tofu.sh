@@ -245,6 +245,8 @@ plan_refused 'secret_env={scep = {secret_id = "s"}}' "secret_env keys must be en
 plan_refused 'secret_env={S = {secret_id = "s", functions = ["tasks"]}}' "secret_env functions must list one or more of claim, poll, issue"
 plan_refused 'poll_schedule={jitter = 2}' "poll_schedule.multiplier must be from 1 to 10"
 plan_refused 'sweep={after = "soon"}' "sweep.after must be a Go duration"
+plan_refused 'lease={lease = "soon"}' "lease.lease must be a Go duration"
+plan_refused 'lease={ca_timeout = "half"}' "lease.ca_timeout must be a Go duration"
 plan_refused 'sweep={schedule = "hourly"}' "sweep.schedule must be a cron expression of 5 fields"
 plan_refused 'function_limits={poll = {cpu = "0.5", concurrency = 10}}' "more than 1 needs cpu of at least"
 plan_refused 'function_limits={poll = {timeout_seconds = 30}}' "function_limits.poll.timeout_seconds must be at least 60"

@@ -40,7 +40,9 @@ locals {
       RECORD_TTL            = var.record_ttl
       LOG_LEVEL             = var.log_level
       SWEEP_AFTER           = var.sweep.after
+      LEASE                 = var.lease.lease
     },
+    var.lease.ca_timeout == null ? {} : { CA_TIMEOUT = var.lease.ca_timeout },
     var.caller_instance_id == null ? {} : { CALLER_INSTANCE_ID = var.caller_instance_id },
     {
       for k, v in {

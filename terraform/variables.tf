@@ -215,6 +215,24 @@ variable "sweep" {
   }
 }
 
+variable "lease" {
+  description = "Step lease and CA deadline (README, environment table): `lease` (LEASE) is how long a step with an external side effect keeps duplicate deliveries away while its call is in flight (a call that fails frees it at once): at least 1m and shorter than sweep.after; `ca_timeout` (CA_TIMEOUT) bounds each CA call, at most half the lease (null: half the lease). The functions check both at start."
+  type = object({
+    lease      = optional(string, "2m")
+    ca_timeout = optional(string)
+  })
+  default = {}
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(h|m|s))+$", var.lease.lease))
+    error_message = "lease.lease must be a Go duration such as 2m or 150s."
+  }
+  validation {
+    condition     = var.lease.ca_timeout == null || can(regex("^([0-9]+(\\.[0-9]+)?(h|m|s))+$", coalesce(var.lease.ca_timeout, "x")))
+    error_message = "lease.ca_timeout must be a Go duration such as 45s, or null for half the lease."
+  }
+}
+
 variable "poll_schedule" {
   description = "Poll schedule of PollSignature (POLL_INITIAL_DELAY, POLL_MULTIPLIER, POLL_MAX_DELAY, POLL_JITTER, POLL_LATE_AFTER, POLL_LATE_INTERVAL, POLL_DEADLINE; see the README). An attribute left null keeps the code's default."
   type = object({

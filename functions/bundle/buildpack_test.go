@@ -357,6 +357,8 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"POLL_LATE_AFTER=10m",
 		"POLL_LATE_INTERVAL=5m",
 		"SWEEP_AFTER=1h",
+		"LEASE=2m",
+		"CA_TIMEOUT=1m",
 		"POLL_DEADLINE=24h",
 		// local stand-ins
 		"CERTPROV_API_EMULATOR_HOST=127.0.0.1:9",
