@@ -56,7 +56,7 @@ func FuzzTaskHandlers(f *testing.F) {
 				Key: progress.Key("C0fuzz", id), Customer: "C0fuzz", ProcessID: id,
 				ProcessName: "customers/C0fuzz/certificateProvisioningProcesses/" + id, State: st,
 				CreatedAt: now.Add(-2 * time.Hour), UpdatedAt: now.Add(-2 * time.Hour), Deadline: now.Add(time.Hour),
-				OperationName: "customers/C0fuzz/certificateProvisioningProcesses/" + id + "/operations/x",
+				OperationName:  "customers/C0fuzz/certificateProvisioningProcesses/" + id + "/operations/x",
 				FailureMessage: "fuzz", SignData: []byte{0x30, 0x00}, CSR: []byte{0x30, 0x00}, CertificatePEM: "not a certificate",
 			}); err != nil {
 				t.Fatal(err)
