@@ -1,0 +1,60 @@
+package pipeline_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+)
+
+// Regressions found by the fault campaign of issue 11.
+
+// Contention on an issue task's last attempt (the lease of an earlier attempt
+// that crashed is still held) is not the process's failure, and must not drop
+// the task either: the work goes on in a fresh task, as on the poll queue.
+// Found by the campaign's "contention on a last attempt": the last attempt
+// answered 503 "another delivery is working", the queue dropped the task and
+// only the stale-process sweep resumed the process.
+func TestContentionOnTheLastIssueAttemptIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		point string
+		state progress.State
+	}{
+		{"issue:before-ca", progress.StateIssuing},
+		{"upload:before-upload", progress.StateIssued},
+	} {
+		t.Run(tc.point, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, cpemulator.Options{})
+			name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+			if err := h.claim(note, 1); err != nil {
+				t.Fatal(err)
+			}
+			task := h.nextIssue()
+			h.crashOnce(tc.point)
+			if err := h.p.Issue(context.Background(), task.Body, 0); err == nil {
+				t.Fatalf("the issue attempt did not crash at %s", tc.point)
+			}
+			h.p.Crash = nil
+			h.clk.advance(time.Second) // the queue's first backoff: the lease is still held
+			if rec := h.record(name); rec.State != tc.state || !h.clk.Now().Before(rec.LeaseUntil) {
+				t.Fatalf("after the crash: state %s, lease until %s (now %s); want %s and held", rec.State, rec.LeaseUntil, h.clk.Now(), tc.state)
+			}
+			if err := h.p.Issue(context.Background(), task.Body, h.p.MaxAttempts-1); err != nil {
+				t.Errorf("last attempt returned %v: the queue would drop the task", err)
+			}
+			if rec := h.record(name); rec.State != tc.state {
+				t.Fatalf("state %s after contention on the last attempt, want %s (last error %q)", rec.State, tc.state, rec.LastError)
+			}
+			if len(h.q.pending) == 0 {
+				t.Fatal("no task carries the work on")
+			}
+			h.drain()
+			h.wantUploaded(name)
+			h.noViolations()
+		})
+	}
+}
