@@ -148,14 +148,21 @@ func (inj *injector) taskAttempt(q tasks.Queue, body []byte, retry int) (bool, f
 	}
 	return why != "", func(status int) {
 		inj.inTask.Delete(g)
+		// A failed last attempt is dropped: a problem unless the process
+		// has ended anyway (a concurrent delivery finished it).
+		var after *progress.Record
+		if why != "" && (status < 200 || status > 299) {
+			after, _ = inj.store.Peek(context.Background(), tb.Key)
+		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.inTask--
 		if why == "setFailure" {
 			p.lastInFlight--
 		}
-		if why != "" && (status < 200 || status > 299) {
-			p.lastFailed = append(p.lastFailed, fmt.Sprintf("%s: the attempt presented as the task's last failed (%d %s), so its task is dropped and only the sweep resumes the process", why, status, http.StatusText(status)))
+		if after != nil && !after.State.Terminal() {
+			p.lastFailed = append(p.lastFailed, fmt.Sprintf("%s: the attempt presented as the task's last failed (%d %s) and left the process %s: its task is dropped and only the sweep resumes it",
+				why, status, http.StatusText(status), after.State))
 		}
 	}
 }
