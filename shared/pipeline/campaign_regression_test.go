@@ -2,10 +2,13 @@ package pipeline_test
 
 import (
 	"context"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 )
 
@@ -56,5 +59,58 @@ func TestContentionOnTheLastIssueAttemptIsNotAFailure(t *testing.T) {
 			h.wantUploaded(name)
 			h.noViolations()
 		})
+	}
+}
+
+// A process whose claim went through with its answer lost, and which then
+// fails before any delivery recorded the claim (every later delivery met a
+// 503 on get), is claimed again before setFailure. When the API refuses that
+// repeat claim, the process ends CLAIMED_ELSEWHERE: that is our own claim
+// refused, and it must be logged at ERROR (pipeline.MsgOwnClaimRefused) as on
+// the claim path. Found by the fault campaign (seed 1): the process ended
+// CLAIMED_ELSEWHERE with an INFO-level note only.
+func TestOwnClaimRefusedBeforeSetFailureIsAnError(t *testing.T) {
+	t.Parallel()
+	var claims atomic.Int32
+	var getFails atomic.Bool
+	h := newHarness(t, cpemulator.Options{
+		RefuseRepeatClaims: true,
+		Fault: func(method, _ string) cpemulator.Fault {
+			switch {
+			case method == cpemulator.MethodClaim && claims.Add(1) == 1:
+				return cpemulator.FaultLostResponse
+			case method == cpemulator.MethodGet && getFails.Load():
+				return cpemulator.FaultUnavailable
+			}
+			return cpemulator.NoFault
+		},
+	})
+	logs := &syncBuffer{}
+	h.p.Log = slog.New(slog.NewJSONHandler(logs, nil))
+	name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+	if err := h.p.ClaimDelivery(context.Background(), note, 1); err == nil {
+		t.Fatal("the lost claim answer was not an error")
+	}
+	getFails.Store(true)
+	for attempt := 2; attempt <= h.p.MaxAttempts; attempt++ {
+		h.clk.advance(90 * time.Second) // past the lease
+		err := h.p.ClaimDelivery(context.Background(), note, attempt)
+		if attempt < h.p.MaxAttempts && err == nil {
+			t.Fatalf("delivery %d succeeded despite the 503 on get", attempt)
+		}
+	}
+	rec := h.record(name)
+	if rec.State != progress.StateClaimedElsewhere || h.snap(name).RepeatClaimsRefused != 1 {
+		t.Fatalf("state %s, repeat claims refused %d; want CLAIMED_ELSEWHERE after our repeat claim was refused (last error %q)",
+			rec.State, h.snap(name).RepeatClaimsRefused, rec.LastError)
+	}
+	var found bool
+	for _, e := range logs.entries(t) {
+		if e["msg"] == pipeline.MsgOwnClaimRefused && e["level"] == "ERROR" && e["process_id"] == h.snap(name).ID {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no ERROR %q naming the process", pipeline.MsgOwnClaimRefused)
 	}
 }
