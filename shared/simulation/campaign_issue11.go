@@ -127,6 +127,7 @@ func (inj *injector) taskAttempt(q tasks.Queue, body []byte, retry int) (bool, f
 	inj.goroutines.Store(g, p)
 	p.mu.Lock()
 	p.inTask++
+	faultsBefore := p.faults
 	var why string
 	switch {
 	case rec == nil:
@@ -149,7 +150,8 @@ func (inj *injector) taskAttempt(q tasks.Queue, body []byte, retry int) (bool, f
 	return why != "", func(status int) {
 		inj.inTask.Delete(g)
 		// A failed last attempt is dropped: a problem unless the process
-		// has ended anyway (a concurrent delivery finished it).
+		// has ended anyway (a concurrent delivery finished it) or another
+		// injected fault failed the attempt.
 		var after *progress.Record
 		if why != "" && (status < 200 || status > 299) {
 			after, _ = inj.store.Peek(context.Background(), tb.Key)
@@ -160,7 +162,9 @@ func (inj *injector) taskAttempt(q tasks.Queue, body []byte, retry int) (bool, f
 		if why == "setFailure" {
 			p.lastInFlight--
 		}
-		if after != nil && !after.State.Terminal() {
+		// An injected crash, store fault or timeout on this very attempt
+		// makes it fail by design (the sweep resumes a dropped task).
+		if after != nil && !after.State.Terminal() && p.faults == faultsBefore {
 			p.lastFailed = append(p.lastFailed, fmt.Sprintf("%s: the attempt presented as the task's last failed (%d %s) and left the process %s: its task is dropped and only the sweep resumes it",
 				why, status, http.StatusText(status), after.State))
 		}
