@@ -138,6 +138,11 @@ type Options struct {
 	// a repeat by the same id succeeds is not documented, so the adapter must
 	// work either way: tests run both.
 	RefuseRepeatClaims bool
+	// RefuseRepeatClaim, when set, decides per process (by resource name)
+	// whether a repeat claim by the holder is refused, as RefuseRepeatClaims
+	// does for every process (either refuses). The fault campaign draws it.
+	// It is called concurrently.
+	RefuseRepeatClaim func(processName string) bool
 
 	// MyCustomer, when set, is the customer that the literal customer id
 	// "my_customer" in a request stands for, as the real API resolves it for

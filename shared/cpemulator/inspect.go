@@ -23,21 +23,24 @@ const (
 
 // Snapshot is a copy of a process's state for tests and reports.
 type Snapshot struct {
-	Name       string
-	Customer   string
-	ID         string
-	Kind       ClientKind
-	Key        KeyType
-	Behaviour  Behaviour
-	SignDelay  time.Duration
-	State      State
-	PublicKey  crypto.PublicKey
-	SPKI       []byte // DER SubjectPublicKeyInfo
-	Created    time.Time
-	ClaimedBy  string
-	IsSCEP     bool
-	CARef      string
-	ProfileRef string // generic profiles only
+	Name      string
+	Customer  string
+	ID        string
+	Kind      ClientKind
+	Key       KeyType
+	Behaviour Behaviour
+	SignDelay time.Duration
+	State     State
+	PublicKey crypto.PublicKey
+	SPKI      []byte // DER SubjectPublicKeyInfo
+	Created   time.Time
+	ClaimedBy string
+	// RepeatClaimsRefused counts repeat claims by the holder that were
+	// refused (Options.RefuseRepeatClaims, Options.RefuseRepeatClaim).
+	RepeatClaimsRefused int
+	IsSCEP              bool
+	CARef               string
+	ProfileRef          string // generic profiles only
 
 	// SignDataCalls counts accepted signData requests: how many times the
 	// client was asked to sign (a lost answer counts). More than one is a
@@ -83,7 +86,8 @@ func (p *process) snapshot(now time.Time) Snapshot {
 		Name: p.name, Customer: p.customer, ID: p.id, Kind: p.kind, Key: p.keyType,
 		Behaviour: p.behaviour, SignDelay: p.delay, PublicKey: p.signer.Public(),
 		SPKI: bytes.Clone(p.spki), Created: p.created, ClaimedBy: p.claimedBy,
-		IsSCEP: p.scep != nil, CARef: p.caConn.Ref, ProfileRef: p.profileRef,
+		RepeatClaimsRefused: p.repeatClaimsRefused,
+		IsSCEP:              p.scep != nil, CARef: p.caConn.Ref, ProfileRef: p.profileRef,
 		SignDataCalls: p.signDataOK, SignDataRequests: p.signDataSeen,
 		SignData: bytes.Clone(p.signData), SignatureAlgorithm: p.algorithm, SignDataAt: p.signDataAt,
 		Signature: bytes.Clone(p.signature), SignedAt: p.signedAt,

@@ -38,6 +38,9 @@ type process struct {
 	mu sync.Mutex
 	// claim
 	claimedBy string
+	// repeatClaimsRefused counts repeat claims by the holder that were
+	// refused (Options.RefuseRepeatClaims, Options.RefuseRepeatClaim).
+	repeatClaimsRefused int
 	// signData
 	signData     []byte
 	algorithm    string
@@ -252,7 +255,8 @@ func (e *Emulator) get(p *process, now time.Time) (any, *apiError) {
 
 // claim: the first caller instance id wins. A repeat claim with the same id
 // succeeds again ({}), or is refused like any other when
-// Options.RefuseRepeatClaims is set: the real API documents neither (the
+// Options.RefuseRepeatClaims is set (or Options.RefuseRepeatClaim says so for
+// this process): the real API documents neither (the
 // adapter must not rely on it). A claim on a failed or finished process is
 // refused like a claim by another instance.
 func (e *Emulator) claim(p *process, body []byte, now time.Time) (any, *apiError) {
@@ -275,10 +279,18 @@ func (e *Emulator) claim(p *process, body []byte, now time.Time) (any, *apiError
 	case p.claimedBy == "":
 		p.claimedBy = caller
 		return empty, nil
-	case p.claimedBy == caller && !e.opts.RefuseRepeatClaims:
+	case p.claimedBy == caller && !e.refusesRepeatClaim(p.name):
 		return empty, nil
+	case p.claimedBy == caller:
+		p.repeatClaimsRefused++
 	}
 	return nil, errPrecondition("The certificate provisioning process has already been claimed by another caller instance.")
+}
+
+// refusesRepeatClaim reports whether a repeat claim on the named process by
+// its holder is refused.
+func (e *Emulator) refusesRepeatClaim(name string) bool {
+	return e.opts.RefuseRepeatClaims || (e.opts.RefuseRepeatClaim != nil && e.opts.RefuseRepeatClaim(name))
 }
 
 // signData asks the client to sign, once. Choice: a second request is

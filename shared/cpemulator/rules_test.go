@@ -391,3 +391,56 @@ func TestConcurrentClaims(t *testing.T) {
 		t.Errorf("%d claims won, want 1", winners)
 	}
 }
+
+// A repeat claim by the holder is refused for every process
+// (RefuseRepeatClaims) or for the processes RefuseRepeatClaim names, and
+// counted; a first claim and other processes are not affected.
+func TestRepeatClaimRefusal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		opts func(refused *string) Options
+		// wantOther: the second claim on the process not named by the
+		// per-process option is refused too.
+		wantOther bool
+	}{
+		{"accepted by default", func(*string) Options { return Options{} }, false},
+		{"refused for every process", func(*string) Options { return Options{RefuseRepeatClaims: true} }, true},
+		{"refused for one process", func(refused *string) Options {
+			return Options{RefuseRepeatClaim: func(name string) bool { return name == *refused }}
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var refusedName string
+			f := newFixture(t, tc.opts(&refusedName))
+			one, other := f.add(ClientSpec{}), f.add(ClientSpec{})
+			refusedName = one
+			for _, name := range []string{one, other} {
+				if err := f.claim(name, "a"); err != nil {
+					t.Fatalf("first claim of %s: %v", name, err)
+				}
+			}
+			wantRefused := map[string]bool{one: tc.name != "accepted by default", other: tc.wantOther}
+			for _, name := range []string{one, other} {
+				err := f.claim(name, "a")
+				if wantRefused[name] {
+					if code, status, _ := apiStatus(t, err); code != 400 || status != "FAILED_PRECONDITION" {
+						t.Errorf("repeat claim of %s: %d %s, want 400 FAILED_PRECONDITION", name, code, status)
+					}
+				} else if err != nil {
+					t.Errorf("repeat claim of %s: %v, want accepted", name, err)
+				}
+				s := f.snap(name)
+				want := 0
+				if wantRefused[name] {
+					want = 1
+				}
+				if s.RepeatClaimsRefused != want || s.ClaimedBy != "a" {
+					t.Errorf("%s: repeat claims refused %d, claimed by %q; want %d, %q", name, s.RepeatClaimsRefused, s.ClaimedBy, want, "a")
+				}
+			}
+		})
+	}
+}

@@ -43,6 +43,7 @@ func (p *Pipeline) ClaimDelivery(ctx context.Context, data []byte, attempt int) 
 	if gerr != nil || (rec.State != progress.StateReceived && rec.State != progress.StateClaimed) {
 		return err // later states have a durable poll task that carries on
 	}
+	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
 	if errors.Is(err, errBusy) || isQuota(err) {
 		// Contention and quota are not the process's failure: a fresh
 		// task carries the claim on instead of the dead-letter topic.

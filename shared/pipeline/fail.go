@@ -130,6 +130,10 @@ func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retr
 		// Failed before its claim went through (an outage on every
 		// delivery): the API takes setFailure only from the claimer.
 		if cerr := p.API.Claim(ctx, rec.ProcessName, p.CallerID); errors.Is(cerr, cpapi.ErrClaimRefused) {
+			// A delivery of ours held the claim lease (every record starts
+			// with one) and may have claimed, its answer lost: as on the
+			// claim path, the API may be refusing our own repeat claim.
+			p.logger(ctx).Error(MsgOwnClaimRefused, slog.Int("attempts", rec.Attempts), slog.String("reason", cerr.Error()))
 			return p.transition(ctx, rec.Key, []progress.State{progress.StateFailing}, progress.StateClaimedElsewhere, func(r *progress.Record) error {
 				r.LastError += "; the claim before setFailure was refused: " + cerr.Error()
 				return nil

@@ -33,6 +33,7 @@ func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
 		return err
 	}
 	for range 4 {
+		before := rec
 		switch rec.State {
 		case progress.StateSigned, progress.StateIssuing:
 			rec, err = p.issue(ctx, rec, retry)
@@ -48,6 +49,11 @@ func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
 			if cur, ok := stale(err); ok {
 				rec = cur
 				continue
+			}
+			if errors.Is(err, errBusy) && p.lastAttempt(retry) {
+				// Contention (a lease left by an earlier attempt) is not
+				// the process's failure: a fresh task carries on.
+				return p.continueLater(ctx, before, err)
 			}
 			return err
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/notification"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
@@ -63,6 +64,37 @@ type CampaignOptions struct {
 	DropRate float64
 	// RefusalRate is the share of processes the CA refuses (permanently).
 	RefusalRate float64
+
+	// The faults of issue 11, drawn per process (shares of the processes)
+	// except CAMalformedRate (per issuance).
+	//
+	// LostClaimRate: the process's first claim acts but its answer is lost
+	// (a 503, or a timeout after acting, half each). Bounded.
+	LostClaimRate float64
+	// RefuseRepeatClaimShare: the API refuses a repeat claim by the caller
+	// that holds the process (cpemulator.Options.RefuseRepeatClaim). With a
+	// lost claim answer (or a crash after the claim) the pipeline's retry is
+	// refused: the process ends CLAIMED_ELSEWHERE with an ERROR log
+	// (pipeline.MsgOwnClaimRefused), as expected, not a violation.
+	RefuseRepeatClaimShare float64
+	// SetFailureLastRate: the process's failure report meets a setFailure
+	// that fails (429 or 503) on a task's last attempt. The first setFailure
+	// made in a task answers 503, so the record stays FAILING; the attempt
+	// that then finds it FAILING is presented as the task's last (see
+	// Options.TaskAttempt), and its setFailure fails. Bounded.
+	SetFailureLastRate float64
+	// ContentionLastRate: the process's issuance meets contention on a
+	// task's last attempt: an issue attempt crashes at issue:before-ca
+	// holding the lease, and its retry, presented as the task's last, finds
+	// the lease held. Bounded.
+	ContentionLastRate float64
+	// CAMalformedRate: per issuance, the CA's answer is garbage that the
+	// connector turns into a transient *ca.Error "malformed answer" (what
+	// shared/ca makes of a malformed PKCS#7). Bounded.
+	CAMalformedRate float64
+	// GarbageCertRate: the CA answers the process with a certificate for
+	// another key; the pipeline's check must refuse it (FAILED).
+	GarbageCertRate float64
 	// CAOutageGap and CAOutageLength (real time, scaled by TimeScale) draw the
 	// CA outage windows: during one every issuance fails transiently.
 	CAOutageGap, CAOutageLength Range
@@ -100,7 +132,9 @@ type CampaignOptions struct {
 // DefaultCampaign returns the campaign of issue 5: a mostly online mix with
 // every ending, API errors at 5% plus lost answers and timeouts, crashes at
 // every point, store faults before and after commit, duplicates, CA outages
-// and refusals.
+// and refusals; and those of issue 11: lost claim answers, refused repeat
+// claims, setFailure failing and contention on a task's last attempt, and
+// garbage CA answers.
 func DefaultCampaign(enrollments int, seed uint64) CampaignOptions {
 	return CampaignOptions{
 		Enrollments: enrollments, Seed: seed,
@@ -108,6 +142,8 @@ func DefaultCampaign(enrollments int, seed uint64) CampaignOptions {
 		APIErrorRate: 0.05, LostRate: 0.01, TimeoutRate: 0.01,
 		CrashRate: 0.01, StoreFaultRate: 0.005, StoreAfterCommitRate: 0.005,
 		DuplicateRate: 0.05, RefusalRate: 0.03, DropRate: 0.005,
+		LostClaimRate: 0.03, RefuseRepeatClaimShare: 0.5, SetFailureLastRate: 0.2,
+		ContentionLastRate: 0.02, CAMalformedRate: 0.02, GarbageCertRate: 0.01,
 		CAOutageGap:         Range{Min: time.Minute, Max: 4 * time.Minute},
 		CAOutageLength:      Range{Min: 5 * time.Second, Max: 20 * time.Second},
 		MaxFaultsPerProcess: 3,
@@ -162,6 +198,9 @@ func (co *CampaignOptions) validate() error {
 		"api error rate": co.APIErrorRate, "lost rate": co.LostRate, "timeout rate": co.TimeoutRate,
 		"crash rate": co.CrashRate, "store fault rate": co.StoreFaultRate, "store after-commit rate": co.StoreAfterCommitRate,
 		"duplicate rate": co.DuplicateRate, "refusal rate": co.RefusalRate, "drop rate": co.DropRate,
+		"lost claim rate": co.LostClaimRate, "repeat claim refusal share": co.RefuseRepeatClaimShare,
+		"setFailure last-attempt rate": co.SetFailureLastRate, "contention last-attempt rate": co.ContentionLastRate,
+		"CA malformed rate": co.CAMalformedRate, "garbage certificate rate": co.GarbageCertRate,
 	} {
 		if v < 0 || v > 1 {
 			return fmt.Errorf("campaign: %s %g: want 0 to 1", name, v)
@@ -197,8 +236,11 @@ func (co *CampaignOptions) options(inj *injector) Options {
 		if co.Arrival > 0 {
 			timeout += time.Duration(float64(co.Enrollments) / co.Arrival * float64(time.Second))
 		}
-		if co.DropRate > 0 { // every dropped task waits for a sweep
+		if co.DropRate > 0 || co.ContentionLastRate > 0 { // every dropped task waits for a sweep
 			timeout += time.Duration(max(co.MaxFaultsPerProcess, 3)) * (sweepAfter + sweepEvery)
+		}
+		if co.SetFailureLastRate > 0 { // a fresh report task waits a minute (not scaled)
+			timeout += 2 * time.Minute
 		}
 	}
 	return Options{
@@ -207,7 +249,7 @@ func (co *CampaignOptions) options(inj *injector) Options {
 		FastDelay: t.fast.Scale(s), SlowDelay: t.slow.Scale(s),
 		Schedule: sched, TimeScale: s, Arrival: co.Arrival, Seed: co.Seed,
 		Timeout:  timeout,
-		Progress: co.Progress, ProgressEvery: co.ProgressEvery, Log: co.Log,
+		Progress: co.Progress, ProgressEvery: co.ProgressEvery, Log: slog.New(inj.errors.handler(co.Log)),
 		DuplicateRate:         co.DuplicateRate,
 		APIFault:              inj.apiFault,
 		CAFault:               inj.caFault,
@@ -215,6 +257,10 @@ func (co *CampaignOptions) options(inj *injector) Options {
 		StoreAfterCommitFault: inj.storeAfterCommit,
 		Crash:                 inj.crash,
 		TaskFault:             inj.taskFault,
+		TaskAttempt:           inj.taskAttempt,
+		RefuseRepeatClaim:     inj.refuseRepeatClaim,
+		CAAnswer:              inj.caAnswer,
+		store:                 inj.store,
 		SweepAfter:            sweepAfter,
 		SweepEvery:            sweepEvery,
 		Lease:                 time.Duration(float64(t.lease) / s),
@@ -240,6 +286,17 @@ type CampaignReport struct {
 	Expected  map[string]int   `json:"expected"`
 	Outcomes  Outcomes         `json:"outcomes"`
 	APICalls  map[string]int   `json:"api_calls"`
+	// OwnClaimRefused is the processes that ended CLAIMED_ELSEWHERE because
+	// the API refused our own repeat claim (expected with
+	// RefuseRepeatClaimShare); OwnClaimRefusedErrors the ERROR logs
+	// pipeline.MsgOwnClaimRefused, FailureUnreportedErrors those of
+	// pipeline.MsgFailureUnreported.
+	OwnClaimRefused         int   `json:"own_claim_refused_claimed_elsewhere"`
+	OwnClaimRefusedErrors   int64 `json:"own_claim_refused_errors"`
+	FailureUnreportedErrors int64 `json:"failure_unreported_errors"`
+	// LastAttemptsFailed is the attempts presented as a task's last
+	// (contention, setFailure) that failed: their task was dropped.
+	LastAttemptsFailed int64 `json:"last_attempts_failed"`
 	// Violations are the processes that broke an invariant or did not end as
 	// expected, each with its history; empty means the campaign passed.
 	Violations []CampaignViolation `json:"violations"`
@@ -308,6 +365,27 @@ type FaultCounts struct {
 	// Suppressed is the faults drawn but not injected (and the outage
 	// failures spared) because the process had used MaxFaultsPerProcess.
 	Suppressed int64 `json:"suppressed_by_bound"`
+
+	// Issue 11. LostClaimAnswers: claims that acted, answer lost.
+	LostClaimAnswers int64 `json:"lost_claim_answers"`
+	// RepeatClaimRefusalProcesses is the processes whose API refuses a
+	// repeat claim; RepeatClaimsRefused the repeat claims it refused.
+	RepeatClaimRefusalProcesses int `json:"repeat_claim_refusal_processes"`
+	RepeatClaimsRefused         int `json:"repeat_claims_refused"`
+	// SetFailureBeforeLast is the first setFailure of a process answered 503
+	// to bring its report to a last attempt; SetFailureLast the setFailure
+	// calls failed (429/503) on a task's last attempt.
+	SetFailureBeforeLast int64 `json:"setfailure_503_before_last_attempt"`
+	SetFailureLast       int64 `json:"setfailure_failed_on_last_attempt"`
+	// ContentionCrashes is the issue attempts crashed holding the lease;
+	// ContentionLast the retries presented as the last attempt that found
+	// the lease held.
+	ContentionCrashes int64 `json:"contention_crashes"`
+	ContentionLast    int64 `json:"contention_on_last_attempt"`
+	// CAMalformed is the CA answers turned into a transient "malformed
+	// answer"; CAGarbageCerts the certificates for another key returned.
+	CAMalformed    int64 `json:"ca_malformed_answers"`
+	CAGarbageCerts int64 `json:"ca_garbage_certificates"`
 }
 
 // Kinds flattens the counts into one number per kind of fault.
@@ -333,6 +411,12 @@ func (f FaultCounts) Kinds() map[string]int64 {
 		"crash":                     sum(f.Crashes),
 		"store fault before commit": sum(f.StoreBefore),
 		"store fault after commit":  sum(f.StoreAfterCommit),
+		"lost claim answer":         f.LostClaimAnswers,
+		"repeat claim refused":      int64(f.RepeatClaimsRefused),
+		"setFailure failed on last": f.SetFailureLast,
+		"contention on last":        f.ContentionLast,
+		"ca malformed answer":       f.CAMalformed,
+		"ca garbage certificate":    f.CAGarbageCerts,
 	}
 }
 
@@ -345,6 +429,7 @@ func Campaign(ctx context.Context, co CampaignOptions) (*CampaignReport, error) 
 		return nil, err
 	}
 	inj := newInjector(co)
+	inj.store = memory.New()
 	o := co.options(inj)
 	inj.start = time.Now()
 	w, err := run(ctx, &o)
@@ -373,8 +458,21 @@ type injector struct {
 
 	outages []window
 
+	// store is the run's store: a task attempt's fault reads its record.
+	store *memory.Store
+	// kinds draws each process's issue-11 faults, in creation order.
+	kinds *rand.Rand
+	// garbage is a certificate for a key no client holds.
+	garbage *ca.Issued
+	// errors counts the pipeline's ERROR logs by process and message.
+	errors *errorLog
+	// inTask holds the goroutines running a task attempt.
+	inTask sync.Map
+
 	apiRequests, api503, api429, api500, lost, timeout, timeoutActed atomic.Int64
 	outageFailures, outageSpared, refusals, suppressed               atomic.Int64
+	lostClaims, setFailureBefore, setFailureLast                     atomic.Int64
+	contentionCrashes, contentionLast, caMalformed, garbageCerts     atomic.Int64
 	kmu                                                              sync.Mutex
 	crashes, storeBefore, storeAfter                                 map[string]int64
 }
@@ -386,6 +484,8 @@ type plan struct {
 	index   int
 	id, key string
 	refused bool
+	// Issue 11's faults planned for this process.
+	lostClaim, refuseRepeat, failLast, contendLast, garbageCert bool
 
 	mu     sync.Mutex
 	rng    *rand.Rand
@@ -393,12 +493,25 @@ type plan struct {
 	// dropped: a task of this process was dropped (at most one per process).
 	dropped bool
 	log     []string
+	// lostClaimDone: the lost claim answer was drawn. failFirstDone: the
+	// first setFailure in a task failed; failLastDone: the one on a last
+	// attempt. lastInFlight: attempts presented as last for setFailure.
+	lostClaimDone, failFirstDone, failLastDone bool
+	inTask, lastInFlight                       int
+	// contendDone: the crash holding the lease happened; contendNext: the
+	// next attempt is presented as the last.
+	contendDone, contendNext bool
+	// lastFailed: attempts presented as a task's last that failed.
+	lastFailed []string
 }
 
 func newInjector(co CampaignOptions) *injector {
 	inj := &injector{
 		co: co, byID: map[string]*plan{}, byReqID: map[string]*plan{},
 		refuse:  rand.New(rand.NewPCG(co.Seed, 0xca5e)),
+		kinds:   rand.New(rand.NewPCG(co.Seed, 0x11fa17)),
+		garbage: garbageCertificate(),
+		errors:  &errorLog{n: map[[2]string]int64{}},
 		crashes: map[string]int64{}, storeBefore: map[string]int64{}, storeAfter: map[string]int64{},
 	}
 	// The outage timeline, far enough for any run.
@@ -435,6 +548,12 @@ func (inj *injector) published(data []byte) {
 		refused: inj.refuse.Float64() < inj.co.RefusalRate,
 		rng:     rand.New(rand.NewPCG(inj.co.Seed, uint64(i)+1)),
 	}
+	k := inj.kinds
+	p.lostClaim = k.Float64() < inj.co.LostClaimRate
+	p.refuseRepeat = k.Float64() < inj.co.RefuseRepeatClaimShare
+	p.failLast = k.Float64() < inj.co.SetFailureLastRate
+	p.contendLast = k.Float64() < inj.co.ContentionLastRate
+	p.garbageCert = k.Float64() < inj.co.GarbageCertRate && !p.refused
 	inj.plans = append(inj.plans, p)
 	inj.byID[p.id] = p
 	inj.byReqID[pipeline.RequestID(p.key)] = p
@@ -491,6 +610,9 @@ func (inj *injector) apiFault(method, name string) cpemulator.Fault {
 	if p == nil {
 		return cpemulator.FaultPass
 	}
+	if f, ok := inj.issue11APIFault(p, method); ok {
+		return f
+	}
 	u, v := p.draw(), p.draw()
 	e, l, t := inj.co.APIErrorRate, inj.co.LostRate, inj.co.TimeoutRate
 	switch {
@@ -545,6 +667,10 @@ func (inj *injector) caFault(req ca.Request) error {
 			return &ca.Error{Kind: ca.Transient, Reason: "outage (fault campaign)"}
 		}
 		inj.outageSpared.Add(1)
+	}
+	if p != nil && p.draw() < inj.co.CAMalformedRate && inj.take(p, "ca: malformed answer") {
+		inj.caMalformed.Add(1)
+		return &ca.Error{Kind: ca.Transient, Reason: "malformed answer", Err: errors.New("pkcs7: index out of range parsing the answer (fault campaign)")}
 	}
 	if p != nil && p.refused {
 		inj.refusals.Add(1)
@@ -611,11 +737,15 @@ func (inj *injector) crash(point string) error {
 	if inj.co.stall != nil {
 		inj.co.stall(point)
 	}
-	v, ok := inj.goroutines.Load(goid())
+	g := goid()
+	v, ok := inj.goroutines.Load(g)
 	if !ok {
 		return nil
 	}
 	p := v.(*plan)
+	if point == "issue:before-ca" && inj.contend(p, g) {
+		return errors.New("injected crash holding the lease")
+	}
 	if p.draw() < inj.co.CrashRate && inj.take(p, "crash at "+point) {
 		inj.count(inj.crashes, point)
 		return errors.New("injected crash")
@@ -641,9 +771,18 @@ type expectation struct {
 	State progress.State
 	// Reason is what the record's LastError starts with when State is FAILED.
 	Reason string
+	// label, when set, names the expectation instead.
+	label string
 }
 
+// ownClaimRefused is the ending of a process whose API refused our own
+// repeat claim: left to whoever holds it, with an ERROR log.
+var ownClaimRefused = expectation{State: progress.StateClaimedElsewhere, label: "CLAIMED_ELSEWHERE (own repeat claim refused)"}
+
 func (e expectation) String() string {
+	if e.label != "" {
+		return e.label
+	}
 	if e.Reason == "" {
 		return string(e.State)
 	}
@@ -655,23 +794,41 @@ const (
 	reasonDeadline     = "no signature after"
 	reasonBadSignature = "the client's signature does not verify"
 	reasonCARefused    = "CA refused"
+	reasonGarbageCert  = "the issued certificate failed its check"
 )
 
-// expect is the ending of a scenario's process. A CA refusal turns an
-// upload into a failure; the other scenarios never reach the CA.
-func expect(s Scenario, refused bool) expectation {
+// expect is the ending of a scenario's process. A CA refusal, or a garbage
+// certificate from the CA, turns an upload into a failure; the other
+// scenarios never reach the CA.
+func expect(s Scenario, refused, garbage bool) expectation {
 	switch s {
 	case Silent:
-		return expectation{progress.StateFailed, reasonDeadline}
+		return expectation{State: progress.StateFailed, Reason: reasonDeadline}
 	case Wrong:
-		return expectation{progress.StateFailed, reasonBadSignature}
+		return expectation{State: progress.StateFailed, Reason: reasonBadSignature}
 	case Elsewhere:
 		return expectation{State: progress.StateClaimedElsewhere}
 	}
 	if refused {
-		return expectation{progress.StateFailed, reasonCARefused}
+		return expectation{State: progress.StateFailed, Reason: reasonCARefused}
+	}
+	if garbage {
+		return expectation{State: progress.StateFailed, Reason: reasonGarbageCert}
 	}
 	return expectation{State: progress.StateUploaded}
+}
+
+// claimRecorded reports whether rec shows its claim went through.
+func claimRecorded(rec *progress.Record) bool {
+	if rec == nil {
+		return false
+	}
+	for _, c := range rec.History {
+		if c.To == progress.StateClaimed {
+			return true
+		}
+	}
+	return false
 }
 
 // verify checks one process against the invariants and its expected ending.
@@ -701,7 +858,10 @@ func verify(rec *progress.Record, snap cpemulator.Snapshot, is Issuance, want ex
 	if rec != nil {
 		state = rec.State
 	}
-	if !state.Terminal() {
+	switch {
+	case state == progress.StateFailing:
+		add("every failure reported: still FAILING at the end, the device was never told")
+	case !state.Terminal():
 		add("unfinished: the process is still %s", state)
 	}
 	if rec != nil {
@@ -719,8 +879,8 @@ func verify(rec *progress.Record, snap cpemulator.Snapshot, is Issuance, want ex
 			case snap.FailedBy == "adapter" && snap.FailureMessage != rec.FailureMessage:
 				add("the device shows %q, the record says %q", snap.FailureMessage, rec.FailureMessage)
 			}
-			if !rec.FailureReported {
-				add("failed without setFailure being confirmed")
+			if !rec.FailureReported && snap.FailedBy != "client" {
+				add("every failure reported: FAILED with failureReported=false, and the API did not fail the process itself")
 			}
 		case progress.StateClaimedElsewhere:
 			if snap.SignDataRequests > 0 || snap.UploadCalls > 0 || snap.SetFailureCalls > 0 {
@@ -769,19 +929,46 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 		}
 		snap, _ := w.emu.Process(c.Name)
 		is := w.cas.Get(pipeline.RequestID(c.Key))
-		want := expect(c.Scenario, p != nil && p.refused)
+		want := expect(c.Scenario, p != nil && p.refused, p != nil && p.garbageCert)
+		if snap.RepeatClaimsRefused > 0 && !claimRecorded(rec) {
+			// Our claim went through but no delivery recorded it (its
+			// answer was lost, or it died after it), and the API refused
+			// the repeat. (A delivery that outlived its lease may also
+			// record its claim after another's repeat was refused: then
+			// the scenario's ending stands.)
+			want = ownClaimRefused
+		}
 		r.Expected[want.String()]++
 		problems := verify(rec, snap, is, want, emuV[c.Name])
 		if p == nil {
 			problems = append(problems, "the campaign has no fault plan for this process (numbering broke)")
 		}
+		var errs map[string]int64
+		if p != nil {
+			errs = inj.errors.of(p.id)
+			problems = append(problems, p.problems()...)
+			if p.refuseRepeat {
+				r.Faults.RepeatClaimRefusalProcesses++
+			}
+		}
+		r.Faults.RepeatClaimsRefused += snap.RepeatClaimsRefused
+		if want == ownClaimRefused && rec != nil && rec.State == progress.StateClaimedElsewhere {
+			r.OwnClaimRefused++
+			if errs[pipeline.MsgOwnClaimRefused] == 0 {
+				problems = append(problems, "our own repeat claim was refused and the process recorded CLAIMED_ELSEWHERE without the ERROR log "+strconv.Quote(pipeline.MsgOwnClaimRefused))
+			}
+		}
 		if len(problems) > 0 {
+			h := describe(rec, snap, is, p)
+			if len(errs) > 0 {
+				h = append(h, fmt.Sprintf("ERROR logs: %v", errs))
+			}
 			r.Violations = append(r.Violations, CampaignViolation{
 				Process: c.Name, Index: i, Scenario: c.Scenario, Expected: want.String(),
-				Problems: problems, History: describe(rec, snap, is, p),
+				Problems: problems, History: h,
 			})
 		}
-		if p != nil && p.refused && c.Scenario.Expected() == progress.StateUploaded {
+		if want.Reason == reasonCARefused && c.Scenario.Expected() == progress.StateUploaded {
 			r.Faults.CARefusedProcesses++
 		}
 	}
@@ -808,6 +995,13 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 	f.Crashes, f.StoreBefore, f.StoreAfterCommit = copyCounts(inj.crashes), copyCounts(inj.storeBefore), copyCounts(inj.storeAfter)
 	inj.kmu.Unlock()
 	f.Suppressed = inj.suppressed.Load()
+	f.LostClaimAnswers = inj.lostClaims.Load()
+	f.SetFailureBeforeLast, f.SetFailureLast = inj.setFailureBefore.Load(), inj.setFailureLast.Load()
+	f.ContentionCrashes, f.ContentionLast = inj.contentionCrashes.Load(), inj.contentionLast.Load()
+	f.CAMalformed, f.CAGarbageCerts = inj.caMalformed.Load(), inj.garbageCerts.Load()
+	r.OwnClaimRefusedErrors = inj.errors.total(pipeline.MsgOwnClaimRefused)
+	r.FailureUnreportedErrors = inj.errors.total(pipeline.MsgFailureUnreported)
+	r.LastAttemptsFailed = w.lastDropped.Load()
 	return r
 }
 
@@ -856,6 +1050,15 @@ func describe(rec *progress.Record, snap cpemulator.Snapshot, is Issuance, p *pl
 		refused := ""
 		if p.refused {
 			refused = " (planned CA refusal)"
+		}
+		for _, k := range []struct {
+			on   bool
+			name string
+		}{{p.lostClaim, "lost claim answer"}, {p.refuseRepeat, "repeat claims refused"}, {p.failLast, "setFailure fails on a last attempt"},
+			{p.contendLast, "contention on a last attempt"}, {p.garbageCert, "garbage certificate"}} {
+			if k.on {
+				refused += " (planned " + k.name + ")"
+			}
 		}
 		log := strings.Join(p.log, "; ")
 		if log == "" {

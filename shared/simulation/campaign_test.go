@@ -50,7 +50,8 @@ func TestCampaign(t *testing.T) {
 		t.Errorf("API errors on %.1f%% of requests, want about 5%%", 100*s)
 	}
 	// Every ending is exercised, and the counts add up.
-	for _, want := range []string{"UPLOADED", "CLAIMED_ELSEWHERE", "FAILED (" + reasonDeadline + ")", "FAILED (" + reasonBadSignature + ")", "FAILED (" + reasonCARefused + ")"} {
+	for _, want := range []string{"UPLOADED", "CLAIMED_ELSEWHERE", "FAILED (" + reasonDeadline + ")", "FAILED (" + reasonBadSignature + ")", "FAILED (" + reasonCARefused + ")",
+		"FAILED (" + reasonGarbageCert + ")", ownClaimRefused.String()} {
 		if r.Expected[want] == 0 {
 			t.Errorf("no process expected to end %s (%v)", want, r.Expected)
 		}
@@ -59,11 +60,19 @@ func TestCampaign(t *testing.T) {
 	if got := o.Uploaded + o.Failed + o.ClaimedElsewhere + o.Unfinished; got != co.Enrollments {
 		t.Errorf("outcomes add up to %d, want %d", got, co.Enrollments)
 	}
-	if o.Uploaded != r.Expected["UPLOADED"] || o.ClaimedElsewhere != r.Expected["CLAIMED_ELSEWHERE"] {
+	if o.Uploaded != r.Expected["UPLOADED"] || o.ClaimedElsewhere != r.Expected["CLAIMED_ELSEWHERE"]+r.Expected[ownClaimRefused.String()] {
 		t.Errorf("outcomes %+v, expected %v", o, r.Expected)
 	}
 	if r.Faults.CARefusedProcesses != r.Expected["FAILED ("+reasonCARefused+")"] {
 		t.Errorf("%d refused processes reach the CA, %d expected to fail for it", r.Faults.CARefusedProcesses, r.Expected["FAILED ("+reasonCARefused+")"])
+	}
+	// Our own refused repeat claims were logged at ERROR, one per process at
+	// least; no failure went unreported.
+	if r.OwnClaimRefused == 0 || r.OwnClaimRefusedErrors < int64(r.OwnClaimRefused) {
+		t.Errorf("%d processes ended CLAIMED_ELSEWHERE after our own repeat claim was refused, %d ERROR logs", r.OwnClaimRefused, r.OwnClaimRefusedErrors)
+	}
+	if r.FailureUnreportedErrors != 0 {
+		t.Errorf("%d failures unreported after every fresh task", r.FailureUnreportedErrors)
 	}
 	t.Logf("%d enrollments in %.1fs; faults %v", r.Enrollments, r.WallSeconds, r.Faults.Kinds())
 }
@@ -118,6 +127,45 @@ func TestCampaignCatchesAStalledInstance(t *testing.T) {
 	}
 }
 
+// TestCampaignCatchesAnUnreportedFailure breaks the pipeline on purpose: every
+// delivery that is about to report a failure stalls until the run is over, so
+// the device is never told. The campaign must report "every failure
+// reported" for the process, with its history.
+func TestCampaignCatchesAnUnreportedFailure(t *testing.T) {
+	t.Parallel()
+	co := CampaignOptions{Enrollments: 1, Wrong: 1, Seed: 5, TimeScale: 40, Timeout: 5 * time.Second}
+	over := time.Now().Add(co.Timeout + time.Second)
+	var hits atomic.Int32
+	co.stall = func(point string) {
+		if point == "fail:before-setFailure" {
+			hits.Add(1)
+			time.Sleep(time.Until(over)) // past the run's end: its context is cancelled by then
+		}
+	}
+	r, err := Campaign(context.Background(), co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("no delivery reached setFailure")
+	}
+	var found []string
+	for _, v := range r.Violations {
+		for _, p := range v.Problems {
+			if strings.HasPrefix(p, "every failure reported") {
+				found = append(found, p)
+			}
+		}
+		if len(v.History) == 0 {
+			t.Errorf("violation of %s printed without history", v.Process)
+		}
+		t.Logf("caught:\n%s", v)
+	}
+	if len(found) != 1 || r.OK() {
+		t.Errorf("'every failure reported' problems %q, want one; violations:\n%v", found, r.Violations)
+	}
+}
+
 // Fabricated processes for verify.
 var (
 	uploadedPEM = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"
@@ -157,7 +205,7 @@ func TestVerify(t *testing.T) {
 	t.Parallel()
 	oneCert := Issuance{Calls: 1, Certs: []string{certFP}}
 	uploaded := expectation{State: progress.StateUploaded}
-	refused := expectation{progress.StateFailed, reasonCARefused}
+	refused := expectation{State: progress.StateFailed, Reason: reasonCARefused}
 	tests := []struct {
 		name string
 		rec  *progress.Record
@@ -190,7 +238,28 @@ func TestVerify(t *testing.T) {
 		{"failed without setFailure", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureReported = reasonCARefused+": no", false
 		}), snapshot(nil), oneCert, refused, nil,
-			[]string{"setFailure missing", "without setFailure being confirmed"}},
+			[]string{"setFailure missing", "every failure reported: FAILED with failureReported=false"}},
+		{"failed, reported, but the record says unreported", record(progress.StateFailed, func(r *progress.Record) {
+			r.LastError, r.FailureMessage, r.FailureReported = reasonCARefused+": no", "m", false
+		}), snapshot(failedByAdapter("m")), Issuance{Calls: 1, Errors: 1}, refused, nil,
+			[]string{"every failure reported: FAILED with failureReported=false"}},
+		{"failed by the API itself, unreported by us", record(progress.StateFailed, func(r *progress.Record) {
+			r.LastError, r.FailureReported = "the API failed the process: x", false
+		}), snapshot(func(s *cpemulator.Snapshot) {
+			s.State, s.FailedBy, s.FailureMessage = cpemulator.StateFailed, "client", "x"
+		}), Issuance{}, expectation{State: progress.StateFailed, Reason: "the API failed the process"}, nil, nil},
+		{"still failing at the end", record(progress.StateFailing, func(r *progress.Record) {
+			r.LastError, r.FailureMessage = reasonCARefused+": no", "m"
+		}), snapshot(nil), Issuance{Calls: 1, Errors: 1}, refused, nil,
+			[]string{"every failure reported: still FAILING at the end"}},
+		{"garbage certificate refused", record(progress.StateFailed, func(r *progress.Record) {
+			r.LastError, r.FailureMessage = reasonGarbageCert+": its public key is not the device's key", "m"
+		}), snapshot(failedByAdapter("m")), Issuance{Calls: 1, Certs: []string{"garbage"}}, expectation{State: progress.StateFailed, Reason: reasonGarbageCert}, nil, nil},
+		{"own repeat claim refused", record(progress.StateClaimedElsewhere, func(r *progress.Record) {
+			r.LastError = "claim refused"
+		}), snapshot(func(s *cpemulator.Snapshot) {
+			s.SignDataCalls, s.SignDataRequests, s.ClaimedBy, s.RepeatClaimsRefused = 0, 0, "certprov-local", 1
+		}), Issuance{}, ownClaimRefused, nil, nil},
 		{"failed, the API failed by someone else's setFailure", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError = reasonCARefused + ": no"
 		}), snapshot(func(s *cpemulator.Snapshot) {
@@ -200,7 +269,7 @@ func TestVerify(t *testing.T) {
 			r.LastError = "the API failed the process: x"
 		}), snapshot(func(s *cpemulator.Snapshot) {
 			s.State, s.FailedBy, s.FailureMessage = cpemulator.StateFailed, "client", "x"
-		}), Issuance{}, expectation{progress.StateFailed, "the API failed the process"}, nil, nil},
+		}), Issuance{}, expectation{State: progress.StateFailed, Reason: "the API failed the process"}, nil, nil},
 		{"refused as expected", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureMessage = reasonCARefused+": no", "m"
 		}), snapshot(failedByAdapter("m")), Issuance{Calls: 1, Errors: 1}, refused, nil, nil},
@@ -251,8 +320,9 @@ func TestExpect(t *testing.T) {
 	got := map[string]string{}
 	for _, s := range []Scenario{Online, Slow, Silent, Wrong, Elsewhere} {
 		for _, refused := range []bool{false, true} {
-			got[fmt.Sprintf("%s refused=%t", s, refused)] = expect(s, refused).String()
+			got[fmt.Sprintf("%s refused=%t", s, refused)] = expect(s, refused, false).String()
 		}
+		got[fmt.Sprintf("%s garbage", s)] = expect(s, false, true).String()
 	}
 	want := map[string]string{
 		"online refused=false":            "UPLOADED",
@@ -265,6 +335,11 @@ func TestExpect(t *testing.T) {
 		"wrong refused=true":              "FAILED (the client's signature does not verify)",
 		"claimed_elsewhere refused=false": "CLAIMED_ELSEWHERE",
 		"claimed_elsewhere refused=true":  "CLAIMED_ELSEWHERE",
+		"online garbage":                  "FAILED (the issued certificate failed its check)",
+		"slow garbage":                    "FAILED (the issued certificate failed its check)",
+		"silent garbage":                  "FAILED (no signature after)",
+		"wrong garbage":                   "FAILED (the client's signature does not verify)",
+		"claimed_elsewhere garbage":       "CLAIMED_ELSEWHERE",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("expectations (-want +got):\n%s", diff)

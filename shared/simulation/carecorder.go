@@ -20,6 +20,8 @@ import (
 type CARecorder struct {
 	mu   sync.Mutex
 	byID map[string]*Issuance
+	// answer, when set, answers an issuance instead of the CA (SetAnswer).
+	answer func(req ca.Request) *ca.Issued
 }
 
 // Issuance is what the CA did for one request id.
@@ -44,6 +46,12 @@ func (r *CARecorder) Wrap(iss pipeline.Issuer) pipeline.Issuer {
 	}
 	return w
 }
+
+// SetAnswer makes the wrapped connections answer req with f(req) instead of
+// asking the CA whenever f returns non-nil (the fault campaign's garbage
+// certificates); what it answers is recorded as issued. Call it before Wrap's
+// connections are used.
+func (r *CARecorder) SetAnswer(f func(req ca.Request) *ca.Issued) { r.answer = f }
 
 // Get returns a copy of what the CA did for requestID.
 func (r *CARecorder) Get(requestID string) Issuance {
@@ -117,7 +125,14 @@ type recordingIssuer struct {
 
 func (w *recordingIssuer) Issue(ctx context.Context, req ca.Request) (*ca.Issued, error) {
 	start := time.Now()
-	iss, err := w.Issuer.Issue(ctx, req)
+	var iss *ca.Issued
+	var err error
+	if w.r.answer != nil {
+		iss = w.r.answer(req)
+	}
+	if iss == nil {
+		iss, err = w.Issuer.Issue(ctx, req)
+	}
 	var leaf *x509.Certificate
 	if iss != nil {
 		leaf = iss.Leaf

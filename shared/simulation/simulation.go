@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,18 @@ type Options struct {
 	// the task as Cloud Tasks does after its last failed attempt: the
 	// function does not run and nothing is retried.
 	TaskFault func(q tasks.Queue, body []byte) bool
+	// TaskAttempt, when set, is asked before each task attempt that was not
+	// dropped, with its retry count. last presents the attempt as the task's
+	// last: the retry-count header says so, and a failed answer drops the
+	// task as Cloud Tasks does after its last attempt. done, when not nil,
+	// is called with the handler's status when it has returned.
+	TaskAttempt func(q tasks.Queue, body []byte, retry int) (last bool, done func(status int))
+	// RefuseRepeatClaim, when set, names the processes whose API refuses a
+	// repeat claim by the holder (cpemulator.Options.RefuseRepeatClaim).
+	RefuseRepeatClaim func(processName string) bool
+	// CAAnswer, when set, is asked before each issuance; a non-nil answer is
+	// what the CA returns instead of issuing (a garbage certificate).
+	CAAnswer func(req ca.Request) *ca.Issued
 	// SweepAfter and SweepEvery run the stale-process sweep
 	// (pipeline.Sweep) every SweepEvery, as the scheduler does in
 	// production; 0: no sweep.
@@ -130,6 +143,9 @@ type Options struct {
 	// per process may profile at a time.
 	CPUByFunction bool
 
+	// store, when set, is the store of the run (the fault campaign reads
+	// records while the run goes on).
+	store *memory.Store
 	// published, when set, sees every notification as the API publishes it,
 	// in the order the processes were created (the fault campaign numbers
 	// the processes by it).
@@ -150,7 +166,28 @@ type world struct {
 	fnCPU    map[string]float64
 	heapPeak float64
 	dropped  atomic.Int64
-	sweeps   sweepTotals
+	// lastDropped counts the attempts presented as last (TaskAttempt) that
+	// failed: their task was dropped.
+	lastDropped atomic.Int64
+	sweeps      sweepTotals
+}
+
+// attemptWriter keeps a task attempt's status (TaskAttempt). With dropped
+// set, the attempt was presented as the task's last: a failure is answered
+// 200, since the dispatcher must not retry what Cloud Tasks would drop.
+type attemptWriter struct {
+	http.ResponseWriter
+	code    int
+	dropped *atomic.Int64
+}
+
+func (a *attemptWriter) WriteHeader(code int) {
+	a.code = code
+	if a.dropped != nil && (code < 200 || code > 299) {
+		a.dropped.Add(1)
+		code = http.StatusOK
+	}
+	a.ResponseWriter.WriteHeader(code)
 }
 
 // sweepTotals adds up the sweeps of a run.
@@ -241,7 +278,11 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		return nil, fmt.Errorf("simulation: adapter config: %w", err)
 	}
 	rng := &lockedRand{rng: rand.New(rand.NewPCG(o.Seed, 0x5eed))}
-	w := &world{store: memory.New(), cas: NewCARecorder()}
+	w := &world{store: o.store, cas: NewCARecorder()}
+	if w.store == nil {
+		w.store = memory.New()
+	}
+	w.cas.SetAnswer(o.CAAnswer)
 
 	var stopCPU func() map[string]float64
 	if o.CPUByFunction {
@@ -260,11 +301,12 @@ func run(ctx context.Context, o *Options) (*world, error) {
 			deliver(data)
 			return nil
 		},
-		Encoding:         cpemulator.NotifyAlternate,
-		ErrorRate:        o.ErrorRate,
-		LostResponseRate: o.LostRate,
-		Fault:            o.APIFault,
-		Seed:             o.Seed,
+		Encoding:          cpemulator.NotifyAlternate,
+		ErrorRate:         o.ErrorRate,
+		LostResponseRate:  o.LostRate,
+		Fault:             o.APIFault,
+		RefuseRepeatClaim: o.RefuseRepeatClaim,
+		Seed:              o.Seed,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -350,6 +392,24 @@ func run(ctx context.Context, o *Options) (*world, error) {
 					return
 				}
 				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			if q := functionQueues[i]; o.TaskAttempt != nil && q != "" {
+				body, err := io.ReadAll(r.Body)
+				if err != nil {
+					http.Error(rw, "read body", http.StatusBadRequest)
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				last, done := o.TaskAttempt(q, body, tasks.RetryCount(r))
+				aw := &attemptWriter{ResponseWriter: rw, code: http.StatusOK}
+				if last {
+					r.Header.Set(tasks.HeaderRetryCount, strconv.Itoa(config.DefaultTasksMaxAttempts-1))
+					aw.dropped = &w.lastDropped
+				}
+				rw = aw
+				if done != nil {
+					defer func() { done(aw.code) }()
+				}
 			}
 			w.invoked[i].Add(1)
 			labelled(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })

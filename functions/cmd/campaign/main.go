@@ -1,8 +1,11 @@
 // Command campaign runs the fault campaign of issue 5 in process: it enrolls
 // simulated clients through the whole adapter while injecting API errors,
 // lost answers and timeouts, CA outages and refusals, duplicate deliveries,
-// crashes at every crash point and store faults before and after commit, then
-// checks every process against the invariants. It prints the fault counts,
+// crashes at every crash point and store faults before and after commit, and
+// those of issue 11 (lost claim answers, refused repeat claims, setFailure
+// failing and contention on a task's last attempt, garbage CA answers), then
+// checks every process against the invariants, "every failure reported"
+// among them. It prints the fault counts,
 // the outcomes, the API calls and every violation with the process's history,
 // and exits non-zero on any violation or unfinished process.
 //
@@ -22,6 +25,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/simulation"
 )
 
@@ -56,6 +60,12 @@ func parse(args []string, stderr io.Writer) (co simulation.CampaignOptions, repo
 	fs.Float64Var(&co.DuplicateRate, "duplicate-rate", d.DuplicateRate, "share of Pub/Sub deliveries and task dispatches delivered twice")
 	fs.Float64Var(&co.RefusalRate, "refusal-rate", d.RefusalRate, "share of processes the CA refuses")
 	fs.Float64Var(&co.DropRate, "drop-rate", d.DropRate, "share of task dispatches dropped as after a task's last failed attempt (the stale-process sweep must re-drive them)")
+	fs.Float64Var(&co.LostClaimRate, "lost-claim-rate", d.LostClaimRate, "share of processes whose first claim acts but loses its answer (503 or timeout after acting)")
+	fs.Float64Var(&co.RefuseRepeatClaimShare, "refuse-repeat-claim-share", d.RefuseRepeatClaimShare, "share of processes whose API refuses a repeat claim by the caller that holds them")
+	fs.Float64Var(&co.SetFailureLastRate, "setfailure-last-rate", d.SetFailureLastRate, "share of processes whose failure report meets setFailure failing (429/503) on a task's last attempt")
+	fs.Float64Var(&co.ContentionLastRate, "contention-last-rate", d.ContentionLastRate, "share of processes whose issuance meets contention (a crashed attempt's lease) on a task's last attempt")
+	fs.Float64Var(&co.CAMalformedRate, "ca-malformed-rate", d.CAMalformedRate, "share of issuances whose CA answer is garbage (a transient \"malformed answer\")")
+	fs.Float64Var(&co.GarbageCertRate, "garbage-cert-rate", d.GarbageCertRate, "share of processes the CA answers with a certificate for another key (the check must refuse it)")
 	fs.DurationVar(&co.CAOutageGap.Min, "ca-outage-gap-min", d.CAOutageGap.Min, "least time between CA outages (real time, scaled)")
 	fs.DurationVar(&co.CAOutageGap.Max, "ca-outage-gap-max", d.CAOutageGap.Max, "most time between CA outages (real time, scaled)")
 	fs.DurationVar(&co.CAOutageLength.Min, "ca-outage-min", d.CAOutageLength.Min, "shortest CA outage (real time, scaled)")
@@ -121,11 +131,16 @@ func printReport(w io.Writer, r *simulation.CampaignReport, took time.Duration) 
 	fmt.Fprintf(w, "  crashes: %s\n", counts(f.Crashes))
 	fmt.Fprintf(w, "  store faults before commit: %s\n", counts(f.StoreBefore))
 	fmt.Fprintf(w, "  store faults after commit: %s\n", counts(f.StoreAfterCommit))
+	fmt.Fprintf(w, "  claims: %d answers lost after acting; %d processes whose API refuses repeat claims, %d repeat claims refused\n", f.LostClaimAnswers, f.RepeatClaimRefusalProcesses, f.RepeatClaimsRefused)
+	fmt.Fprintf(w, "  last attempts: setFailure failed on %d (after %d setFailure 503s that led there); contention on %d (after %d crashes holding the lease)\n", f.SetFailureLast, f.SetFailureBeforeLast, f.ContentionLast, f.ContentionCrashes)
+	fmt.Fprintf(w, "  CA garbage: %d malformed answers (transient), %d certificates for another key\n", f.CAMalformed, f.CAGarbageCerts)
 	fmt.Fprintf(w, "  not injected (process at its fault bound): %d\n", f.Suppressed)
 	fmt.Fprintf(w, "scenarios: %s\n", counts(r.Scenarios))
 	fmt.Fprintf(w, "expected:  %s\n", counts(r.Expected))
 	o := r.Outcomes
 	fmt.Fprintf(w, "outcomes:  uploaded %d, failed %d, claimed elsewhere %d, unfinished %d\n", o.Uploaded, o.Failed, o.ClaimedElsewhere, o.Unfinished)
+	fmt.Fprintf(w, "own repeat claim refused: %d processes ended CLAIMED_ELSEWHERE (expected), %d ERROR logs %q\n", r.OwnClaimRefused, r.OwnClaimRefusedErrors, pipeline.MsgOwnClaimRefused)
+	fmt.Fprintf(w, "every failure reported: %d ERROR logs %q; %d attempts presented as a task's last failed\n", r.FailureUnreportedErrors, pipeline.MsgFailureUnreported, r.LastAttemptsFailed)
 	fmt.Fprintf(w, "API calls: %s\n", counts(r.APICalls))
 	if r.Run != nil {
 		fmt.Fprintf(w, "tasks: %d enqueued, %d dispatched, %d failed attempts, %d dropped; Pub/Sub: %d deliveries, %d dead-lettered\n",
