@@ -284,6 +284,13 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 			p.freeLease(ctx, rec.Key, progress.StateIssued, "uploadCertificate: "+err.Error())
 			return nil, fmt.Errorf("upload %s: %w", rec.Key, err)
 		}
+		if isQuota(err) {
+			// A quota answer on the last attempt is not the process's
+			// failure (invariant 7): a fresh task uploads the stored
+			// certificate once the quota allows.
+			p.freeLease(ctx, rec.Key, progress.StateIssued, "uploadCertificate: "+err.Error())
+			return nil, p.continueLater(ctx, rec, err)
+		}
 		// Refused: maybe the process failed meanwhile on Google's side.
 		if proc, gerr := p.API.Get(ctx, rec.ProcessName); gerr == nil {
 			if proc.FailureMessage != "" {

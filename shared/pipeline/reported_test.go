@@ -276,3 +276,27 @@ func TestContentionOnTheLastDeliveryIsNotAFailure(t *testing.T) {
 	h.wantUploaded(name)
 	h.noViolations()
 }
+
+// A quota answer (429) to the upload on an issue task's last attempt is not
+// the process's failure: the issued certificate is uploaded by a fresh task.
+func TestQuotaOnTheLastUploadAttemptIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	var quota atomic.Bool
+	h := newHarness(t, cpemulator.Options{Fault: faultWhile(cpemulator.MethodUploadCertificate, cpemulator.FaultResourceExhausted, &quota)})
+	name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+	if err := h.claim(note, 1); err != nil {
+		t.Fatal(err)
+	}
+	task := h.nextIssue()
+	quota.Store(true)
+	if err := h.p.Issue(context.Background(), task.Body, h.p.MaxAttempts-1); err != nil {
+		t.Errorf("last attempt returned %v", err)
+	}
+	if rec := h.record(name); rec.State != progress.StateIssued {
+		t.Fatalf("state %s after a 429 on the last upload attempt, want ISSUED (last error %q)", rec.State, rec.LastError)
+	}
+	quota.Store(false)
+	h.drain()
+	h.wantUploaded(name)
+	h.noViolations()
+}
