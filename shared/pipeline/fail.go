@@ -167,11 +167,15 @@ func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retr
 	if err := p.crash("fail:after-setFailure"); err != nil {
 		return nil, err
 	}
-	return p.transition(ctx, rec.Key, []progress.State{progress.StateFailing}, progress.StateFailed, func(r *progress.Record) error {
+	next, err := p.transition(ctx, rec.Key, []progress.State{progress.StateFailing}, progress.StateFailed, func(r *progress.Record) error {
 		r.FailureReported = true
 		r.LastError += note
 		return nil
 	})
+	if cur, ok := stale(err); ok && cur.State.Terminal() {
+		return cur, nil // a concurrent delivery ended it first: nothing left to do
+	}
+	return next, err
 }
 
 // everClaimed reports whether rec's claim went through.
