@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -88,12 +89,7 @@ func TestPollScheduleFromEnv(t *testing.T) {
 func TestSweepAfterFromEnv(t *testing.T) {
 	t.Parallel()
 	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "proj", "CERTPROV_CONFIG": goodAdapter, "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"}
-	for _, tc := range []struct {
-		name    string
-		env     []string
-		want    time.Duration
-		wantErr string
-	}{
+	testDurationSetting(t, base, func(c *Config) time.Duration { return c.SweepAfter }, []durationCase{
 		{"default", nil, DefaultSweepAfter, ""},
 		{"disabled", []string{"SWEEP_AFTER", "0"}, 0, ""},
 		{"longer", []string{"SWEEP_AFTER", "6h"}, 6 * time.Hour, ""},
@@ -102,53 +98,36 @@ func TestSweepAfterFromEnv(t *testing.T) {
 		{"one phase, 10 s cap", []string{"SWEEP_AFTER", "3m", "POLL_LATE_AFTER", "0"}, 3 * time.Minute, ""},
 		{"not longer than the lease", []string{"SWEEP_AFTER", "1m", "POLL_LATE_AFTER", "0"}, 0, "SWEEP_AFTER 1m0s: must be longer than LEASE 2m0s"},
 		{"not a duration", []string{"SWEEP_AFTER", "hourly"}, 0, "SWEEP_AFTER"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := map[string]string{}
-			for k, v := range base {
-				m[k] = v
-			}
-			for i := 0; i < len(tc.env); i += 2 {
-				m[tc.env[i]] = tc.env[i+1]
-			}
-			c, err := Load(MapLookup(m), types)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.SweepAfter != tc.want {
-				t.Errorf("SweepAfter %s, want %s", c.SweepAfter, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestLeaseFromEnv(t *testing.T) {
 	t.Parallel()
 	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "proj", "CERTPROV_CONFIG": goodAdapter, "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"}
-	for _, tc := range []struct {
-		name    string
-		env     []string
-		want    time.Duration
-		wantErr string
-	}{
+	testDurationSetting(t, base, func(c *Config) time.Duration { return c.Lease }, []durationCase{
 		{"default", nil, DefaultLease, ""},
 		{"longer", []string{"LEASE", "5m"}, 5 * time.Minute, ""},
 		{"shorter than two API call deadlines", []string{"LEASE", "30s"}, 0, "LEASE 30s: must be at least 1m0s"},
 		{"not a duration", []string{"LEASE", "long"}, 0, "LEASE: \"long\" is not a positive duration"},
 		{"not shorter than the sweep", []string{"LEASE", "2h"}, 0, "must be longer than LEASE 2h0m0s"},
-	} {
+	})
+}
+
+// durationCase is one environment (name/value pairs over a base) and the
+// duration setting it gives, or the error it must produce.
+type durationCase struct {
+	name    string
+	env     []string
+	want    time.Duration
+	wantErr string
+}
+
+func testDurationSetting(t *testing.T, base map[string]string, got func(*Config) time.Duration, cases []durationCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			m := map[string]string{}
-			for k, v := range base {
-				m[k] = v
-			}
+			m := maps.Clone(base)
 			for i := 0; i < len(tc.env); i += 2 {
 				m[tc.env[i]] = tc.env[i+1]
 			}
@@ -162,8 +141,8 @@ func TestLeaseFromEnv(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Lease != tc.want {
-				t.Errorf("Lease %s, want %s", c.Lease, tc.want)
+			if d := got(c); d != tc.want {
+				t.Errorf("got %s, want %s", d, tc.want)
 			}
 		})
 	}
