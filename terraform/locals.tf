@@ -41,6 +41,9 @@ locals {
       LOG_LEVEL             = var.log_level
       SWEEP_AFTER           = var.sweep.after
       LEASE                 = var.lease.lease
+      # One sweep stops at a record boundary 10 s before PollSignature's
+      # timeout; the next sweep takes the rest.
+      SWEEP_BUDGET = "${max(10, local.function_limits.poll.timeout_seconds - 10)}s"
     },
     var.lease.ca_timeout == null ? {} : { CA_TIMEOUT = var.lease.ca_timeout },
     var.caller_instance_id == null ? {} : { CALLER_INSTANCE_ID = var.caller_instance_id },

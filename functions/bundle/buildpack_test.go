@@ -358,6 +358,7 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"POLL_LATE_INTERVAL=5m",
 		"SWEEP_AFTER=1h",
 		"LEASE=2m",
+		"SWEEP_BUDGET=50s",
 		"CA_TIMEOUT=1m",
 		"POLL_DEADLINE=24h",
 		// local stand-ins

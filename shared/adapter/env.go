@@ -182,6 +182,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 		TTL:              cfg.RecordTTL,
 		MaxAttempts:      cfg.TasksMaxAttempts,
 		SweepAfter:       cfg.SweepAfter,
+		SweepBudget:      cfg.SweepBudget,
 		Lease:            cfg.Lease,
 		CATimeout:        cfg.CATimeout,
 		RefuseIncomplete: cfg.Adapter.RefuseIncomplete(),

@@ -38,6 +38,9 @@ const (
 	// DefaultSweepAfter is how long an unfinished record may stay unchanged
 	// before the sweep re-drives its process.
 	DefaultSweepAfter = time.Hour
+	// DefaultSweepBudget bounds one sweep: inside PollSignature's default
+	// 60 s timeout.
+	DefaultSweepBudget = 50 * time.Second
 	// DefaultLease is how long a step with an external side effect (a claim,
 	// signData, the CA, an upload) keeps other deliveries away while its call
 	// is in flight.
@@ -138,6 +141,8 @@ type Config struct {
 	RecordTTL           time.Duration
 	// SweepAfter: see pipeline.Pipeline.SweepAfter (SWEEP_AFTER; 0 disables).
 	SweepAfter time.Duration
+	// SweepBudget: see pipeline.Pipeline.SweepBudget (SWEEP_BUDGET).
+	SweepBudget time.Duration
 	// Lease: see pipeline.Pipeline.Lease (LEASE).
 	Lease time.Duration
 	// CATimeout: see pipeline.Pipeline.CATimeout (CA_TIMEOUT; default half
@@ -300,9 +305,10 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 			LateInterval: dur("POLL_LATE_INTERVAL", DefaultPoll.LateInterval),
 			Deadline:     dur("POLL_DEADLINE", DefaultPoll.Deadline),
 		},
-		RecordTTL:  dur("RECORD_TTL", DefaultRecordTTL),
-		SweepAfter: durOrZero("SWEEP_AFTER", DefaultSweepAfter),
-		Lease:      dur("LEASE", DefaultLease),
+		RecordTTL:   dur("RECORD_TTL", DefaultRecordTTL),
+		SweepAfter:  durOrZero("SWEEP_AFTER", DefaultSweepAfter),
+		Lease:       dur("LEASE", DefaultLease),
+		SweepBudget: dur("SWEEP_BUDGET", DefaultSweepBudget),
 	}
 	c.Emulated = c.APIEmulatorHost != ""
 	if c.Emulated && c.APIEndpoint != DefaultAPIEndpoint {
@@ -328,6 +334,9 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 	}
 	if quiet := c.Poll.QuietestGap(); c.SweepAfter > 0 && c.SweepAfter < 2*quiet {
 		errs = append(errs, fmt.Errorf("SWEEP_AFTER %s: must be at least twice the longest gap between polls (%s), or a live process would be taken for a stranded one; or 0 to disable the sweep", c.SweepAfter, quiet))
+	}
+	if c.SweepBudget < 10*time.Second {
+		errs = append(errs, fmt.Errorf("SWEEP_BUDGET %s: must be at least 10s (a sweep keeps 5 s in hand before it)", c.SweepBudget))
 	}
 	if c.Lease < MinLease {
 		errs = append(errs, fmt.Errorf("LEASE %s: must be at least %s (twice the API's call deadline), so that a call always ends inside its lease", c.Lease, MinLease))

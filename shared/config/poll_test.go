@@ -147,3 +147,13 @@ func testDurationSetting(t *testing.T, base map[string]string, got func(*Config)
 		})
 	}
 }
+
+func TestSweepBudgetFromEnv(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "proj", "CERTPROV_CONFIG": goodAdapter, "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"}
+	testDurationSetting(t, base, func(c *Config) time.Duration { return c.SweepBudget }, []durationCase{
+		{"default", nil, DefaultSweepBudget, ""},
+		{"a longer function timeout", []string{"SWEEP_BUDGET", "290s"}, 290 * time.Second, ""},
+		{"inside the margin", []string{"SWEEP_BUDGET", "5s"}, 0, "SWEEP_BUDGET 5s: must be at least 10s"},
+	})
+}

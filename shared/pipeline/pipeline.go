@@ -89,6 +89,10 @@ type Pipeline struct {
 	// before Sweep re-drives its process; 0 disables the sweep. It must exceed
 	// the longest quiet gap of a live process (the poll schedule's intervals).
 	SweepAfter time.Duration
+	// SweepBudget bounds one sweep (0: only its request's own deadline):
+	// shorter than the function's timeout, so a large backlog is cut at a
+	// record boundary and the next sweep takes the rest.
+	SweepBudget time.Duration
 	// Lease bounds how long a step with an external side effect (signData, the
 	// CA) may run before another delivery may take over; default 2 minutes.
 	Lease time.Duration

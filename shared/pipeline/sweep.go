@@ -36,6 +36,9 @@ type SweepResult struct {
 	Moved int `json:"moved"`
 	// Errors counts records the sweep could not act on (the next sweep tries again).
 	Errors int `json:"errors"`
+	// Deferred records were left to the next sweep because this one ran
+	// out of time (its request's deadline was near).
+	Deferred int `json:"deferred,omitempty"`
 }
 
 const (
@@ -45,6 +48,9 @@ const (
 	// sweepLimit bounds the records one sweep handles; the next sweep takes
 	// the rest (oldest first).
 	sweepLimit = 200
+	// sweepMargin is the time a sweep keeps in hand before its request's
+	// deadline: one record's store update and enqueue, with room to spare.
+	sweepMargin = 5 * time.Second
 )
 
 // errMoved aborts a sweep's update: the record moved since the query.
@@ -79,6 +85,11 @@ func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
 	if !ok {
 		return res, errors.New("sweep: the store cannot list idle records")
 	}
+	if p.SweepBudget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.SweepBudget)
+		defer cancel()
+	}
 	now := p.Now().UTC()
 	before := now.Add(-p.SweepAfter)
 	recs, err := finder.Stale(ctx, nonTerminal, before, sweepLimit)
@@ -86,7 +97,14 @@ func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
 		return res, fmt.Errorf("sweep: list records idle since %s: %w", before.Format(time.RFC3339), err)
 	}
 	res.Found = len(recs)
-	for _, rec := range recs {
+	for i, rec := range recs {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < sweepMargin {
+			// Stop cleanly rather than be cut off mid-record: the records
+			// left are still idle, so the next sweep takes them first.
+			res.Deferred = len(recs) - i
+			log.Info("sweep stopped before its deadline; the next sweep takes the rest", slog.Int("deferred", res.Deferred))
+			break
+		}
 		if err := p.sweepOne(ctx, rec, now, before, &res); err != nil {
 			res.Errors++
 			log.Warn("sweep could not act on a process; the next sweep tries again",
@@ -94,7 +112,7 @@ func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
 		}
 	}
 	log.Info("sweep finished", slog.Int("found", res.Found), slog.Int("redriven", res.Redriven), slog.Int("failed", res.Failed),
-		slog.Int("unreported", res.Unreported), slog.Int("moved", res.Moved), slog.Int("errors", res.Errors),
+		slog.Int("unreported", res.Unreported), slog.Int("moved", res.Moved), slog.Int("errors", res.Errors), slog.Int("deferred", res.Deferred),
 		slog.Int64("idle_after_ms", p.SweepAfter.Milliseconds()))
 	return res, nil
 }

@@ -309,3 +309,41 @@ func TestLateSignDataGetsItsWholeDeadline(t *testing.T) {
 	h.wantUploaded(name)
 	h.noViolations()
 }
+
+// TestSweepStopsBeforeItsDeadline: a sweep whose request is about to time out
+// leaves the rest to the next sweep instead of being cut off mid-record.
+func TestSweepStopsBeforeItsDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{})
+	h.p.SweepAfter = sweepAfter
+	var names []string
+	for range 3 {
+		name, note := h.add(cpemulator.ClientSpec{SignDelay: 5 * time.Second})
+		if err := h.claim(note, 1); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	h.q.drop()
+	h.clk.advance(h.p.SweepAfter + time.Second)
+	h.p.SweepBudget = time.Second // inside the margin
+	res, err := h.p.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(pipeline.SweepResult{Found: 3, Deferred: 3}, res); diff != "" {
+		t.Errorf("sweep near its deadline (-want +got):\n%s", diff)
+	}
+	h.p.SweepBudget = time.Minute
+	res, err = h.p.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Redriven != 3 {
+		t.Errorf("the next sweep re-drove %d, want 3 (%+v)", res.Redriven, res)
+	}
+	h.drain()
+	for _, name := range names {
+		h.wantUploaded(name)
+	}
+}
