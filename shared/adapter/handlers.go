@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
@@ -123,7 +124,7 @@ func Claim(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) 
 		}
 		log = log.With(slog.String("message_id", push.Message.MessageID), slog.Int("delivery_attempt", push.DeliveryAttempt))
 		ctx = logging.WithLogger(ctx, log)
-		if err := p.ClaimDelivery(ctx, push.Message.Data, push.DeliveryAttempt); err != nil {
+		if err := guard(ctx, log, "claim", func() error { return p.ClaimDelivery(ctx, push.Message.Data, push.DeliveryAttempt) }); err != nil {
 			level := slog.LevelWarn
 			if errors.Is(err, context.Canceled) {
 				level = slog.LevelInfo
@@ -169,7 +170,7 @@ func taskHandler(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, er
 			return
 		}
 		retry := tasks.RetryCount(r)
-		if err := step(p)(ctx, body, retry); err != nil {
+		if err := guard(ctx, log, string(q), func() error { return step(p)(ctx, body, retry) }); err != nil {
 			level := slog.LevelWarn
 			if errors.Is(err, context.Canceled) {
 				level = slog.LevelInfo
@@ -180,6 +181,25 @@ func taskHandler(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, er
 		}
 		w.WriteHeader(http.StatusOK)
 	}
+}
+
+// msgPanic is the ERROR logged when a step panicked.
+const msgPanic = "a step panicked; answered 503 so that it is retried"
+
+// guard runs a step so that no panic crosses the function (invariant 8): a
+// panic (a bug in the adapter or in a library under it) is logged at ERROR
+// with its stack, as JSON, and becomes an error, which the function answers
+// with 503 so the platform retries it with backoff; a process it leaves
+// behind is resumed by a retry or by the sweep. Without it the framework
+// would answer 500 and print the panic as plain text.
+func guard(ctx context.Context, log *slog.Logger, step string, fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			log.ErrorContext(ctx, msgPanic, slog.String("step", step), slog.String("panic", fmt.Sprint(v)), slog.String("stack", string(debug.Stack())))
+			err = fmt.Errorf("%s step panicked: %v", step, v)
+		}
+	}()
+	return fn()
 }
 
 // projectOf is the project for trace names.
