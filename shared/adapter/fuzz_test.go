@@ -19,11 +19,6 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
-// discardQueue takes every task.
-type discardQueue struct{}
-
-func (discardQueue) Enqueue(context.Context, tasks.Task) error { return nil }
-
 // FuzzTaskHandlers sends arbitrary task bodies (poll, issue, the scheduler's
 // sweep) and retry headers through the two task functions, over a store that
 // holds a record in every state and the API emulator. Whatever comes in, the
@@ -62,7 +57,7 @@ func FuzzTaskHandlers(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		p := &pipeline.Pipeline{Store: store, Tasks: discardQueue{}, API: api, Allowed: func(c string) bool { return c == "C0fuzz" },
+		p := &pipeline.Pipeline{Store: store, Tasks: recordingQueue{}, API: api, Allowed: func(c string) bool { return c == "C0fuzz" },
 			Log: logging.Discard, SweepAfter: time.Hour, MaxAttempts: 10, CATimeout: time.Second}
 		get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, logging.Discard, nil }
 		h := Poll(get)

@@ -24,8 +24,8 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
-// recordingQueue takes every task (the claim under test never gets far
-// enough to need one delivered).
+// recordingQueue takes every task and delivers none (the steps under test
+// need none delivered).
 type recordingQueue struct{}
 
 func (recordingQueue) Enqueue(context.Context, tasks.Task) error { return nil }

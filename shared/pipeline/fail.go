@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +13,6 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/progress"
-	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
 func isTransientAPI(err error) bool { return cpapi.Transient(err) }
@@ -212,9 +210,7 @@ func (p *Pipeline) handOffReport(ctx context.Context, rec *progress.Record, caus
 	}
 	log := p.logger(ctx).With(slog.String("reason", cause.Error()), slog.Int("report_handoffs", next.ReportHandoffs), slog.Int("sweeps", next.Sweeps))
 	if next.ReportHandoffs > rec.ReportHandoffs {
-		body, _ := json.Marshal(TaskBody{Key: next.Key, Attempt: next.IssueAttempts})
-		t := tasks.Task{Queue: tasks.QueueIssue, Name: fmt.Sprintf("report-%s-%d", taskID(next.Key), next.ReportHandoffs),
-			Body: body, ScheduleTime: p.Now().Add(reportHandoffDelay)}
+		t := resumeTask(next, fmt.Sprintf("report-%s-%d", taskID(next.Key), next.ReportHandoffs), p.Now().Add(reportHandoffDelay))
 		if err := p.Tasks.Enqueue(ctx, t); err != nil {
 			return fmt.Errorf("setFailure %s: hand off to a fresh task: %w", rec.Key, err)
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/store"
-	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
 // Poll handles one poll task: it asks whether the client has signed, and
@@ -143,24 +142,13 @@ func (p *Pipeline) continueLater(ctx context.Context, rec *progress.Record, caus
 	if next.LeaseUntil.After(now) {
 		at = next.LeaseUntil.Add(time.Second)
 	}
-	queue := tasks.QueuePoll
-	body, _ := json.Marshal(TaskBody{Key: next.Key, Poll: next.PollCount})
-	if !pollStates[next.State] {
-		queue = tasks.QueueIssue
-		body, _ = json.Marshal(TaskBody{Key: next.Key, Attempt: next.IssueAttempts})
-	}
-	t := tasks.Task{Queue: queue, Name: fmt.Sprintf("continue-%s-%d", taskID(next.Key), next.Version), Body: body, ScheduleTime: at}
+	t := resumeTask(next, fmt.Sprintf("continue-%s-%d", taskID(next.Key), next.Version), at)
 	if err := p.Tasks.Enqueue(ctx, t); err != nil {
 		return fmt.Errorf("%v; and handing on to a fresh task: %w", cause, err)
 	}
 	p.logger(ctx).Warn("contention or quota on the last attempt; a fresh task carries on",
 		slog.String("state", string(next.State)), slog.String("reason", cause.Error()), slog.Time("at", at))
 	return nil
-}
-
-// pollStates are the states whose work the poll queue resumes.
-var pollStates = map[progress.State]bool{
-	progress.StateReceived: true, progress.StateClaimed: true, progress.StateSigning: true, progress.StatePolling: true,
 }
 
 // lastAttempt reports whether a failure now would not be retried by the queue.

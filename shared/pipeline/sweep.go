@@ -178,18 +178,24 @@ func (p *Pipeline) sweepOne(ctx context.Context, rec *progress.Record, now, befo
 // redrive enqueues, under a name no earlier task used, the task that resumes
 // r from its state.
 func (p *Pipeline) redrive(ctx context.Context, r *progress.Record) error {
-	var t tasks.Task
-	switch r.State {
-	case progress.StateReceived, progress.StateClaimed, progress.StateSigning, progress.StatePolling:
-		body, _ := json.Marshal(TaskBody{Key: r.Key, Poll: r.PollCount})
-		t = tasks.Task{Queue: tasks.QueuePoll, Body: body}
-	default:
-		body, _ := json.Marshal(TaskBody{Key: r.Key, Attempt: r.IssueAttempts})
-		t = tasks.Task{Queue: tasks.QueueIssue, Body: body}
-	}
-	t.Name = fmt.Sprintf("sweep-%s-%d", taskID(r.Key), r.Sweeps)
+	t := resumeTask(r, fmt.Sprintf("sweep-%s-%d", taskID(r.Key), r.Sweeps), time.Time{})
 	if err := p.Tasks.Enqueue(ctx, t); err != nil {
 		return fmt.Errorf("sweep %s: enqueue a %s task: %w", r.Key, t.Queue, err)
 	}
 	return nil
+}
+
+// resumeTask is a task named name, due at at, that resumes r from its state:
+// PollSignature for RECEIVED to POLLING, IssueCertificate for SIGNED to
+// FAILING. The sweep, the hand-offs of a last attempt and the failure
+// reports all resume a record this way.
+func resumeTask(r *progress.Record, name string, at time.Time) tasks.Task {
+	switch r.State {
+	case progress.StateReceived, progress.StateClaimed, progress.StateSigning, progress.StatePolling:
+		body, _ := json.Marshal(TaskBody{Key: r.Key, Poll: r.PollCount})
+		return tasks.Task{Queue: tasks.QueuePoll, Name: name, Body: body, ScheduleTime: at}
+	default:
+		body, _ := json.Marshal(TaskBody{Key: r.Key, Attempt: r.IssueAttempts})
+		return tasks.Task{Queue: tasks.QueueIssue, Name: name, Body: body, ScheduleTime: at}
+	}
 }
