@@ -9,9 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -405,4 +407,61 @@ func TestTerraformRendersSameBundle(t *testing.T) {
 	if diff := cmp.Diff(fromTerraform, got); diff != "" {
 		t.Errorf("bundle differs from terraform's (-terraform +test):\n%s", diff)
 	}
+}
+
+// TestBundleIsWhatTheFunctionsLink checks that the bundle's Go files are
+// exactly the non-test Go files of the packages the three functions link (go
+// list -deps), so no emulator, simulation or test kit ships and nothing the
+// functions need is missing. It logs both line counts.
+func TestBundleIsWhatTheFunctionsLink(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	s, err := loadSpec(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := render(root, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bundled []string
+	for _, f := range b.Files {
+		if strings.HasSuffix(f, ".go") {
+			bundled = append(bundled, f)
+		}
+	}
+	cmd := exec.Command("go", "list", "-deps", "-f", `{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}
+{{end}}{{range .CgoFiles}}{{$d}}/{{.}}
+{{end}}{{range .EmbedFiles}}{{$d}}/{{.}}
+{{end}}{{end}}{{end}}`, "./functions/claim", "./functions/poll", "./functions/issue")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	var linked []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		rel, err := filepath.Rel(root, line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		linked = append(linked, filepath.ToSlash(rel))
+	}
+	slices.Sort(linked)
+	slices.Sort(bundled)
+	if diff := cmp.Diff(linked, bundled); diff != "" {
+		t.Errorf("bundle's Go files differ from what the functions link (-linked +bundled):\n%s", diff)
+	}
+	lines := func(files []string) int {
+		n := 0
+		for _, f := range files {
+			data, err := os.ReadFile(filepath.Join(root, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += bytes.Count(data, []byte("\n"))
+		}
+		return n
+	}
+	t.Logf("linked: %d files, %d lines; bundled: %d files, %d lines", len(linked), lines(linked), len(bundled), lines(bundled))
 }

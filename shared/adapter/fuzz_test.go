@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
-	"github.com/chromeos-certprov/adapter/shared/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
 
 // FuzzTaskHandlers sends arbitrary task bodies (poll, issue, the scheduler's

@@ -17,8 +17,8 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
-	"github.com/chromeos-certprov/adapter/shared/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
 
 // failingStore fails every call, as an unavailable Firestore would.

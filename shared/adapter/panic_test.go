@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/progress"
-	"github.com/chromeos-certprov/adapter/shared/store/memory"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
 
 // panickingStore panics on every read, as a bug in any library under a

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 // tokenEndpoint is a local OAuth 2.0 token endpoint: it hands out one access

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 func TestCallsAndErrorClasses(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chromeos-certprov/adapter/shared/testenv"
+	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
 )
 
 // openssl finds the openssl binary, a second, independent reader of the CSRs.

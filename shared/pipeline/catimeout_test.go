@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/seal"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 // slowCA is the dev CA behind a CA that answers only when its caller gives

@@ -15,12 +15,12 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/profile"
 	"github.com/chromeos-certprov/adapter/shared/progress"
-	"github.com/chromeos-certprov/adapter/shared/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
 
 const customer = "C0test"

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 // dropSANs is a CA that issues for the request's key and subject but drops

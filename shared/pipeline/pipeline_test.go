@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/csr"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 func TestEnrollsEveryClientKind(t *testing.T) {

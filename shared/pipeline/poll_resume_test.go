@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 // Invariant 3: when signData's answer was lost and the first poll task (not

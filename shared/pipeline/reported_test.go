@@ -9,10 +9,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 // Regressions of issue 11: every failure reaches the device, and contention

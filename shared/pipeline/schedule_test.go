@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/config"
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 // The poller follows the two-phase schedule: fast while a client may still

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 // Invariant 3: an upload whose answer was lost (503 after acting) returns an

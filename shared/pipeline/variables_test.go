@@ -3,8 +3,8 @@ package pipeline_test
 import (
 	"testing"
 
-	"github.com/chromeos-certprov/adapter/shared/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/profile"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
 // A device whose serial number would widen what the certificate names (a

@@ -12,7 +12,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/store"
-	"github.com/chromeos-certprov/adapter/shared/store/storetest"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/storetest"
 )
 
 // TestNormalizeEveryTime finds every time of a fully populated record by

@@ -26,7 +26,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
-	"github.com/chromeos-certprov/adapter/shared/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
 func main() {

@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/chromeos-certprov/adapter/shared/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
 func TestParse(t *testing.T) {

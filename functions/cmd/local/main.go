@@ -23,7 +23,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/logging"
-	"github.com/chromeos-certprov/adapter/shared/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
 func main() {

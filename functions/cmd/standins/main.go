@@ -28,10 +28,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chromeos-certprov/adapter/functions/standins"
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/config"
-	"github.com/chromeos-certprov/adapter/shared/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/standins"
 )
 
 func main() {

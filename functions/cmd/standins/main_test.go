@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/chromeos-certprov/adapter/shared/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
 func TestParseRange(t *testing.T) {

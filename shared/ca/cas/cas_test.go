@@ -18,7 +18,7 @@ import (
 
 	"cloud.google.com/go/security/privateca/apiv1/privatecapb"
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/ca/castest"
+	"github.com/chromeos-certprov/adapter/shared/tooling/ca/castest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"

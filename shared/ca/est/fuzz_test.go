@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/ca/est/esttest"
+	"github.com/chromeos-certprov/adapter/shared/tooling/ca/esttest"
 	globalsign "github.com/globalsign/est"
 	"go.mozilla.org/pkcs7"
 )

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/ca/scep/sceptest"
+	"github.com/chromeos-certprov/adapter/shared/tooling/ca/sceptest"
 )
 
 const ndesPage = `<HTML><Head><Meta HTTP-Equiv="Content-Type" Content="text/html; charset=Unicode"><Title>Network Device Enrollment Service</Title></Head>

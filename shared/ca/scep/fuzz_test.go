@@ -23,8 +23,8 @@ import (
 	"github.com/smallstep/scep"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/ca/scep/sceptest"
 	"github.com/chromeos-certprov/adapter/shared/csr"
+	"github.com/chromeos-certprov/adapter/shared/tooling/ca/sceptest"
 )
 
 // seedDir holds answers captured from the real SCEP servers (micromdm's

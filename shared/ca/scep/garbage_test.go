@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/ca/scep/sceptest"
 	"github.com/chromeos-certprov/adapter/shared/csr"
+	"github.com/chromeos-certprov/adapter/shared/tooling/ca/sceptest"
 )
 
 // garbageCA answers GetCACaps normally and the operation under test with

@@ -17,9 +17,9 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/ca/scep"
-	"github.com/chromeos-certprov/adapter/shared/ca/scep/sceptest"
 	"github.com/chromeos-certprov/adapter/shared/csr"
-	"github.com/chromeos-certprov/adapter/shared/testenv"
+	"github.com/chromeos-certprov/adapter/shared/tooling/ca/sceptest"
+	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

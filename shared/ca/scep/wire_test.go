@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/ca/scep/sceptest"
 	"github.com/chromeos-certprov/adapter/shared/csr"
+	"github.com/chromeos-certprov/adapter/shared/tooling/ca/sceptest"
 )
 
 // exchange is one HTTP request the connector made, as seen on the wire.

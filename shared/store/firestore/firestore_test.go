@@ -19,8 +19,8 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/store"
 	"github.com/chromeos-certprov/adapter/shared/store/firestore"
-	"github.com/chromeos-certprov/adapter/shared/store/storetest"
-	"github.com/chromeos-certprov/adapter/shared/testenv"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/storetest"
+	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -20,8 +20,8 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tasks/cloudtasks"
-	"github.com/chromeos-certprov/adapter/shared/tasks/taskstest"
-	"github.com/chromeos-certprov/adapter/shared/testenv"
+	"github.com/chromeos-certprov/adapter/shared/tooling/tasks/taskstest"
+	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -1,0 +1,134 @@
+package simulation
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+)
+
+// ScheduleSpec names a poll schedule to compare, in real time.
+type ScheduleSpec struct {
+	Name string
+	Poll config.PollSchedule
+}
+
+// String describes the schedule.
+func (s ScheduleSpec) String() string {
+	p := s.Poll
+	d := ""
+	if p.Multiplier == 1 || p.Initial == p.Max {
+		d = fmt.Sprintf("every %s", p.Max)
+	} else {
+		d = fmt.Sprintf("%s x%g to %s", p.Initial, p.Multiplier, p.Max)
+	}
+	if p.Jitter > 0 {
+		d += fmt.Sprintf(" ±%g%%", p.Jitter*100)
+	}
+	if p.LateAfter > 0 {
+		d += fmt.Sprintf(", after %s every %s", p.LateAfter, p.LateInterval)
+	}
+	return d
+}
+
+// Schedules are the schedules the local run compares: the default, a fixed
+// 10-second interval, the first phase of the default alone, and the
+// previous default (a single phase capped at a minute).
+func Schedules() []ScheduleSpec {
+	d := config.DefaultPoll
+	fixed := config.PollSchedule{Initial: 10 * time.Second, Multiplier: 1, Max: 10 * time.Second, Deadline: d.Deadline}
+	firstPhase := d
+	firstPhase.LateAfter, firstPhase.LateInterval = 0, 0
+	previous := firstPhase
+	previous.Max = time.Minute
+	return []ScheduleSpec{
+		{Name: "default", Poll: d},
+		{Name: "fixed-10s", Poll: fixed},
+		{Name: "one-phase-10s", Poll: firstPhase},
+		{Name: "one-phase-60s", Poll: previous},
+	}
+}
+
+// ScheduleResult is one row of the comparison. Latencies are unscaled.
+type ScheduleResult struct {
+	Name              string      `json:"name"`
+	Schedule          string      `json:"schedule"`
+	AddedLatency      Percentiles `json:"added_latency_ms"`
+	TimeToCertificate Percentiles `json:"time_to_certificate_ms"`
+	// OperationsGet per enrollment over the run (its deadline: RunDeadline).
+	OperationsGet float64 `json:"operations_get_per_enrollment"`
+	// OperationsGetSigned per client that signed (online and slow).
+	OperationsGetSigned float64 `json:"operations_get_per_signed_client"`
+	// SilentPolls is what a client that never signs costs until Deadline
+	// (computed from the schedule); OperationsGetAtDeadline is the run's
+	// per-enrollment figure with its silent clients costing that.
+	RunDeadline             string   `json:"run_deadline"`
+	Deadline                string   `json:"deadline"`
+	SilentPolls             int      `json:"silent_polls_at_deadline"`
+	OperationsGetAtDeadline float64  `json:"operations_get_per_enrollment_at_deadline"`
+	Outcomes                Outcomes `json:"outcomes"`
+	OK                      bool     `json:"ok"`
+}
+
+// CompareSchedules runs o once per schedule, with the same seed and so the
+// same clients and delays. o's delays and schedule deadline are already
+// divided by o.TimeScale; the specs are in real time and scaled here.
+// deadline is the production poll deadline the silent clients' cost is
+// extrapolated to. Each run's report is passed to each (may be nil).
+func CompareSchedules(ctx context.Context, o Options, specs []ScheduleSpec, deadline time.Duration, progress io.Writer, each func(ScheduleSpec, *Report)) ([]ScheduleResult, error) {
+	scale := o.TimeScale
+	if scale <= 0 {
+		scale = 1
+	}
+	runDeadline := o.Schedule.Deadline
+	var out []ScheduleResult
+	for _, s := range specs {
+		oi := o
+		oi.Schedule = s.Poll.Scale(scale)
+		oi.Schedule.Deadline = runDeadline
+		if progress != nil {
+			fmt.Fprintf(progress, "schedule %s (%s)\n", s.Name, s)
+		}
+		r, err := Run(ctx, oi)
+		if err != nil {
+			return nil, fmt.Errorf("schedule %s: %w", s.Name, err)
+		}
+		if each != nil {
+			each(s, r)
+		}
+		res := ScheduleResult{
+			Name: s.Name, Schedule: s.String(),
+			AddedLatency: r.AddedLatencyUnscaled, TimeToCertificate: r.TimeToCertificateUnscaled,
+			OperationsGet: r.PerEnrollment.APICalls[cpemulator.MethodOperationsGet],
+			RunDeadline:   time.Duration(float64(runDeadline) * scale).String(),
+			Deadline:      deadline.String(),
+			Outcomes:      r.Outcomes, OK: r.OK(),
+		}
+		res.SilentPolls = s.Poll.PollsUntil(deadline)
+		var signed, signedOps, total float64
+		for sc, c := range r.PerScenario {
+			ops := c.APICalls[cpemulator.MethodOperationsGet] * float64(c.Clients)
+			switch sc {
+			case Online, Slow:
+				signed += float64(c.Clients)
+				signedOps += ops
+				total += ops
+			case Silent:
+				total += float64(c.Clients) * float64(res.SilentPolls)
+			default:
+				total += ops
+			}
+		}
+		if signed > 0 {
+			res.OperationsGetSigned = signedOps / signed
+		}
+		if r.Clients > 0 {
+			res.OperationsGetAtDeadline = total / float64(r.Clients)
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
