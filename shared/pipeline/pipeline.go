@@ -11,7 +11,6 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -53,19 +52,12 @@ type API interface {
 	SetFailure(ctx context.Context, name, message string) error
 }
 
-// Issuer is a CA connection.
-type Issuer interface {
-	// Issue requests a certificate; errors are *ca.Error with a kind. A retry
-	// with the same RequestID never yields a second certificate.
-	Issue(ctx context.Context, req ca.Request) (*ca.Issued, error)
-	// Roots are the CA certificates an issued leaf must chain to.
-	Roots(ctx context.Context) ([]*x509.Certificate, error)
-}
+// Issuer is a CA connection; the connectors and their registry are in ca.
+type Issuer = ca.Issuer
 
-// Challenger is a CA connection whose CSR carries a challenge password (SCEP).
-type Challenger interface {
-	Challenge(ctx context.Context, processKey string) (password string, expires time.Time, err error)
-}
+// Challenger is the capability of a CA connection whose CSR carries a
+// challenge password (SCEP), asked for at claim time.
+type Challenger = ca.Challenger
 
 // Pipeline holds what every step needs. Build it once per instance.
 type Pipeline struct {
