@@ -5,7 +5,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/profile"
+	"github.com/chromeos-certprov/adapter/shared/strictjson"
 )
 
 // Lookup reads an environment variable; os.LookupEnv in production, a map in tests.
@@ -193,13 +193,8 @@ func (a *Adapter) Allowed(customer string) bool {
 // ParseAdapter decodes and validates an adapter config. Unknown fields are errors.
 func ParseAdapter(data []byte, connectorTypes []string) (Adapter, error) {
 	var a Adapter
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
+	if err := strictjson.Unmarshal(data, &a); err != nil {
 		return Adapter{}, fmt.Errorf("adapter config: %w", err)
-	}
-	if dec.More() {
-		return Adapter{}, errors.New("adapter config: trailing data after the JSON object")
 	}
 	return a, a.Validate(connectorTypes)
 }

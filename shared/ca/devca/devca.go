@@ -25,10 +25,17 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
+	"github.com/chromeos-certprov/adapter/shared/strictjson"
 )
 
 // Type is the connector type name in the adapter config.
 const Type = "dev"
+
+func init() {
+	ca.Register(Type, ca.Connector{New: func(ctx context.Context, settings json.RawMessage, deps ca.Deps) (ca.Issuer, error) {
+		return New(ctx, settings, deps.Secrets)
+	}})
+}
 
 // Settings of a development CA connection.
 type Settings struct {
@@ -62,9 +69,7 @@ type Connector struct {
 func New(_ context.Context, settings json.RawMessage, secrets func(string) (string, error)) (*Connector, error) {
 	var s Settings
 	if len(bytes.TrimSpace(settings)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(settings))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
+		if err := strictjson.Unmarshal(settings, &s); err != nil {
 			return nil, fmt.Errorf("dev CA settings: %w", err)
 		}
 	}
@@ -146,14 +151,11 @@ func Generate(cn string) (*x509.Certificate, crypto.Signer, error) {
 }
 
 func parse(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
-	cb, _ := pem.Decode(certPEM)
-	if cb == nil || cb.Type != "CERTIFICATE" {
-		return nil, nil, errors.New("certFile holds no PEM CERTIFICATE")
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
+	certs, err := ca.ParseChain(certPEM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("certFile: %w", err)
 	}
+	cert := certs[0]
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {
 		return nil, nil, errors.New("the CA key is not PEM") // never print the key
