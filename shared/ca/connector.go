@@ -50,6 +50,19 @@ type Connector struct {
 	NeedsChallenge func(settings json.RawMessage) bool
 }
 
+// Adapt turns a connector package's own constructor, which returns its
+// concrete type and takes the secrets function, into a Connector.New. A
+// failed construction returns a nil Issuer, not a nil pointer in one.
+func Adapt[T Issuer](newFn func(ctx context.Context, settings json.RawMessage, secrets func(envName string) (string, error)) (T, error)) func(context.Context, json.RawMessage, Deps) (Issuer, error) {
+	return func(ctx context.Context, settings json.RawMessage, deps Deps) (Issuer, error) {
+		c, err := newFn(ctx, settings, deps.Secrets)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
 var (
 	registryMu sync.RWMutex
 	registry   = map[string]Connector{}

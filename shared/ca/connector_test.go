@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"strings"
 	"testing"
@@ -141,5 +142,34 @@ func TestParseChain(t *testing.T) {
 				t.Errorf("ParseChain (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// ptrIssuer is a connector type whose constructor returns a pointer.
+type ptrIssuer struct{ secret string }
+
+func (*ptrIssuer) Issue(context.Context, Request) (*Issued, error)    { return nil, nil }
+func (*ptrIssuer) Roots(context.Context) ([]*x509.Certificate, error) { return nil, nil }
+
+func newPtrIssuer(_ context.Context, _ json.RawMessage, secrets func(string) (string, error)) (*ptrIssuer, error) {
+	v, err := secrets("KEY")
+	if err != nil {
+		return nil, err
+	}
+	return &ptrIssuer{secret: v}, nil
+}
+
+// Adapt passes the secrets through, and a failed construction is a nil
+// Issuer, not a nil *ptrIssuer inside a non-nil interface.
+func TestAdapt(t *testing.T) {
+	t.Parallel()
+	build := Adapt(newPtrIssuer)
+	iss, err := build(context.Background(), nil, Deps{Secrets: func(string) (string, error) { return "k", nil }})
+	if p, ok := iss.(*ptrIssuer); err != nil || !ok || p.secret != "k" {
+		t.Errorf("Adapt(New) = %#v, %v; want the connector with its secret", iss, err)
+	}
+	iss, err = build(context.Background(), nil, Deps{Secrets: func(string) (string, error) { return "", errors.New("not set") }})
+	if err == nil || iss != nil {
+		t.Errorf("Adapt(New) on failure = %#v, %v; want a nil Issuer and the error", iss, err)
 	}
 }

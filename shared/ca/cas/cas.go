@@ -83,11 +83,7 @@ import (
 // Type is the connector type name in the adapter config.
 const Type = "cas"
 
-func init() {
-	ca.Register(Type, ca.Connector{New: func(ctx context.Context, settings json.RawMessage, deps ca.Deps) (ca.Issuer, error) {
-		return New(ctx, settings, deps.Secrets)
-	}})
-}
+func init() { ca.Register(Type, ca.Connector{New: ca.Adapt(New)}) }
 
 // DefaultLifetime is the certificate lifetime when neither the settings nor
 // the request give one.

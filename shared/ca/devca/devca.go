@@ -31,11 +31,7 @@ import (
 // Type is the connector type name in the adapter config.
 const Type = "dev"
 
-func init() {
-	ca.Register(Type, ca.Connector{New: func(ctx context.Context, settings json.RawMessage, deps ca.Deps) (ca.Issuer, error) {
-		return New(ctx, settings, deps.Secrets)
-	}})
-}
+func init() { ca.Register(Type, ca.Connector{New: ca.Adapt(New)}) }
 
 // Settings of a development CA connection.
 type Settings struct {

@@ -134,11 +134,7 @@ var (
 // Type is the connector type name in the adapter config.
 const Type = "est"
 
-func init() {
-	ca.Register(Type, ca.Connector{New: func(ctx context.Context, settings json.RawMessage, deps ca.Deps) (ca.Issuer, error) {
-		return New(ctx, settings, deps.Secrets)
-	}})
-}
+func init() { ca.Register(Type, ca.Connector{New: ca.Adapt(New)}) }
 
 // New checks settings, reads the files and secrets they name, and makes the
 // client. It does not contact the server.

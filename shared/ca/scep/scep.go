@@ -34,14 +34,7 @@ import (
 // Type is the connector type name in the adapter config.
 const Type = "scep"
 
-func init() {
-	ca.Register(Type, ca.Connector{
-		New: func(ctx context.Context, settings json.RawMessage, deps ca.Deps) (ca.Issuer, error) {
-			return New(ctx, settings, deps.Secrets)
-		},
-		NeedsChallenge: needsChallenge,
-	})
-}
+func init() { ca.Register(Type, ca.Connector{New: ca.Adapt(New), NeedsChallenge: needsChallenge}) }
 
 // caInfoTTL is how long GetCACaps and GetCACert answers are reused, so that
 // a renewed CA or RA certificate is picked up without a restart.
