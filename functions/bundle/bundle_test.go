@@ -34,11 +34,7 @@ func repoRoot(t *testing.T) string {
 // render renders the repository's bundle as terraform/bundle.tf does.
 func render(t *testing.T, root string) sourcebundle.Bundle {
 	t.Helper()
-	s, err := sourcebundle.LoadSpec(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := sourcebundle.Render(root, s)
+	b, err := sourcebundle.Render(root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,11 +133,7 @@ func TestBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := sourcebundle.LoadSpec(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := sourcebundle.Render(root, s)
+	b, err := sourcebundle.Render(root)
 	if err != nil {
 		t.Fatal(err)
 	}

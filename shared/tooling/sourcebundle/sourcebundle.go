@@ -22,8 +22,8 @@ import (
 	"strings"
 )
 
-// Spec is terraform/bundle/files.json.
-type Spec struct {
+// spec is terraform/bundle/files.json.
+type spec struct {
 	Include      []string `json:"include"`
 	Exclude      []string `json:"exclude"`
 	RootFile     string   `json:"root_file"`
@@ -53,9 +53,9 @@ func FindRoot(dir string) (string, error) {
 	}
 }
 
-// LoadSpec reads terraform/bundle/files.json under the repository root.
-func LoadSpec(root string) (Spec, error) {
-	var s Spec
+// loadSpec reads terraform/bundle/files.json under the repository root.
+func loadSpec(root string) (spec, error) {
+	var s spec
 	raw, err := os.ReadFile(filepath.Join(root, "terraform", "bundle", "files.json"))
 	if err != nil {
 		return s, fmt.Errorf("read bundle spec: %w", err)
@@ -69,10 +69,15 @@ func LoadSpec(root string) (Spec, error) {
 	return s, nil
 }
 
-// Render computes the bundle as terraform/bundle.tf does:
-// setsubtract(union of fileset(root, include), union of fileset(root, exclude))
-// plus templatefile(root_template, {module = <module path of go.mod>}).
-func Render(root string, s Spec) (Bundle, error) {
+// Render computes the repository's bundle as terraform/bundle.tf does, from
+// its terraform/bundle/files.json: setsubtract(union of fileset(root,
+// include), union of fileset(root, exclude)) plus templatefile(root_template,
+// {module = <module path of go.mod>}).
+func Render(root string) (Bundle, error) {
+	s, err := loadSpec(root)
+	if err != nil {
+		return Bundle{}, err
+	}
 	files, err := Fileset(root, s.Include)
 	if err != nil {
 		return Bundle{}, err
@@ -274,11 +279,7 @@ func Unzip(data []byte, dir string) error {
 // Unpack renders the repository's bundle, zips it as terraform does and
 // unzips it into dir, as Cloud Functions receives it. It returns the bundle.
 func Unpack(root, dir string) (Bundle, error) {
-	s, err := LoadSpec(root)
-	if err != nil {
-		return Bundle{}, err
-	}
-	b, err := Render(root, s)
+	b, err := Render(root)
 	if err != nil {
 		return Bundle{}, err
 	}
