@@ -15,7 +15,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -152,27 +151,9 @@ func parse(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
 		return nil, nil, fmt.Errorf("certFile: %w", err)
 	}
 	cert := certs[0]
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil {
-		return nil, nil, errors.New("the CA key is not PEM") // never print the key
-	}
-	var key any
-	switch kb.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(kb.Bytes)
-	default:
-		err = fmt.Errorf("PEM block type %q", kb.Type)
-	}
+	signer, err := ca.ParsePrivateKey(keyPEM)
 	if err != nil {
-		return nil, nil, errors.New("the CA key does not parse as a private key")
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, nil, errors.New("the CA key cannot sign")
+		return nil, nil, fmt.Errorf("the CA key: %w", err)
 	}
 	pub, err := x509.MarshalPKIXPublicKey(signer.Public())
 	if err != nil || !bytes.Equal(pub, cert.RawSubjectPublicKeyInfo) {
