@@ -132,3 +132,21 @@ func TestAPIOptionsFromEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// Every connector the adapter ships reads its settings strictly: a misspelt
+// field and anything after the settings object are errors, whatever else
+// the settings lack.
+func TestEveryConnectorDecodesStrictly(t *testing.T) {
+	t.Parallel()
+	for _, typ := range ConnectorTypes() {
+		for _, tc := range []struct{ settings, want string }{
+			{`{"timout":"5s"}`, `unknown field "timout"`},
+			{`{} {}`, "trailing data"},
+		} {
+			_, err := ca.New(context.Background(), typ, json.RawMessage(tc.settings), ca.Deps{Secrets: EnvSecrets(config.MapLookup(nil))})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s settings %s: %v, want an error with %q", typ, tc.settings, err, tc.want)
+			}
+		}
+	}
+}
