@@ -87,7 +87,7 @@ type Setting struct {
 	DefaultDoc string
 	// RequiredInCloud: required unless CLOUD_TASKS_EMULATOR_HOST is set.
 	RequiredInCloud bool
-	// Min and Max bound a number, both included.
+	// Min and Max bound a number, both included (the README shows them).
 	Min, Max float64
 	// ZeroOff admits a duration of 0, which turns the feature off; other
 	// durations must be positive.
@@ -101,9 +101,9 @@ type Setting struct {
 	target any
 }
 
-// DefaultText is the README's default column: the default as set, or what
+// defaultText is the README's default column: the default as set, or what
 // DefaultDoc says.
-func (s Setting) DefaultText() string {
+func (s Setting) defaultText() string {
 	switch {
 	case s.Default != "":
 		return "`" + s.Default + "`"
@@ -113,11 +113,8 @@ func (s Setting) DefaultText() string {
 	return s.DefaultDoc
 }
 
-// Settings declares every environment variable the functions read, in the
-// order of the README's table.
-func Settings() []Setting { return (&Config{}).settings() }
-
-// settings binds each declaration to a field of c.
+// settings declares every environment variable the functions read, in the
+// order of the README's table, each bound to its field of c.
 func (c *Config) settings() []Setting {
 	p := pipeline.DefaultPoll
 	return []Setting{
@@ -152,11 +149,11 @@ func (c *Config) settings() []Setting {
 		{Name: "TASKS_SERVICE_ACCOUNT", target: &c.TasksServiceAccount, RequiredInCloud: true,
 			Doc: "service account whose OIDC token Cloud Tasks attaches (audience: the target URL)"},
 		{Name: "TASKS_MAX_ATTEMPTS", target: &c.TasksMaxAttempts, Default: strconv.Itoa(pipeline.DefaultMaxAttempts), Min: 1, Max: 100,
-			Doc: "the queues' max attempts: the last attempt reports a failure instead of erroring; 1 to 100"},
+			Doc: "the queues' max attempts: the last attempt reports a failure instead of erroring"},
 		{Name: "POLL_INITIAL_DELAY", target: &c.Poll.Initial, Default: duration(p.Initial),
 			Doc: "first poll after signData"},
 		{Name: "POLL_MULTIPLIER", target: &c.Poll.Multiplier, Default: number(p.Multiplier), Min: 1, Max: 10,
-			Doc: "each poll's delay times this; 1 to 10"},
+			Doc: "each poll's delay times this"},
 		{Name: "POLL_MAX_DELAY", target: &c.Poll.Max, Default: duration(p.Max),
 			Doc: "cap of the delay in the first phase; at least `POLL_INITIAL_DELAY`"},
 		{Name: "POLL_LATE_AFTER", target: &c.Poll.LateAfter, Default: duration(p.LateAfter), ZeroOff: true,
@@ -164,7 +161,7 @@ func (c *Config) settings() []Setting {
 		{Name: "POLL_LATE_INTERVAL", target: &c.Poll.LateInterval, Default: duration(p.LateInterval),
 			Doc: "delay between polls in the late phase"},
 		{Name: "POLL_JITTER", target: &c.Poll.Jitter, Default: number(p.Jitter), Min: 0, Max: 0.9,
-			Doc: "± fraction of randomness on each delay; 0 to 0.9"},
+			Doc: "± fraction of randomness on each delay"},
 		{Name: "POLL_DEADLINE", target: &c.Poll.Deadline, Default: duration(p.Deadline),
 			Doc: `after one last poll at this time since signData the process is failed ("did not answer in time")`},
 		{Name: "SWEEP_AFTER", target: &c.SweepAfter, Default: duration(DefaultSweepAfter), ZeroOff: true,
