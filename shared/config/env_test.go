@@ -112,3 +112,46 @@ func TestSweepBudgetFromEnv(t *testing.T) {
 		{"inside the margin", []string{"SWEEP_BUDGET", "5s"}, 0, "SWEEP_BUDGET 5s: must be at least 10s"},
 	})
 }
+
+// TestLoadPoll: the local runs read the poll schedule alone, with its own
+// checks, and no other setting's problem.
+func TestLoadPoll(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    pipeline.PollSchedule
+		wantErr []string
+	}{
+		{"defaults", nil, pipeline.DefaultPoll, nil},
+		{"other settings are not read", map[string]string{"LEASE": "soon", "GOOGLE_CLOUD_PROJECT": ""}, pipeline.DefaultPoll, nil},
+		{"set", map[string]string{"POLL_INITIAL_DELAY": "50ms", "POLL_MAX_DELAY": "200ms", "POLL_LATE_AFTER": "0"},
+			func() pipeline.PollSchedule {
+				p := pipeline.DefaultPoll
+				p.Initial, p.Max, p.LateAfter = 50*time.Millisecond, 200*time.Millisecond, 0
+				return p
+			}(), nil},
+		{"every problem", map[string]string{"POLL_INITIAL_DELAY": "1m", "POLL_JITTER": "1", "POLL_DEADLINE": "-1h"}, pipeline.PollSchedule{},
+			[]string{"POLL_MAX_DELAY 10s is shorter than POLL_INITIAL_DELAY 1m0s", `POLL_JITTER: "1" is not a number from 0 to 0.9`, `POLL_DEADLINE: "-1h" is not a positive duration`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := LoadPoll(MapLookup(tc.env))
+			if tc.wantErr != nil {
+				for _, w := range tc.wantErr {
+					if err == nil || !strings.Contains(err.Error(), w) {
+						t.Errorf("error %v does not mention %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("schedule (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
