@@ -3,6 +3,7 @@ package bundle
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path"
@@ -11,10 +12,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/chromeos-certprov/adapter/shared/tooling/sourcebundle"
+	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
 )
 
 // repoRoot finds the repository root: the nearest directory above the test's
