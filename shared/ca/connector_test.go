@@ -24,6 +24,12 @@ func TestRegistry(t *testing.T) {
 	}
 	Register("test-plain", Connector{New: build})
 	Register("test-challenge", Connector{New: build, NeedsChallenge: func(s json.RawMessage) bool { return string(s) != `"none"` }})
+	t.Cleanup(func() { // so that the test can run again in this process (-count)
+		registryMu.Lock()
+		defer registryMu.Unlock()
+		delete(registry, "test-plain")
+		delete(registry, "test-challenge")
+	})
 
 	deps := Deps{Secrets: func(string) (string, error) { return "+secret", nil }}
 	got, err := New(context.Background(), "test-plain", json.RawMessage(`{}`), deps)
