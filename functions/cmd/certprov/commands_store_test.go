@@ -115,15 +115,15 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("exit code %d\n%s", r.code, r.stderr)
 	}
 	want := `C0local:p-ok: UPLOADED, created 2026-12-01T08:00:00Z
-AT                      ELAPSED       STEP  TRANSITION
-2026-12-01T08:00:00Z        +0s        +0s  RECEIVED
-2026-12-01T08:00:01Z        +1s        +1s  RECEIVED -> CLAIMED
-2026-12-01T08:00:02Z        +2s        +1s  CLAIMED -> SIGNING
-2026-12-01T08:00:03Z        +3s        +1s  SIGNING -> POLLING
-2026-12-01T08:00:23Z       +23s       +20s  POLLING -> SIGNED
-2026-12-01T08:00:24Z       +24s        +1s  SIGNED -> ISSUING
-2026-12-01T08:00:25Z       +25s        +1s  ISSUING -> ISSUED
-2026-12-01T08:00:26Z       +26s        +1s  ISSUED -> UPLOADED
+AT                          ELAPSED       STEP  TRANSITION
+2026-12-01T08:00:00.000Z        +0s        +0s  RECEIVED
+2026-12-01T08:00:01.000Z        +1s        +1s  RECEIVED -> CLAIMED
+2026-12-01T08:00:02.000Z        +2s        +1s  CLAIMED -> SIGNING
+2026-12-01T08:00:03.000Z        +3s        +1s  SIGNING -> POLLING
+2026-12-01T08:00:23.000Z       +23s       +20s  POLLING -> SIGNED
+2026-12-01T08:00:24.000Z       +24s        +1s  SIGNED -> ISSUING
+2026-12-01T08:00:25.000Z       +25s        +1s  ISSUING -> ISSUED
+2026-12-01T08:00:26.000Z       +26s        +1s  ISSUED -> UPLOADED
 logs: jsonPayload.process_id="p-ok"
       https://console.cloud.google.com/logs/query;query=jsonPayload.process_id=%22p-ok%22?project=` + project + "\n"
 	if diff := cmp.Diff(want, r.stdout); diff != "" {
@@ -261,6 +261,22 @@ func TestStoreUnreachable(t *testing.T) {
 		r := runCLI(t, vars, append(args, "--timeout", "2s")...)
 		if r.code != exitUnreachable {
 			t.Errorf("%v: exit code %d, want %d\n%s", args, r.code, exitUnreachable, r.stderr)
+		}
+	}
+}
+
+func TestSpan(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{290 * time.Millisecond, "290ms"},
+		{1150 * time.Millisecond, "1.2s"},
+		{15*time.Minute + 1400*time.Millisecond, "15m1s"},
+		{4*time.Hour + 5*time.Second, "4h0m0s"},
+	} {
+		if got := span(tc.d); got != tc.want {
+			t.Errorf("span(%v) = %q, want %q", tc.d, got, tc.want)
 		}
 	}
 }

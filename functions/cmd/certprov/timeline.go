@@ -29,6 +29,9 @@ type transition struct {
 	To      string `json:"to"`
 }
 
+// timeMillis shows the sub-second steps of a process apart.
+const timeMillis = "2006-01-02T15:04:05.000Z07:00"
+
 func newTimeline(r *progress.Record, project string) timelineView {
 	v := timelineView{Key: r.Key, State: string(r.State), CreatedAt: r.CreatedAt.UTC(), Transitions: []transition{},
 		LogFilter: fmt.Sprintf("jsonPayload.process_id=%q", r.ProcessID)}
@@ -84,13 +87,13 @@ func timeline(ctx context.Context, e env, args []string) int {
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "%s: %s, created %s\n", v.Key, v.State, v.CreatedAt.Format(time.RFC3339))
-		fmt.Fprintf(w, "%-20s  %9s  %9s  %s\n", "AT", "ELAPSED", "STEP", "TRANSITION")
+		fmt.Fprintf(w, "%-24s  %9s  %9s  %s\n", "AT", "ELAPSED", "STEP", "TRANSITION")
 		for _, t := range v.Transitions {
 			change := t.To
 			if t.From != "" {
 				change = t.From + " -> " + t.To
 			}
-			fmt.Fprintf(w, "%-20s  %9s  %9s  %s\n", t.At.Format(time.RFC3339), "+"+t.Elapsed, "+"+t.Step, change)
+			fmt.Fprintf(w, "%-24s  %9s  %9s  %s\n", t.At.Format(timeMillis), "+"+t.Elapsed, "+"+t.Step, change)
 		}
 		fmt.Fprintf(w, "logs: %s\n", v.LogFilter)
 		if v.ConsoleURL != "" {
