@@ -170,6 +170,7 @@ func TestList(t *testing.T) {
 		byState   []count
 		byFailure []count
 		truncated bool
+		next      string
 		has       []string
 	}{
 		{name: "all", code: exitOK,
@@ -189,7 +190,14 @@ func TestList(t *testing.T) {
 		{name: "limited", args: []string{"--limit", "2"}, code: exitOK, truncated: true,
 			keys: []string{"C0local:p-poll", "C0local:p-failing"}, byState: []count{{"FAILING", 1}, {"POLLING", 1}},
 			byFailure: []count{{"The certificate authority refused the request.", 1}},
-			has:       []string{"2 process(es) (the limit, 2: older ones may match; narrow with --since or raise --limit)\n"}},
+			next:      "2026-12-01T11:00:00Z,C0local:p-failing",
+			has:       []string{"2 process(es) (the limit, 2: older ones may match; next page: --after 2026-12-01T11:00:00Z,C0local:p-failing)\n"}},
+		{name: "next page", args: []string{"--limit", "2", "--after", "2026-12-01T11:00:00Z,C0local:p-failing"}, code: exitOK, truncated: true,
+			keys: []string{"C0other:p-late2", "C0local:p-late"}, byState: []count{{"FAILED", 2}}, byFailure: []count{{late, 2}},
+			next: "2026-12-01T09:00:00Z,C0local:p-late"},
+		{name: "last page", args: []string{"--limit", "2", "--after", "2026-12-01T09:00:00Z,C0local:p-late"}, code: exitOK,
+			keys: []string{"C0local:p-ok"}, byState: []count{{"UPLOADED", 1}}, byFailure: []count{}},
+		{name: "bad cursor", args: []string{"--after", "yesterday"}, code: exitUsage},
 		{name: "bad state", args: []string{"--state", "DONE"}, code: exitUsage},
 		{name: "bad since", args: []string{"--since", "yesterday"}, code: exitUsage},
 		{name: "bad limit", args: []string{"--limit", "0"}, code: exitUsage},
@@ -222,8 +230,8 @@ func TestList(t *testing.T) {
 			if diff := cmp.Diff(tc.byFailure, got.ByFailure); diff != "" {
 				t.Errorf("byFailure (-want +got):\n%s", diff)
 			}
-			if got.Truncated != tc.truncated {
-				t.Errorf("truncated %t, want %t", got.Truncated, tc.truncated)
+			if got.Truncated != tc.truncated || got.Next != tc.next {
+				t.Errorf("truncated %t, next %q; want %t, %q", got.Truncated, got.Next, tc.truncated, tc.next)
 			}
 		})
 	}

@@ -21,6 +21,25 @@ type listView struct {
 	Limit     int       `json:"limit"`
 	// Truncated: the limit was reached; older matching processes exist maybe.
 	Truncated bool `json:"truncated"`
+	// Next is the --after of the next page, when Truncated.
+	Next string `json:"next,omitempty"`
+}
+
+// cursorText writes a position in the listing as --after takes it.
+func cursorText(c firestore.Cursor) string {
+	return c.CreatedAt.UTC().Format(time.RFC3339Nano) + "," + c.Key
+}
+
+func parseCursor(s string) (*firestore.Cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	at, key, ok := strings.Cut(s, ",")
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if !ok || err != nil || key == "" {
+		return nil, fmt.Errorf("--after %q: want the \"next\" of the page before (CREATED,KEY)", s)
+	}
+	return &firestore.Cursor{CreatedAt: t, Key: key}, nil
 }
 
 type listRow struct {
@@ -86,16 +105,18 @@ var states = []progress.State{progress.StateReceived, progress.StateClaimed, pro
 	progress.StateUploaded, progress.StateFailed, progress.StateClaimedElsewhere}
 
 func list(ctx context.Context, e env, args []string) int {
-	fs, asJSON := flags(e, "list", "[--state S] [--since D] [--customer C] [--profile P] [--limit N] [--json]",
+	fs, asJSON := flags(e, "list", "[--state S] [--since D] [--customer C] [--profile P] [--limit N] [--after NEXT] [--json]",
 		`  certprov list --state FAILED --since 24h       # what broke since yesterday
   certprov list --customer C0abc1234 --profile device-wifi --since 2026-12-01
   certprov list --state FAILING --json | jq '.processes[].key'
+  certprov list --since 7d --limit 50 --after 2026-12-05T16:02:49Z,C0abc1234:9a0d2e55-...   # the next page
 `)
 	sf := addStoreFlags(fs, e)
 	state := fs.String("state", "", "only processes in this state (RECEIVED ... UPLOADED, FAILED, FAILING)")
 	since := fs.String("since", "", "only processes created since: 7d, 36h, 90m, an RFC 3339 time or a date")
 	customer := fs.String("customer", "", "only this customer's processes")
 	profileRef := fs.String("profile", "", "only processes of this profile reference")
+	after := fs.String("after", "", "continue after this position: the \"next\" a truncated listing printed")
 	limit := fs.Int("limit", 100, fmt.Sprintf("read at most this many processes, newest first (1 to %d)", firestore.MaxQueryLimit))
 	pos, code, ok := parse(e, fs, args)
 	if !ok {
@@ -115,6 +136,10 @@ func list(ctx context.Context, e env, args []string) int {
 	if err != nil {
 		return usageError(e, fs, "%v", err)
 	}
+	cursor, err := parseCursor(*after)
+	if err != nil {
+		return usageError(e, fs, "%v", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, *sf.timeout)
 	defer cancel()
 	s, closeStore, err := sf.open(ctx)
@@ -122,7 +147,7 @@ func list(ctx context.Context, e env, args []string) int {
 		return storeFailure(e, "list", err)
 	}
 	defer closeStore()
-	recs, err := s.List(ctx, firestore.Filter{State: st, Customer: *customer, ProfileRef: *profileRef, Since: from}, *limit)
+	recs, err := s.List(ctx, firestore.Filter{State: st, Customer: *customer, ProfileRef: *profileRef, Since: from, After: cursor}, *limit)
 	if err != nil {
 		return storeFailure(e, "list", err)
 	}
@@ -137,6 +162,10 @@ func list(ctx context.Context, e env, args []string) int {
 		}
 	}
 	v.ByState, v.ByFailure = counts(byState), counts(byFailure)
+	if v.Truncated {
+		last := recs[len(recs)-1]
+		v.Next = cursorText(firestore.Cursor{CreatedAt: last.CreatedAt, Key: last.Key})
+	}
 	if *asJSON {
 		if err := writeJSON(e.stdout, v); err != nil {
 			return exitProblem
@@ -157,7 +186,7 @@ func (v listView) write(e env) {
 	tw.Flush()
 	fmt.Fprintf(e.stdout, "\n%d process(es)", len(v.Processes))
 	if v.Truncated {
-		fmt.Fprintf(e.stdout, " (the limit, %d: older ones may match; narrow with --since or raise --limit)", v.Limit)
+		fmt.Fprintf(e.stdout, " (the limit, %d: older ones may match; next page: --after %s)", v.Limit, v.Next)
 	}
 	fmt.Fprintln(e.stdout)
 	if len(v.ByState) > 0 {

@@ -21,6 +21,16 @@ type Filter struct {
 	ProfileRef string
 	// Since selects records created at or after it.
 	Since time.Time
+	// After continues a listing after this record (the last of the page
+	// before): its createdAt and key.
+	After *Cursor
+}
+
+// Cursor is a position in a listing, newest first: records created before
+// CreatedAt, or at it with a key before Key, come after it.
+type Cursor struct {
+	CreatedAt time.Time
+	Key       string
 }
 
 // ByProcessID returns up to limit records of the process id (one per customer
@@ -29,7 +39,7 @@ func (s *Store) ByProcessID(ctx context.Context, processID string, limit int) ([
 	if processID == "" {
 		return nil, &store.Error{Backend: "firestore", Op: "by-process-id", Err: fmt.Errorf("empty process id")}
 	}
-	return s.query(ctx, "by-process-id", s.coll.Where("processId", "==", processID), limit)
+	return s.query(ctx, "by-process-id", s.coll.Where("processId", "==", processID), nil, limit)
 }
 
 // List returns up to limit records that match f, newest (createdAt) first.
@@ -51,14 +61,20 @@ func (s *Store) List(ctx context.Context, f Filter, limit int) ([]*progress.Reco
 	if !f.Since.IsZero() {
 		q = q.Where("createdAt", ">=", f.Since)
 	}
-	return s.query(ctx, "list", q, limit)
+	return s.query(ctx, "list", q, f.After, limit)
 }
 
-func (s *Store) query(ctx context.Context, op string, q firestore.Query, limit int) ([]*progress.Record, error) {
+// query runs q newest first (ties by key, descending, as the index orders
+// them), after the cursor when there is one.
+func (s *Store) query(ctx context.Context, op string, q firestore.Query, after *Cursor, limit int) ([]*progress.Record, error) {
 	if limit <= 0 || limit > MaxQueryLimit {
 		return nil, &store.Error{Backend: "firestore", Op: op, Err: fmt.Errorf("limit %d: want 1 to %d", limit, MaxQueryLimit)}
 	}
-	snaps, err := q.OrderBy("createdAt", firestore.Desc).Limit(limit).Documents(ctx).GetAll()
+	q = q.OrderBy("createdAt", firestore.Desc).OrderBy(firestore.DocumentID, firestore.Desc)
+	if after != nil {
+		q = q.StartAfter(after.CreatedAt, s.coll.Doc(after.Key))
+	}
+	snaps, err := q.Limit(limit).Documents(ctx).GetAll()
 	s.reads.Add(int64(max(len(snaps), 1)))
 	if err != nil {
 		return nil, fail(op, "", err)

@@ -23,8 +23,10 @@ func TestListAndByProcessID(t *testing.T) {
 		{"C1", "p2", "wifi", progress.StateFailed},
 		{"C2", "p3", "vpn", progress.StateFailed},
 		{"C2", "p1", "vpn", progress.StatePolling},
+		{"C3", "p4", "vpn", progress.StatePolling},
+		{"C3", "p5", "vpn", progress.StatePolling},
 	} {
-		at := t0.Add(time.Duration(i) * time.Hour)
+		at := t0.Add(time.Duration(min(i, 4)) * time.Hour) // p4 and p5 at the same time
 		if _, err := s.Create(ctx, &progress.Record{Key: progress.Key(r.customer, r.id), Customer: r.customer, ProcessID: r.id,
 			ProfileRef: r.profile, State: r.state, CreatedAt: at, UpdatedAt: at}); err != nil {
 			t.Fatal(err)
@@ -43,13 +45,16 @@ func TestListAndByProcessID(t *testing.T) {
 		limit int
 		want  []string
 	}{
-		{"all, newest first", firestore.Filter{}, 10, []string{"C2:p1", "C2:p3", "C1:p2", "C1:p1"}},
-		{"bounded", firestore.Filter{}, 2, []string{"C2:p1", "C2:p3"}},
+		{"all, newest first", firestore.Filter{}, 10, []string{"C3:p5", "C3:p4", "C2:p1", "C2:p3", "C1:p2", "C1:p1"}},
+		{"bounded", firestore.Filter{}, 3, []string{"C3:p5", "C3:p4", "C2:p1"}},
 		{"by state", firestore.Filter{State: progress.StateFailed}, 10, []string{"C2:p3", "C1:p2"}},
 		{"by customer", firestore.Filter{Customer: "C1"}, 10, []string{"C1:p2", "C1:p1"}},
 		{"by profile and state", firestore.Filter{ProfileRef: "vpn", State: progress.StateFailed}, 10, []string{"C2:p3"}},
-		{"since", firestore.Filter{Since: t0.Add(90 * time.Minute)}, 10, []string{"C2:p1", "C2:p3"}},
+		{"by state, next page", firestore.Filter{State: progress.StatePolling, After: &firestore.Cursor{CreatedAt: t0.Add(4 * time.Hour), Key: "C3:p4"}}, 10, []string{"C2:p1"}},
+		{"since", firestore.Filter{Since: t0.Add(90 * time.Minute)}, 10, []string{"C3:p5", "C3:p4", "C2:p1", "C2:p3"}},
 		{"none", firestore.Filter{Customer: "C9"}, 10, []string{}},
+		{"next page", firestore.Filter{After: &firestore.Cursor{CreatedAt: t0.Add(2 * time.Hour), Key: "C2:p3"}}, 10, []string{"C1:p2", "C1:p1"}},
+		{"next page, same time", firestore.Filter{After: &firestore.Cursor{CreatedAt: t0.Add(4 * time.Hour), Key: "C3:p5"}}, 10, []string{"C3:p4", "C2:p1", "C2:p3", "C1:p2", "C1:p1"}},
 	}
 	for _, tc := range tests {
 		got, err := s.List(ctx, tc.f, tc.limit)
