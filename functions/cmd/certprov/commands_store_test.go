@@ -8,7 +8,7 @@ import (
 )
 
 const statusOK = `process:           customers/C0local/certificateProvisioningProcesses/p-ok
-state:             UPLOADED (finished)
+state:             UPLOADED (finished): the certificate was uploaded to the device
 customer:          C0local
 profile:           device_profile
 CA connection:     default_ca_config
@@ -48,19 +48,19 @@ func TestStatus(t *testing.T) {
 		{name: "uploaded", args: []string{"p-ok"}, code: exitOK, text: statusOK},
 		{name: "by key", args: []string{"C0local:p-ok"}, code: exitOK, text: statusOK},
 		{name: "failed and reported", args: []string{"p-late"}, code: exitOK, has: []string{
-			"state:             FAILED (finished)\n",
+			"state:             FAILED (finished): failed, and the device was told (or the API had failed it)\n",
 			"sweeps:            1 (report hand-offs 0)\n",
 			"last error:        the client did not sign by the deadline\n",
 			`failure:           "The device did not answer in time. It will try again when it is online." (shown to the device)` + "\n",
 		}},
 		{name: "failing, not yet reported", args: []string{"p-failing"}, code: exitOK, has: []string{
-			"state:             FAILING\n",
+			"state:             FAILING: failed; telling the device (setFailure) is pending\n",
 			`failure:           "The certificate authority refused the request." (NOT YET shown to the device)` + "\n",
 			"deadline:          2026-12-02T11:00:00Z (+24h0m0s)\n",
 		}},
 		{name: "polling", args: []string{"p-poll"}, code: exitOK, want: []statusView{{
 			Key: "C0local:p-poll", Customer: "C0local", ProcessID: "p-poll", ProcessName: "customers/C0local/certificateProvisioningProcesses/p-poll",
-			State: "POLLING", ProfileRef: "device_profile", CAConnectionRef: "default_ca_config", KeyType: "EC-P256",
+			State: "POLLING", Meaning: "waiting for the device to sign; polled until the deadline", ProfileRef: "device_profile", CAConnectionRef: "default_ca_config", KeyType: "EC-P256",
 			CreatedAt: *ts("2026-12-01T12:00:00Z"), UpdatedAt: *ts("2026-12-01T12:10:00Z"), Elapsed: "10m0s",
 			Deadline: ts("2026-12-02T12:00:00Z"), NextPollAt: ts("2026-12-01T12:15:00Z"), PollCount: 7,
 		}}},
@@ -285,6 +285,18 @@ func TestSpan(t *testing.T) {
 	} {
 		if got := span(tc.d); got != tc.want {
 			t.Errorf("span(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+// TestMeanings: every state says where its process stands.
+func TestMeanings(t *testing.T) {
+	if len(meanings) != len(states) {
+		t.Errorf("%d meanings for %d states", len(meanings), len(states))
+	}
+	for _, s := range states {
+		if meanings[s] == "" {
+			t.Errorf("state %s has no meaning", s)
 		}
 	}
 }

@@ -13,12 +13,14 @@ import (
 
 // statusView is one process's status (the --json output is a list of them).
 type statusView struct {
-	Key             string     `json:"key"`
-	Customer        string     `json:"customer"`
-	ProcessID       string     `json:"processId"`
-	ProcessName     string     `json:"processName"`
-	State           string     `json:"state"`
-	Finished        bool       `json:"finished"`
+	Key         string `json:"key"`
+	Customer    string `json:"customer"`
+	ProcessID   string `json:"processId"`
+	ProcessName string `json:"processName"`
+	State       string `json:"state"`
+	Finished    bool   `json:"finished"`
+	// Meaning says in a sentence where the process stands.
+	Meaning         string     `json:"meaning"`
 	ProfileRef      string     `json:"profileRef,omitempty"`
 	CAConnectionRef string     `json:"caConnectionRef,omitempty"`
 	KeyType         string     `json:"keyType,omitempty"`
@@ -59,6 +61,7 @@ func newStatusView(r *progress.Record) statusView {
 		Sweeps: r.Sweeps, ReportHandoffs: r.ReportHandoffs,
 		LastError: r.LastError, FailureMessage: r.FailureMessage, FailureReported: r.FailureReported,
 	}
+	v.Meaning = meanings[r.State]
 	if r.CADuration > 0 {
 		v.CADuration = span(r.CADuration)
 	}
@@ -137,7 +140,7 @@ func (v statusView) write(w io.Writer) {
 		state += " (finished)"
 	}
 	line("process", "%s", v.ProcessName)
-	line("state", "%s", state)
+	line("state", "%s: %s", state, v.Meaning)
 	line("customer", "%s", v.Customer)
 	line("profile", "%s", orDash(v.ProfileRef))
 	line("CA connection", "%s", orDash(v.CAConnectionRef))
@@ -178,6 +181,21 @@ func (v statusView) write(w io.Writer) {
 	if v.ExpireAt != nil {
 		line("record expires", "%s", v.ExpireAt.Format(time.RFC3339))
 	}
+}
+
+// meanings say where a process in each state stands.
+var meanings = map[progress.State]string{
+	progress.StateReceived:         "the notification was accepted; the process is being claimed",
+	progress.StateClaimed:          "claimed; the request to sign is being built",
+	progress.StateSigning:          "signData is being called (at most once)",
+	progress.StatePolling:          "waiting for the device to sign; polled until the deadline",
+	progress.StateSigned:           "the device's signature verified; the CA is next",
+	progress.StateIssuing:          "the CA is being asked for the certificate",
+	progress.StateIssued:           "the certificate is stored; its upload is pending",
+	progress.StateFailing:          "failed; telling the device (setFailure) is pending",
+	progress.StateUploaded:         "the certificate was uploaded to the device",
+	progress.StateFailed:           "failed, and the device was told (or the API had failed it)",
+	progress.StateClaimedElsewhere: "another adapter claimed this process",
 }
 
 func orDash(s string) string {
