@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	cm "google.golang.org/api/chromemanagement/v1"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
@@ -197,6 +198,12 @@ func render(ctx context.Context, e env, args []string) int {
 	for _, name := range missing {
 		r.Notes = append(r.Notes, "secret "+name+" is not set in this environment: a placeholder stands for it")
 	}
+	if !a.Allowed(*customer) {
+		// The claim acknowledges such a notification and does nothing more.
+		r.Refused = &pipeline.RefusedError{Reason: fmt.Sprintf("customer %s is not in allowedCustomers: the claim acknowledges its notifications and ignores them", *customer),
+			Message: "(none: the process is not claimed, so the device waits and is shown nothing)"}
+		return r.print(e, *asJSON, exitProblem)
+	}
 	p := &pipeline.Pipeline{CAs: issuers, Profiles: a.Profiles}
 	rendered, err := p.Render(ctx, *customer, *processID, proc)
 	var refused *pipeline.RefusedError
@@ -232,7 +239,9 @@ func render(ctx context.Context, e env, args []string) int {
 	if !*issue {
 		return r.print(e, *asJSON, exitOK)
 	}
-	issued, err := issuers[*caRef].Issue(ctx, ca.Request{CSR: der, RequestID: "certprov-render-" + base64.RawURLEncoding.EncodeToString(spki[len(spki)-12:]),
+	// A request id of its own per run: a CA that deduplicates by it (CAS)
+	// must not answer an earlier render's certificate.
+	issued, err := issuers[*caRef].Issue(ctx, ca.Request{CSR: der, RequestID: "certprov-render-" + uuid.NewString(),
 		Validity: validity, TemplateName: r.CATemplate})
 	if err != nil {
 		r.Notes = append(r.Notes, "the CA did not issue: "+err.Error())
@@ -263,7 +272,7 @@ func (r renderReport) print(e env, asJSON bool, code int) int {
 	fmt.Fprintf(w, "profile:             %s\n", r.Profile)
 	fmt.Fprintf(w, "CA connection:       %s (%s)\n", r.CAConnection, r.CAType)
 	if r.Refused != nil {
-		fmt.Fprintf(w, "REFUSED: the claim would fail this process: %s\n", r.Refused.Reason)
+		fmt.Fprintf(w, "REFUSED by the claim: %s\n", r.Refused.Reason)
 		fmt.Fprintf(w, "the device would be shown: %s\n", r.Refused.Message)
 		return code
 	}

@@ -77,9 +77,9 @@ func TestRender(t *testing.T) {
 				"key usages:          digitalSignature, keyEncipherment\n", "-----BEGIN CERTIFICATION REQUEST INFO-----\n", "-----BEGIN CERTIFICATE REQUEST-----\n"},
 		},
 		{
-			name: "user profile, RSA key, another customer", args: []string{"--config", dev, "--profile", "user_profile", "--user", "alice@example.com", "--customer", "C0other", "--process-id", "p-1", "--key", rsaFile},
+			name: "user profile, RSA key", args: []string{"--config", dev, "--profile", "user_profile", "--user", "alice@example.com", "--customer", "C0local", "--process-id", "p-1", "--key", rsaFile},
 			key: rsaKey, code: exitOK,
-			want: renderReport{ProcessName: "customers/C0other/certificateProvisioningProcesses/p-1", CAConnection: "default_ca_config", CAType: "dev", Profile: "user_profile",
+			want: renderReport{ProcessName: "customers/C0local/certificateProvisioningProcesses/p-1", CAConnection: "default_ca_config", CAType: "dev", Profile: "user_profile",
 				KeyType: "RSA-2048", KeySource: "file", SignatureAlgorithm: "SIGNATURE_ALGORITHM_RSA_PKCS1_V1_5_SHA256",
 				Request: &request{Subject: "CN=alice@example.com,O=Example Corp", SANs: []string{"email:alice@example.com", "UPN:alice@example.com"},
 					KeyUsages: []string{"digitalSignature", "keyEncipherment"}, ExtKeyUsages: []string{"clientAuth"}}, // the defaults
@@ -104,7 +104,17 @@ func TestRender(t *testing.T) {
 					Reason:  "profile device_profile: the certificate field subject.commonName (${DEVICE_SERIAL_NUMBER}) is empty for this device or user",
 					Message: "The certificate could not be filled in: the certificate field subject.commonName (${DEVICE_SERIAL_NUMBER}) is empty for this device or user. Contact your administrator.",
 				}},
-			text: []string{"REFUSED: the claim would fail this process: profile device_profile: the certificate field subject.commonName"},
+			text: []string{"REFUSED by the claim: profile device_profile: the certificate field subject.commonName"},
+		},
+		{
+			name: "a customer not allowed", args: []string{"--config", dev, "--profile", "user_profile", "--user", "alice@example.com", "--customer", "C0other", "--key", rsaFile},
+			code: exitProblem,
+			want: renderReport{ProcessName: "customers/C0other/certificateProvisioningProcesses/certprov-render", CAConnection: "default_ca_config", CAType: "dev", Profile: "user_profile",
+				KeySource: "file", Refused: &pipeline.RefusedError{
+					Reason:  "customer C0other is not in allowedCustomers: the claim acknowledges its notifications and ignores them",
+					Message: "(none: the process is not claimed, so the device waits and is shown nothing)",
+				}},
+			text: []string{"REFUSED by the claim: customer C0other is not in allowedCustomers"},
 		},
 		{
 			name: "unknown profile", args: []string{"--config", dev, "--profile", "nope", "--device-id", "D", "--serial", "S", "--key", ecFile},
