@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
+	"github.com/chromeos-certprov/adapter/shared/ca/scep"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 )
@@ -54,7 +56,7 @@ func configCheck(ctx context.Context, e env, args []string) int {
 	if len(pos) > 0 {
 		return usageError(e, fs, "unexpected argument %q", pos[0])
 	}
-	data, source, err := readAdapterConfig(*file, *tfvars)
+	data, source, secretEnv, err := readAdapterConfig(*file, *tfvars)
 	if err != nil {
 		if *file == "" && *tfvars == "" || *file != "" && *tfvars != "" {
 			return usageError(e, fs, "%v", err)
@@ -65,7 +67,7 @@ func configCheck(ctx context.Context, e env, args []string) int {
 		}
 		return exitProblem
 	}
-	r, issuers := checkAdapter(ctx, e, data, source)
+	r, issuers := checkAdapter(ctx, e, data, source, secretEnv)
 	code = exitOK
 	if !r.OK {
 		code = exitProblem
@@ -86,7 +88,10 @@ func configCheck(ctx context.Context, e env, args []string) int {
 // it, and the sealing key a SCEP challenge needs. Secrets come from this
 // shell's environment; one that is not set is checked with a placeholder and
 // noted.
-func checkAdapter(ctx context.Context, e env, data []byte, source string) (configReport, map[string]pipeline.Issuer) {
+//
+// secretEnv, from a tfvars file, maps each secret terraform mounts to the
+// functions that get it (nil: not checked).
+func checkAdapter(ctx context.Context, e env, data []byte, source string, secretEnv map[string][]string) (configReport, map[string]pipeline.Issuer) {
 	r := configReport{Source: source, Problems: []string{}}
 	a, err := config.ParseAdapter(data, adapter.ConnectorTypes())
 	r.Problems = append(r.Problems, problems(err)...)
@@ -98,21 +103,35 @@ func checkAdapter(ctx context.Context, e env, data []byte, source string) (confi
 	if err != nil && a.CAConnections == nil && a.Profiles == nil && a.AllowedCustomers == nil {
 		return r, nil // it did not decode
 	}
+	// Each connection is built alone, to know which secrets it reads.
 	var missing []string
-	secrets := func(name string) (string, error) {
-		if v, ok := e.lookup(name); ok && v != "" {
-			return v, nil
+	reads := map[string][]string{} // by connection
+	issuers := map[string]pipeline.Issuer{}
+	for _, ref := range sortedKeys(a.CAConnections) {
+		secrets := func(name string) (string, error) {
+			if !slices.Contains(reads[ref], name) {
+				reads[ref] = append(reads[ref], name)
+			}
+			if v, ok := e.lookup(name); ok && v != "" {
+				return v, nil
+			}
+			if !slices.Contains(missing, name) {
+				missing = append(missing, name)
+			}
+			return placeholderSecret, nil
 		}
-		if !slices.Contains(missing, name) {
-			missing = append(missing, name)
-		}
-		return placeholderSecret, nil
+		one := config.Adapter{CAConnections: map[string]config.CAConnection{ref: a.CAConnections[ref]}}
+		built, err := adapter.BuildCAsFor(ctx, one, secrets, "")
+		r.Problems = append(r.Problems, problems(err)...)
+		maps.Copy(issuers, built)
 	}
-	issuers, err := adapter.BuildCAsFor(ctx, a, secrets, "")
-	r.Problems = append(r.Problems, problems(err)...)
 	for _, ref := range sortedKeys(a.CAConnections) {
 		_, built := issuers[ref]
 		r.CAConnections = append(r.CAConnections, connectionReport{Ref: ref, Type: a.CAConnections[ref].Type, Built: built})
+	}
+	_, sealErr := adapter.Sealer("", a)
+	if secretEnv != nil {
+		r.Problems = append(r.Problems, checkSecretEnv(a, reads, sealErr != nil, secretEnv)...)
 	}
 	for _, name := range missing {
 		r.Notes = append(r.Notes, fmt.Sprintf("secret %s is not set in this environment: checked with a placeholder (the functions read it from Secret Manager)", name))
@@ -127,6 +146,39 @@ func checkAdapter(ctx context.Context, e env, data []byte, source string) (confi
 	}
 	r.OK = len(r.Problems) == 0
 	return r, issuers
+}
+
+// checkSecretEnv checks terraform's secret_env against what the config
+// reads: every secret a connection reads is mounted into IssueCertificate,
+// and into ClaimProcess for a SCEP connection (the claim fetches the
+// challenge); RECORD_SEALING_KEY into all three when a challenge needs it.
+func checkSecretEnv(a config.Adapter, reads map[string][]string, sealing bool, secretEnv map[string][]string) []string {
+	var out []string
+	need := func(name, why string, fns ...string) {
+		got, ok := secretEnv[name]
+		if !ok {
+			out = append(out, fmt.Sprintf("secret_env does not declare %s, which %s reads", name, why))
+			return
+		}
+		for _, fn := range fns {
+			if !slices.Contains(got, fn) {
+				out = append(out, fmt.Sprintf("secret_env.%s.functions lacks %q: %s reads it there", name, fn, why))
+			}
+		}
+	}
+	for _, ref := range sortedKeys(reads) {
+		fns := []string{"issue"}
+		if a.CAConnections[ref].Type == scep.Type {
+			fns = []string{"claim", "issue"}
+		}
+		for _, name := range reads[ref] {
+			need(name, fmt.Sprintf("caConnections[%q]", ref), fns...)
+		}
+	}
+	if sealing {
+		need("RECORD_SEALING_KEY", "every function (a SCEP challenge is sealed)", "claim", "poll", "issue")
+	}
+	return out
 }
 
 // connectAll asks each built connection for its CA certificates; it reports

@@ -28,6 +28,9 @@ func TestConfigCheck(t *testing.T) {
 		"profiles": {"p": {"subject": {}}}}`)
 	tfvars := writeFile(t, "x.tfvars", "project_id = \"p\"\nadapter_config = <<-EOT\n"+strings.ReplaceAll(devConfig, "${", "$${")+"\nEOT\n")
 	unescaped := writeFile(t, "y.tfvars", "adapter_config = <<-EOT\n"+devConfig+"\nEOT\n")
+	scepJSON := `{"allowedCustomers": ["C1"], "caConnections": {"corp-scep": {"type": "scep", "settings": {"url": "https://ndes.example.com/scep", "challenge": {"type": "static", "secretEnv": "SCEP_CHALLENGE"}}}}, "profiles": {}}`
+	badSecrets := writeFile(t, "s.tfvars", "adapter_config = <<-EOT\n"+scepJSON+"\nEOT\nsecret_env = {\n  SCEP_CHALLENGE = { secret_id = \"c\" }\n  RECORD_SEALING_KEY = { secret_id = \"k\", functions = [\"claim\", \"issue\"] }\n}\n")
+	noSealing := writeFile(t, "n.tfvars", "adapter_config = <<-EOT\n"+scepJSON+"\nEOT\nsecret_env = {\n  SCEP_CHALLENGE = { secret_id = \"c\", functions = [\"claim\", \"issue\"] }\n}\n")
 	tests := []struct {
 		name string
 		args []string
@@ -82,6 +85,19 @@ func TestConfigCheck(t *testing.T) {
 			want: configReport{Source: unescaped + " (adapter_config)", Problems: []string{
 				unescaped + ": adapter_config: " + unescaped + ":7,36-56: Variables not allowed; Variables may not be used here., and 1 other diagnostic(s) (a profile variable is written $${NAME} in a tfvars file, or terraform reads it as its own)",
 			}},
+		},
+		{
+			name: "tfvars whose secret_env misses a function", args: []string{"--tfvars", badSecrets}, vars: map[string]string{"SCEP_CHALLENGE": "x", "RECORD_SEALING_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, code: exitProblem,
+			want: configReport{Source: badSecrets + " (adapter_config)", Problems: []string{
+				`secret_env.SCEP_CHALLENGE.functions lacks "claim": caConnections["corp-scep"] reads it there`,
+				`secret_env.RECORD_SEALING_KEY.functions lacks "poll": every function (a SCEP challenge is sealed) reads it there`,
+			}, AllowedCustomers: []string{"C1"}, CAConnections: []connectionReport{{Ref: "corp-scep", Type: "scep", Built: true}}},
+		},
+		{
+			name: "tfvars whose secret_env lacks the sealing key", args: []string{"--tfvars", noSealing}, vars: map[string]string{"SCEP_CHALLENGE": "x", "RECORD_SEALING_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, code: exitProblem,
+			want: configReport{Source: noSealing + " (adapter_config)", Problems: []string{
+				"secret_env does not declare RECORD_SEALING_KEY, which every function (a SCEP challenge is sealed) reads",
+			}, AllowedCustomers: []string{"C1"}, CAConnections: []connectionReport{{Ref: "corp-scep", Type: "scep", Built: true}}},
 		},
 		{
 			name: "the terraform example", args: []string{"--tfvars", "../../../terraform/terraform.tfvars.example"}, vars: map[string]string{"SCEP_CHALLENGE": "x", "RECORD_SEALING_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, code: exitOK,

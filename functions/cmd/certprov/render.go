@@ -105,7 +105,7 @@ func render(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "certprov render: %v\n", err)
 		return code
 	}
-	data, _, err := readAdapterConfig(*file, *tfvars)
+	data, _, _, err := readAdapterConfig(*file, *tfvars)
 	if err != nil {
 		return fail(exitProblem, err)
 	}
