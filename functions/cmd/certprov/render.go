@@ -100,6 +100,8 @@ func render(ctx context.Context, e env, args []string) int {
 		return usageError(e, fs, "give the identity: --device-id ID --serial S, or --user EMAIL")
 	case (*file == "") == (*tfvars == ""):
 		return usageError(e, fs, "give one of --config FILE and --tfvars FILE")
+	case *keyType != "ec" && *keyType != "rsa":
+		return usageError(e, fs, "--key-type %q: want ec or rsa", *keyType)
 	}
 	fail := func(code int, err error) int {
 		fmt.Fprintf(e.stderr, "certprov render: %v\n", err)

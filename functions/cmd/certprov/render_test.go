@@ -216,6 +216,7 @@ func TestRender(t *testing.T) {
 		{"no profile", "give one of --profile REF and --scep-profile FILE", []string{"--config", dev, "--device-id", "D", "--serial", "S"}},
 		{"no identity", "give the identity", []string{"--config", dev, "--profile", "device_profile"}},
 		{"no config", "give one of --config FILE and --tfvars FILE", []string{"--profile", "device_profile", "--serial", "S"}},
+		{"bad key type", `--key-type "dsa": want ec or rsa`, []string{"--config", dev, "--profile", "device_profile", "--serial", "S", "--key-type", "dsa"}},
 		{"two CA connections", "the config has 2 CA connections: choose one with --ca (a, b)", []string{"--config", twoCAs, "--profile", "p", "--serial", "S"}},
 	}
 	for _, tc := range usage {
