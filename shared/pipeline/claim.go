@@ -70,12 +70,11 @@ func (p *Pipeline) claim(ctx context.Context, data []byte) error {
 	now := p.Now().UTC()
 	// The delivery that creates the record holds a lease on the claim, so a
 	// duplicate delivered meanwhile backs off instead of claiming too.
-	rec, err := p.Store.Create(ctx, &progress.Record{
-		Key: key, Customer: ev.CustomerID, ProcessID: ev.ProcessID, ProcessName: ev.Name(),
-		State: progress.StateReceived, CreatedAt: now, UpdatedAt: now,
-		History:    []progress.Change{{To: progress.StateReceived, At: now}},
-		LeaseUntil: now.Add(p.Lease), Attempts: 1,
-	})
+	fresh := progress.New(ev.CustomerID, ev.ProcessID, ev.Name(), now)
+	if err := progress.AcquireLease(fresh, newHolder("claim"), now, p.Lease); err != nil {
+		return fmt.Errorf("claim %s: %w", key, err)
+	}
+	rec, err := p.Store.Create(ctx, fresh)
 	owned := err == nil
 	switch {
 	case errors.Is(err, progress.ErrExists):
@@ -153,14 +152,14 @@ func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int)
 // retryClaim takes over a claim whose first delivery died (its lease passed).
 func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
 	now := p.Now().UTC()
-	if now.Before(rec.LeaseUntil) {
+	if rec.Leased(now) {
 		return nil, errBusy
 	}
+	holder := newHolder("claim")
 	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateReceived, func(r *progress.Record) error {
-		if now.Before(r.LeaseUntil) {
-			return errBusy
+		if err := p.takeLease(r, holder, now); err != nil {
+			return err
 		}
-		r.LeaseUntil = now.Add(p.Lease)
 		r.Attempts++
 		return nil
 	})
@@ -214,7 +213,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
-		r.LeaseUntil = time.Time{}
+		progress.ReleaseLease(r)
 		return nil
 	})
 }
@@ -224,7 +223,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 // so that the next delivery may act at once.
 func (p *Pipeline) claimAPIError(ctx context.Context, rec *progress.Record, what string, err error) error {
 	if cpapi.Transient(err) {
-		p.freeLease(ctx, rec.Key, progress.StateReceived, what+": "+err.Error())
+		p.freeLease(ctx, rec, what+": "+err.Error())
 	}
 	return p.apiError(ctx, rec, what, err)
 }
@@ -261,14 +260,17 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record) (*pro
 		return nil, ferr
 	}
 	now := p.Now().UTC()
+	holder := newHolder("sign")
 	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateClaimed}, progress.StateSigning, func(r *progress.Record) error {
+		if err := p.takeLease(r, holder, now); err != nil {
+			return err
+		}
 		r.CAConnectionRef, r.ProfileRef = plan.caRef, plan.profileRef
 		r.SPKI, r.KeyType, r.SignatureAlgorithm = plan.spki, string(plan.keyType), plan.algorithm
 		r.SignData = stored
 		r.ChallengeExpiresAt = plan.challengeExpires
 		r.RequestID = RequestID(r.Key)
 		r.SignDataCalls++
-		r.LeaseUntil = now.Add(p.Lease)
 		r.Deadline = now.Add(p.Schedule.Deadline)
 		r.NextPollAt = now.Add(p.pollDelay(r, 0, now))
 		return nil
@@ -304,7 +306,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 			// a timeout or a broken connection the request may still be
 			// acting, so the lease stands until it passes.
 			if answered(err) {
-				p.freeLease(ctx, rec.Key, progress.StateSigning, "signData: "+err.Error())
+				p.freeLease(ctx, rec, "signData: "+err.Error())
 			} else {
 				p.note(ctx, rec.Key, "signData: "+err.Error())
 			}
@@ -318,7 +320,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {
 		r.OperationName = op
-		r.LeaseUntil = time.Time{}
+		progress.ReleaseLease(r)
 		return nil
 	})
 }
@@ -327,7 +329,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 // around signData): it asks the process, not the client, whether signData
 // started.
 func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
-	if p.Now().Before(rec.LeaseUntil) {
+	if rec.Leased(p.Now()) {
 		return nil, errBusy
 	}
 	proc, err := p.API.Get(ctx, rec.ProcessName)
@@ -340,18 +342,18 @@ func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*pr
 	if proc.SignData != "" || proc.Signature != "" {
 		// signData reached the client: poll the process itself for the signature.
 		return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {
-			r.LeaseUntil = time.Time{}
+			progress.ReleaseLease(r)
 			r.LastError = "signData's answer was lost; polling the process"
 			return nil
 		})
 	}
 	// The call never reached the API: take the lease and call it.
 	now := p.Now().UTC()
+	holder := newHolder("sign")
 	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StateSigning, func(r *progress.Record) error {
-		if now.Before(r.LeaseUntil) {
-			return errBusy
+		if err := p.takeLease(r, holder, now); err != nil {
+			return err
 		}
-		r.LeaseUntil = now.Add(p.Lease)
 		r.SignDataCalls++
 		// The client gets its whole deadline from the call that reaches it,
 		// however late (a sweep may resume a process hours later).

@@ -65,7 +65,7 @@ func (p *Pipeline) markFailing(ctx context.Context, rec *progress.Record, reason
 			return nil // keep the first decision
 		}
 		r.LastError, r.FailureMessage = reason, message
-		r.LeaseUntil = time.Time{}
+		progress.ReleaseLease(r)
 		return nil
 	})
 	if err != nil {

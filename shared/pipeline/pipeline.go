@@ -284,6 +284,20 @@ func stale(err error) (*progress.Record, bool) {
 // errBusy says another delivery holds the lease: retry later.
 var errBusy = errors.New("another delivery is working on this process; retry later")
 
+// takeLease gives the lease on r to holder for p.Lease from now, inside a
+// transition, or returns errBusy (wrapping progress.ErrLeaseHeld) while
+// another delivery's lease is live.
+func (p *Pipeline) takeLease(r *progress.Record, holder string, now time.Time) error {
+	if err := progress.AcquireLease(r, holder, now, p.Lease); err != nil {
+		return fmt.Errorf("%w: %w", errBusy, err)
+	}
+	return nil
+}
+
+// newHolder names a lease holder: the step and a random id, fresh for each
+// delivery that takes a lease.
+func newHolder(step string) string { return fmt.Sprintf("%s-%016x", step, rand.Uint64()) }
+
 func (p *Pipeline) logger(ctx context.Context) *slog.Logger { return logging.FromOr(ctx, p.Log) }
 
 // protect seals data for rec when it holds a secret.
