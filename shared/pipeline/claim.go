@@ -100,9 +100,24 @@ func (p *Pipeline) claim(ctx context.Context, data []byte) error {
 	return p.advance(ctx, rec, 0)
 }
 
-// withProcess returns ctx with a logger that names the process.
+// withProcess returns ctx with a logger that names the process, once: a ctx
+// whose logger names it already is returned as it is.
 func withProcess(ctx context.Context, l *slog.Logger, customer, process string) context.Context {
-	return logging.WithLogger(ctx, l.With(slog.String("process_id", process), slog.String("customer", customer)))
+	key := progress.Key(customer, process)
+	if named(ctx, key) {
+		return ctx
+	}
+	ctx = logging.WithLogger(ctx, l.With(slog.String("process_id", process), slog.String("customer", customer)))
+	return context.WithValue(ctx, namedKey{}, key)
+}
+
+// namedKey marks a context whose logger names a process (by its record key).
+type namedKey struct{}
+
+// named reports whether ctx's logger names the process of record key key.
+func named(ctx context.Context, key string) bool {
+	k, _ := ctx.Value(namedKey{}).(string)
+	return k == key
 }
 
 // advance drives rec forward from whatever state it is in, as far as this

@@ -244,13 +244,17 @@ func (p *Pipeline) transition(ctx context.Context, key string, from []progress.S
 }
 
 func (p *Pipeline) logTransition(ctx context.Context, r *progress.Record, from progress.State) {
-	attrs := []any{
-		slog.String("process_id", r.ProcessID),
-		slog.String("customer", r.Customer),
+	var attrs []any
+	if !named(ctx, r.Key) {
+		// Not every path names the process in its logger (withProcess)
+		// before a transition; the transition line always does, once.
+		attrs = append(attrs, slog.String("process_id", r.ProcessID), slog.String("customer", r.Customer))
+	}
+	attrs = append(attrs,
 		slog.String("state", string(r.State)),
 		slog.String("from_state", string(from)),
 		slog.Int64("elapsed_ms", p.Now().Sub(r.CreatedAt).Milliseconds()),
-	}
+	)
 	if r.CAConnectionRef != "" {
 		attrs = append(attrs, slog.String("ca_connection_ref", r.CAConnectionRef))
 	}
