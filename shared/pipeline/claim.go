@@ -40,7 +40,13 @@ func (p *Pipeline) ClaimDelivery(ctx context.Context, data []byte, attempt int) 
 		return err
 	}
 	rec, gerr := p.Store.Get(ctx, progress.Key(ev.CustomerID, ev.ProcessID))
-	if gerr != nil || (rec.State != progress.StateReceived && rec.State != progress.StateClaimed) {
+	if gerr != nil {
+		p.logger(ctx).Warn("last delivery: could not read the record to report or hand on its failure; the sweep resumes it",
+			slog.String("process_id", ev.ProcessID), slog.String("customer", ev.CustomerID),
+			slog.String("reason", gerr.Error()), slog.String("delivery_error", err.Error()))
+		return err
+	}
+	if rec.State != progress.StateReceived && rec.State != progress.StateClaimed {
 		return err // later states have a durable poll task that carries on
 	}
 	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)

@@ -256,6 +256,8 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) 
 			p.freeLease(ctx, rec, "read process: "+err.Error())
 			return nil, fmt.Errorf("upload %s: read process: %w", rec.Key, err)
 		}
+		p.logger(ctx).Warn("could not read the process before uploading again; uploading the stored certificate",
+			slog.String("reason", err.Error()))
 	} else {
 		if proc.IssuedCertificate != "" {
 			return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
@@ -292,7 +294,10 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 			return nil, p.continueLater(ctx, rec, err)
 		}
 		// Refused: maybe the process failed meanwhile on Google's side.
-		if proc, gerr := p.API.Get(ctx, rec.ProcessName); gerr == nil {
+		if proc, gerr := p.API.Get(ctx, rec.ProcessName); gerr != nil {
+			p.logger(ctx).Warn("uploadCertificate was refused and the process could not be read", slog.String("reason", gerr.Error()),
+				slog.String("upload_error", err.Error()))
+		} else {
 			if proc.FailureMessage != "" {
 				return p.apiFailed(ctx, rec, proc.FailureMessage)
 			}
