@@ -2,7 +2,7 @@
 // process through the pipeline, its states, the state machine of compare-and-set
 // transitions between them, and the lease that guards a step with an external
 // side effect. Stores persist Records; the pipeline advances them, and writes a
-// state or a lease only through Transition, AcquireLease and ReleaseLease.
+// state or a lease only through New, Transition, AcquireLease and ReleaseLease.
 //
 // The state machine (the table in machine.go; TestMachineIsTheDiagram checks
 // it against this picture and the README's, which are the same text):

@@ -35,9 +35,6 @@ var States = []State{
 // another (a re-entry when they are the same).
 func Allowed(from, to State) bool { return slices.Contains(machine[from], to) }
 
-// Next returns the states the machine allows after from (a copy).
-func Next(from State) []State { return slices.Clone(machine[from]) }
-
 // ErrNotInMachine says a Transition asked for an edge that the state machine
 // does not have: a programming error, not a duplicate delivery (which gets a
 // *StateError). Nothing is written.
