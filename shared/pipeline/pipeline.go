@@ -235,13 +235,17 @@ func (p *Pipeline) transition(ctx context.Context, key string, from []progress.S
 }
 
 func (p *Pipeline) logTransition(ctx context.Context, r *progress.Record, from progress.State) {
-	attrs := []any{
-		slog.String("process_id", r.ProcessID),
-		slog.String("customer", r.Customer),
+	var attrs []any
+	if !named(ctx, r.Key) {
+		// Not every path names the process in its logger (withProcess)
+		// before a transition; the transition line always does, once.
+		attrs = append(attrs, slog.String("process_id", r.ProcessID), slog.String("customer", r.Customer))
+	}
+	attrs = append(attrs,
 		slog.String("state", string(r.State)),
 		slog.String("from_state", string(from)),
 		slog.Int64("elapsed_ms", p.Now().Sub(r.CreatedAt).Milliseconds()),
-	}
+	)
 	if r.CAConnectionRef != "" {
 		attrs = append(attrs, slog.String("ca_connection_ref", r.CAConnectionRef))
 	}
@@ -274,6 +278,20 @@ func stale(err error) (*progress.Record, bool) {
 
 // errBusy says another delivery holds the lease: retry later.
 var errBusy = errors.New("another delivery is working on this process; retry later")
+
+// takeLease gives the lease on r to holder for p.Lease from now, inside a
+// transition, or returns errBusy (wrapping progress.ErrLeaseHeld) while
+// another delivery's lease is live.
+func (p *Pipeline) takeLease(r *progress.Record, holder string, now time.Time) error {
+	if err := progress.AcquireLease(r, holder, now, p.Lease); err != nil {
+		return fmt.Errorf("%w: %w", errBusy, err)
+	}
+	return nil
+}
+
+// newHolder names a lease holder: the step and a random id, fresh for each
+// delivery that takes a lease.
+func newHolder(step string) string { return fmt.Sprintf("%s-%016x", step, rand.Uint64()) }
 
 func (p *Pipeline) logger(ctx context.Context) *slog.Logger { return logging.FromOr(ctx, p.Log) }
 
