@@ -45,13 +45,13 @@ var captureDir = flag.String("capture", "", "directory to write this release's r
 var captureEpoch = time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 
 type capturer struct {
-	t      *testing.T
-	dir    string
+	t        *testing.T
+	dir      string
 	caPEM    []byte
 	caKeyPEM []byte
-	client *ecdsa.PrivateKey
-	cases  []compatCase
-	cas    map[*harness]*clockedCA
+	client   *ecdsa.PrivateKey
+	cases    []compatCase
+	cas      map[*harness]*clockedCA
 }
 
 func (c *capturer) write(name string, data []byte) {
@@ -66,7 +66,9 @@ func (c *capturer) write(name string, data []byte) {
 }
 
 // faulty is the emulator's fault for a method, switchable during a case.
-type faulty struct{ f atomic.Pointer[func(method string) cpemulator.Fault] }
+type faulty struct {
+	f atomic.Pointer[func(method string) cpemulator.Fault]
+}
 
 func (f *faulty) set(fn func(method string) cpemulator.Fault) { f.f.Store(&fn) }
 
