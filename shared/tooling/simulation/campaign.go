@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/notification"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
@@ -157,8 +156,8 @@ func DefaultCampaign(enrollments int, seed uint64) CampaignOptions {
 // reach its late phase and then the deadline. The deadline leaves room for
 // a sweep to resume a process whose task was dropped (sweepAfter) before
 // the CA's deadline, which also counts from the signature.
-func campaignPoll() config.PollSchedule {
-	p := config.DefaultPoll
+func campaignPoll() pipeline.PollSchedule {
+	p := pipeline.DefaultPoll
 	p.Deadline = 30 * time.Minute
 	return p
 }
@@ -170,7 +169,7 @@ func campaignPoll() config.PollSchedule {
 // grow past the lease.
 var campaignTiming = struct {
 	fast, slow     Range
-	poll           config.PollSchedule
+	poll           pipeline.PollSchedule
 	lease, apiCall time.Duration
 	taskMaxBackoff time.Duration
 	pubsubBackoff  Range
