@@ -19,13 +19,13 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
+	"github.com/chromeos-certprov/adapter/shared/tooling/testlog"
 )
 
 // TestReleaseCompat finishes, with this code, what an earlier release left
@@ -61,19 +61,6 @@ func readFile(t *testing.T, dir, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// testLog is a JSON logger that writes through t.Log.
-func testLog(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(bytes.TrimSuffix(b, []byte("\n"))))
-	return len(b), nil
 }
 
 func runCompatCase(t *testing.T, dir string, c compatCase) {
@@ -166,14 +153,14 @@ func runCompatCase(t *testing.T, dir string, c compatCase) {
 		t.Fatal(err)
 	}
 	q := &queue{names: map[string]bool{}}
-	log := testLog(t)
+	log := testlog.New(t)
 	p := &pipeline.Pipeline{
 		Store: st, Tasks: q, API: api,
 		CAs:         map[string]pipeline.Issuer{cpemulator.DefaultCARef: authority},
 		Profiles:    testProfiles(),
 		Allowed:     func(cust string) bool { return cust == customer },
 		CallerID:    callerID,
-		Schedule:    config.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.2, Deadline: 24 * time.Hour},
+		Schedule:    pipeline.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.2, Deadline: 24 * time.Hour},
 		MaxAttempts: 5,
 		Lease:       time.Minute,
 		SweepAfter:  time.Hour,
