@@ -127,12 +127,7 @@ func Claim(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) 
 		ctx = logging.WithLogger(ctx, log)
 		d := pipeline.Delivery{Body: push.Message.Data, Attempt: push.DeliveryAttempt, Name: push.Message.MessageID}
 		if err := guard(ctx, log, "claim", func() error { return p.Claim(ctx, d) }); err != nil {
-			level := slog.LevelWarn
-			if errors.Is(err, context.Canceled) {
-				level = slog.LevelInfo
-			}
-			log.Log(ctx, level, "claim step will be retried", slog.String("reason", err.Error()))
-			http.Error(w, "retry", http.StatusServiceUnavailable)
+			retryLater(ctx, log, w, "claim step will be retried", err)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -200,12 +195,7 @@ func Sweep(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) 
 			return
 		}
 		if err := guard(ctx, log, "sweep", func() error { _, err := p.Sweep(ctx); return err }); err != nil {
-			level := slog.LevelWarn
-			if errors.Is(err, context.Canceled) {
-				level = slog.LevelInfo
-			}
-			log.Log(ctx, level, "sweep will be retried", slog.String("reason", err.Error()))
-			http.Error(w, "retry", http.StatusServiceUnavailable)
+			retryLater(ctx, log, w, "sweep will be retried", err)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -252,16 +242,22 @@ func taskHandler(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, er
 		}
 		d := pipeline.Delivery{Body: body, Attempt: TaskAttempt(r), Name: r.Header.Get(tasks.HeaderTaskName)}
 		if err := guard(ctx, log, string(q), func() error { return step(p)(ctx, d) }); err != nil {
-			level := slog.LevelWarn
-			if errors.Is(err, context.Canceled) {
-				level = slog.LevelInfo
-			}
-			log.Log(ctx, level, string(q)+" step will be retried", slog.String("reason", err.Error()), slog.Int("attempt", d.Attempt))
-			http.Error(w, "retry", http.StatusServiceUnavailable)
+			retryLater(ctx, log, w, string(q)+" step will be retried", err, slog.Int("attempt", d.Attempt))
 			return
 		}
 		w.WriteHeader(http.StatusOK)
 	}
+}
+
+// retryLater answers 503, so that the platform delivers the request again,
+// and logs why: at WARN, or INFO when the request was cancelled.
+func retryLater(ctx context.Context, log *slog.Logger, w http.ResponseWriter, msg string, err error, attrs ...any) {
+	level := slog.LevelWarn
+	if errors.Is(err, context.Canceled) {
+		level = slog.LevelInfo
+	}
+	log.Log(ctx, level, msg, append([]any{slog.String("reason", err.Error())}, attrs...)...)
+	http.Error(w, "retry", http.StatusServiceUnavailable)
 }
 
 // msgPanic is the ERROR logged when a step panicked.
