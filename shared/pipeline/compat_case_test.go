@@ -21,8 +21,8 @@ import (
 // compatCase is one entry of a release's cases.json (testdata/release-*):
 // a progress record and a delivery written by that release, and what the
 // release had already done at the API and the CA when it wrote them.
-// TestCaptureRelease wrote it on that release's code (see the directory's
-// README.md); TestReleaseCompat reads it.
+// captureRelease writes it (capture_test.go; see the directory's README.md);
+// TestReleaseCompat reads it.
 type compatCase struct {
 	Name  string `json:"name"`
 	About string `json:"about"`

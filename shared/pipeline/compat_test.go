@@ -34,13 +34,21 @@ import (
 // release left them, gets the task body or push that release enqueued (or the
 // scheduler's sweep request), through the functions' HTTP handlers; the
 // process must end uploaded (or its failure reported) with one signData over
-// its whole life and one certificate.
+// its whole life and one certificate. This release's own cases, captured
+// into a temporary directory first (captureRelease), run the same way.
 func TestReleaseCompat(t *testing.T) {
 	releases, err := filepath.Glob("testdata/release-*")
 	if err != nil || len(releases) == 0 {
 		t.Fatalf("no testdata/release-* (%v)", err)
 	}
+	names := map[string]string{}
 	for _, dir := range releases {
+		names[dir] = filepath.Base(dir)
+	}
+	this := t.TempDir()
+	captureRelease(t, this)
+	names[this] = "this-release"
+	for _, dir := range append(releases, this) {
 		var cases []compatCase
 		if err := json.Unmarshal(readFile(t, dir, "cases.json"), &cases); err != nil {
 			t.Fatalf("%s/cases.json: %v", dir, err)
@@ -49,7 +57,7 @@ func TestReleaseCompat(t *testing.T) {
 			t.Fatalf("%s: no cases", dir)
 		}
 		for _, c := range cases {
-			t.Run(filepath.Base(dir)+"/"+c.Name, func(t *testing.T) { runCompatCase(t, dir, c) })
+			t.Run(names[dir]+"/"+c.Name, func(t *testing.T) { runCompatCase(t, dir, c) })
 		}
 	}
 }
