@@ -26,13 +26,22 @@ const customer = "C0test"
 
 // clock is a virtual clock shared by the pipeline and the API emulator: the
 // harness moves it to each task's schedule time, so schedules, leases and
-// deadlines play out without sleeping.
+// deadlines play out without sleeping. Each reading ticks it by a
+// microsecond, as a real clock moves between two writes: the memory store
+// takes an update whose UpdatedAt did not change for one that set none and
+// stamps it with the real time, which the sweep's query (on the virtual
+// clock) then found not idle whenever the machine was slow.
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Microsecond)
+	return c.t
+}
 func (c *clock) advanceTo(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
