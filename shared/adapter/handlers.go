@@ -1,7 +1,9 @@
 // Package adapter connects the pipeline to its platform: it builds the pipeline
 // from the environment (the API client, Firestore, Cloud Tasks, the CA
-// connectors) and turns Pub/Sub push requests and Cloud Tasks requests into
-// pipeline steps, answering so that only transient failures are retried.
+// connectors), turns Pub/Sub push requests and Cloud Tasks requests into
+// pipeline steps (one pipeline.Delivery each, its attempt counted from 1) and
+// the scheduler's request into a sweep, answering so that only transient
+// failures are retried.
 package adapter
 
 import (
