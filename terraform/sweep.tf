@@ -1,7 +1,8 @@
 # The sweep of stranded processes (README, "When a task is lost: the sweep").
 # A task whose every attempt failed is dropped by Cloud Tasks; once an hour a
-# Cloud Scheduler job posts {"sweep":true} to PollSignature, which re-drives
-# the unfinished processes whose record has not changed for SWEEP_AFTER.
+# Cloud Scheduler job posts to PollSignature's /sweep path (shared/adapter
+# SweepPath), which re-drives the unfinished processes whose record has not
+# changed for SWEEP_AFTER.
 #
 # Identity: google_service_account.sweep, the job's OIDC identity. It may only
 # invoke PollSignature. The query it triggers needs google_firestore_index.stale.
@@ -41,14 +42,20 @@ resource "google_cloud_scheduler_job" "sweep" {
 
   http_target {
     http_method = "POST"
-    uri         = local.run_urls.poll
-    body        = base64encode("{\"sweep\":true}")
+    # The path routes the request; the new release ignores the body. The body
+    # is what releases before the /sweep route read (they serve every path as
+    # the poll route and take {"sweep":true} there), so the job sweeps with
+    # either release while a deploy is under way. Both releases accept it.
+    uri  = "${local.run_urls.poll}/sweep"
+    body = base64encode("{\"sweep\":true}")
     headers = {
       "Content-Type" = "application/json"
     }
     oidc_token {
       service_account_email = google_service_account.sweep.email
-      audience              = local.run_urls.poll
+      # Cloud Run checks the token's audience against the service URL, not
+      # the request's path.
+      audience = local.run_urls.poll
     }
   }
 

@@ -1,5 +1,6 @@
 // Package poll registers PollSignature, the HTTP function that Cloud Tasks
-// invokes to ask whether the client has signed, until it has or a deadline passes.
+// invokes to ask whether the client has signed, until it has or a deadline
+// passes; the scheduler's hourly sweep posts to its /sweep path.
 package poll
 
 import (

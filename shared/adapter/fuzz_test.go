@@ -72,7 +72,7 @@ func FuzzTaskHandlers(f *testing.F) {
 			t.Fatalf("status %d for body %q", rec.Code, body)
 		}
 		var tb pipeline.TaskBody
-		if json.Unmarshal(body, &tb) != nil || (tb.Key == "" && !tb.Sweep) {
+		if json.Unmarshal(body, &tb) != nil || (tb.Key == "" && !(which%2 == 0 && legacySweep(body))) {
 			if rec.Code != http.StatusOK {
 				t.Fatalf("a body that names no record (%q) was not acknowledged: %d", body, rec.Code)
 			}

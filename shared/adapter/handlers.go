@@ -1,7 +1,9 @@
 // Package adapter connects the pipeline to its platform: it builds the pipeline
 // from the environment (the API client, Firestore, Cloud Tasks, the CA
-// connectors) and turns Pub/Sub push requests and Cloud Tasks requests into
-// pipeline steps, answering so that only transient failures are retried.
+// connectors), turns Pub/Sub push requests and Cloud Tasks requests into
+// pipeline steps (one pipeline.Delivery each, its attempt counted from 1) and
+// the scheduler's request into a sweep, answering so that only transient
+// failures are retried.
 package adapter
 
 import (
@@ -14,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
@@ -124,30 +127,100 @@ func Claim(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) 
 		}
 		log = log.With(slog.String("message_id", push.Message.MessageID), slog.Int("delivery_attempt", push.DeliveryAttempt))
 		ctx = logging.WithLogger(ctx, log)
-		if err := guard(ctx, log, "claim", func() error { return p.ClaimDelivery(ctx, push.Message.Data, push.DeliveryAttempt) }); err != nil {
-			level := slog.LevelWarn
-			if errors.Is(err, context.Canceled) {
-				level = slog.LevelInfo
-			}
-			log.Log(ctx, level, "claim step will be retried", slog.String("reason", err.Error()))
-			http.Error(w, "retry", http.StatusServiceUnavailable)
+		d := pipeline.Delivery{Body: push.Message.Data, Attempt: push.DeliveryAttempt, Name: push.Message.MessageID}
+		if err := guard(ctx, log, "claim", func() error { return p.Claim(ctx, d) }); err != nil {
+			retryLater(ctx, log, w, "claim step will be retried", err)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
 	}
 }
 
-// Poll returns the HTTP function for poll tasks.
+// SweepPath is the path of PollSignature's URL that the scheduler posts to
+// for a Sweep (terraform: sweep.tf); every other path takes poll tasks.
+const SweepPath = "/sweep"
+
+// Poll returns PollSignature, the HTTP function for poll tasks and, at
+// SweepPath, for the scheduler's sweep.
+//
+// Until every scheduler job posts to SweepPath, a poll task body of
+// {"sweep":true} without a key (what the job posted to the root before the
+// sweep had its route) still runs the sweep: the job may fire the old request
+// between a deploy of the function and the update of the job.
 func Poll(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) http.HandlerFunc {
-	return taskHandler(get, tasks.QueuePoll, func(p *pipeline.Pipeline) func(context.Context, []byte, int) error { return p.Poll })
+	poll := taskHandler(get, tasks.QueuePoll, func(p *pipeline.Pipeline) func(context.Context, pipeline.Delivery) error {
+		return func(ctx context.Context, d pipeline.Delivery) error {
+			if legacySweep(d.Body) {
+				logging.FromOr(ctx, p.Log).Info("sweep requested with the old body on the poll route", slog.String("want_path", SweepPath))
+				_, err := p.Sweep(ctx)
+				return err
+			}
+			return p.Poll(ctx, d)
+		}
+	})
+	sweep := Sweep(get)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == SweepPath {
+			sweep(w, r)
+			return
+		}
+		poll(w, r)
+	}
+}
+
+// legacySweep reports whether a poll task body is the scheduler's old sweep
+// request: {"sweep":true} and no key.
+func legacySweep(body []byte) bool {
+	var b struct {
+		Key   string `json:"key"`
+		Sweep bool   `json:"sweep"`
+	}
+	return json.Unmarshal(body, &b) == nil && b.Sweep && b.Key == ""
+}
+
+// Sweep returns the HTTP handler of the scheduler's sweep request (served by
+// PollSignature at SweepPath): it runs pipeline.Sweep and answers 503 when the
+// sweep could not list the records, so that the scheduler retries. The body
+// is ignored.
+func Sweep(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		p, log, err := get(ctx)
+		if err != nil {
+			http.Error(w, "adapter not configured", http.StatusInternalServerError)
+			return
+		}
+		log = log.With(logging.TraceAttrs(projectOf(p), r.Header.Get("X-Cloud-Trace-Context"), r.Header.Get("traceparent"))...)
+		ctx = logging.WithLogger(ctx, log)
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := guard(ctx, log, "sweep", func() error { _, err := p.Sweep(ctx); return err }); err != nil {
+			retryLater(ctx, log, w, "sweep will be retried", err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}
 }
 
 // Issue returns the HTTP function for issue tasks.
 func Issue(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) http.HandlerFunc {
-	return taskHandler(get, tasks.QueueIssue, func(p *pipeline.Pipeline) func(context.Context, []byte, int) error { return p.Issue })
+	return taskHandler(get, tasks.QueueIssue, func(p *pipeline.Pipeline) func(context.Context, pipeline.Delivery) error { return p.Issue })
 }
 
-func taskHandler(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error), q tasks.Queue, step func(*pipeline.Pipeline) func(context.Context, []byte, int) error) http.HandlerFunc {
+// TaskAttempt is the attempt (from 1, as pipeline.Delivery counts) of the
+// task that r delivers: Cloud Tasks' X-CloudTasks-TaskRetryCount counts the
+// earlier attempts (0 on the first). Without a valid header it is 0: unknown.
+func TaskAttempt(r *http.Request) int {
+	n, err := strconv.Atoi(r.Header.Get(tasks.HeaderRetryCount))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n + 1
+}
+
+func taskHandler(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error), q tasks.Queue, step func(*pipeline.Pipeline) func(context.Context, pipeline.Delivery) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		p, log, err := get(ctx)
@@ -169,18 +242,24 @@ func taskHandler(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, er
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		retry := tasks.RetryCount(r)
-		if err := guard(ctx, log, string(q), func() error { return step(p)(ctx, body, retry) }); err != nil {
-			level := slog.LevelWarn
-			if errors.Is(err, context.Canceled) {
-				level = slog.LevelInfo
-			}
-			log.Log(ctx, level, string(q)+" step will be retried", slog.String("reason", err.Error()), slog.Int("retry", retry))
-			http.Error(w, "retry", http.StatusServiceUnavailable)
+		d := pipeline.Delivery{Body: body, Attempt: TaskAttempt(r), Name: r.Header.Get(tasks.HeaderTaskName)}
+		if err := guard(ctx, log, string(q), func() error { return step(p)(ctx, d) }); err != nil {
+			retryLater(ctx, log, w, string(q)+" step will be retried", err, slog.Int("attempt", d.Attempt))
 			return
 		}
 		w.WriteHeader(http.StatusOK)
 	}
+}
+
+// retryLater answers 503, so that the platform delivers the request again,
+// and logs why: at WARN, or INFO when the request was cancelled.
+func retryLater(ctx context.Context, log *slog.Logger, w http.ResponseWriter, msg string, err error, attrs ...any) {
+	level := slog.LevelWarn
+	if errors.Is(err, context.Canceled) {
+		level = slog.LevelInfo
+	}
+	log.Log(ctx, level, msg, append([]any{slog.String("reason", err.Error())}, attrs...)...)
+	http.Error(w, "retry", http.StatusServiceUnavailable)
 }
 
 // msgPanic is the ERROR logged when a step panicked.

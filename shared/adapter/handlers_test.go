@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +33,111 @@ func (failingStore) Get(context.Context, string) (*progress.Record, error) { ret
 
 func (failingStore) Stale(context.Context, []progress.State, time.Time, int) ([]*progress.Record, error) {
 	return nil, errDown
+}
+
+// countingQueue counts the tasks enqueued.
+type countingQueue struct{ n *int }
+
+func (q countingQueue) Enqueue(context.Context, tasks.Task) error { *q.n++; return nil }
+
+// The scheduler's sweep has its own route on PollSignature (SweepPath); the
+// body it posted to the root before ({"sweep":true}, no key) still sweeps,
+// since the job may fire it between a deploy of the function and the update
+// of the job. Nothing else sweeps.
+func TestSweepRoute(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, method, path, body string
+		status, sweeps           int
+	}{
+		{"the sweep route", http.MethodPost, SweepPath, ``, http.StatusOK, 1},
+		{"the sweep route ignores its body", http.MethodPost, SweepPath, `{"sweep":true}`, http.StatusOK, 1},
+		{"the old request on the poll route", http.MethodPost, "/", `{"sweep":true}`, http.StatusOK, 1},
+		{"a poll task that also says sweep", http.MethodPost, "/", `{"sweep":true,"key":"C0:other"}`, http.StatusOK, 0},
+		{"a poll task", http.MethodPost, "/", `{"key":"C0:other"}`, http.StatusOK, 0},
+		{"sweep:false", http.MethodPost, "/", `{"sweep":false}`, http.StatusOK, 0},
+		{"GET", http.MethodGet, SweepPath, ``, http.StatusMethodNotAllowed, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			store := memory.New()
+			old := time.Now().UTC().Add(-2 * time.Hour)
+			if _, err := store.Create(context.Background(), &progress.Record{Key: "C0:p", Customer: "C0", ProcessID: "p",
+				ProcessName: "customers/C0/certificateProvisioningProcesses/p", State: progress.StateReceived, CreatedAt: old, UpdatedAt: old}); err != nil {
+				t.Fatal(err)
+			}
+			enqueued := 0
+			p := &pipeline.Pipeline{Store: store, Tasks: countingQueue{&enqueued}, Allowed: func(string) bool { return true }, Log: logging.Discard, SweepAfter: time.Hour}
+			get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, logging.Discard, nil }
+			rec := httptest.NewRecorder()
+			Poll(get)(rec, httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body)))
+			got, err := store.Get(context.Background(), "C0:p")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tc.status || got.Sweeps != tc.sweeps || enqueued != tc.sweeps {
+				t.Errorf("status %d, sweeps %d, tasks %d; want %d, %d, %d", rec.Code, got.Sweeps, enqueued, tc.status, tc.sweeps, tc.sweeps)
+			}
+		})
+	}
+}
+
+// The request terraform/sweep.tf has the scheduler post (its path under
+// PollSignature's URL and its body) runs the sweep, with this release and, by
+// its body on the root path, with the releases before the /sweep route.
+func TestSchedulerRequestSweeps(t *testing.T) {
+	t.Parallel()
+	tf, err := os.ReadFile("../../terraform/sweep.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := regexp.MustCompile(`uri\s*=\s*"\$\{local\.run_urls\.poll\}([^"]*)"`).FindSubmatch(tf)
+	body := regexp.MustCompile(`body\s*=\s*base64encode\(("(?:[^"\\]|\\.)*")\)`).FindSubmatch(tf)
+	if uri == nil || body == nil {
+		t.Fatal(`terraform/sweep.tf: no uri = "${local.run_urls.poll}/..." or body = base64encode("...")`)
+	}
+	b, err := strconv.Unquote(string(body[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(uri[1]) != SweepPath {
+		t.Errorf("the scheduler posts to %q, want %q", uri[1], SweepPath)
+	}
+	if !legacySweep([]byte(b)) {
+		t.Errorf("the scheduler's body %s does not sweep on the root path (the releases before %s)", b, SweepPath)
+	}
+	for _, path := range []string{string(uri[1]), "/"} {
+		store := memory.New()
+		old := time.Now().UTC().Add(-2 * time.Hour)
+		if _, err := store.Create(context.Background(), &progress.Record{Key: "C0:p", Customer: "C0", ProcessID: "p",
+			ProcessName: "customers/C0/certificateProvisioningProcesses/p", State: progress.StateReceived, CreatedAt: old, UpdatedAt: old}); err != nil {
+			t.Fatal(err)
+		}
+		enqueued := 0
+		p := &pipeline.Pipeline{Store: store, Tasks: countingQueue{&enqueued}, Log: logging.Discard, SweepAfter: time.Hour}
+		get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, logging.Discard, nil }
+		rec := httptest.NewRecorder()
+		Poll(get)(rec, httptest.NewRequest(http.MethodPost, path, strings.NewReader(b)))
+		if rec.Code != http.StatusOK || enqueued != 1 {
+			t.Errorf("POST %s %s: status %d, %d re-drives; want 200 and 1", path, b, rec.Code, enqueued)
+		}
+	}
+}
+
+// Cloud Tasks counts retries from 0; a Delivery counts attempts from 1, and
+// 0 is unknown.
+func TestTaskAttempt(t *testing.T) {
+	t.Parallel()
+	for header, want := range map[string]int{"": 0, "0": 1, "1": 2, "9": 10, "-1": 0, "x": 0} {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		if header != "" {
+			r.Header.Set(tasks.HeaderRetryCount, header)
+		}
+		if got := TaskAttempt(r); got != want {
+			t.Errorf("%s: %q gives attempt %d, want %d", tasks.HeaderRetryCount, header, got, want)
+		}
+	}
 }
 
 // sweeping is get with the stale-process sweep on.
@@ -159,8 +267,8 @@ func TestTaskHandlerStatus(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", tc.name, rec.Code, tc.want)
 		}
 	}
-	if !strings.Contains(logs.String(), `"logging.googleapis.com/trace":"projects/proj/traces/abc123"`) || !strings.Contains(logs.String(), `"retry":2`) {
-		t.Errorf("retry log lacks the trace or the retry count:\n%s", logs)
+	if !strings.Contains(logs.String(), `"logging.googleapis.com/trace":"projects/proj/traces/abc123"`) || !strings.Contains(logs.String(), `"attempt":3`) {
+		t.Errorf("retry log lacks the trace or the attempt (retry count 2: the third):\n%s", logs)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
@@ -68,12 +69,12 @@ func TestIgnoredFailuresAreLogged(t *testing.T) {
 			issue := h.nextIssue()
 			if tc.first != nil {
 				f.set(tc.first)
-				if err := h.p.Issue(context.Background(), issue.Body, 0); err == nil {
+				if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 1}); err == nil {
 					t.Fatal("the first delivery returned nil; want an error for a retry")
 				}
 			}
 			f.set(tc.last)
-			if err := h.p.Issue(context.Background(), issue.Body, h.p.MaxAttempts-1); err != nil {
+			if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: h.p.MaxAttempts}); err != nil {
 				t.Fatalf("the last attempt: %v", err)
 			}
 			f.set(nil)

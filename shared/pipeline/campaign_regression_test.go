@@ -38,7 +38,7 @@ func TestContentionOnTheLastIssueAttemptIsNotAFailure(t *testing.T) {
 			}
 			task := h.nextIssue()
 			h.crashOnce(tc.point)
-			if err := h.p.Issue(context.Background(), task.Body, 0); err == nil {
+			if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: 1}); err == nil {
 				t.Fatalf("the issue attempt did not crash at %s", tc.point)
 			}
 			h.p.Crash = nil
@@ -46,7 +46,7 @@ func TestContentionOnTheLastIssueAttemptIsNotAFailure(t *testing.T) {
 			if rec := h.record(name); rec.State != tc.state || !h.clk.Now().Before(rec.LeaseUntil) {
 				t.Fatalf("after the crash: state %s, lease until %s (now %s); want %s and held", rec.State, rec.LeaseUntil, h.clk.Now(), tc.state)
 			}
-			if err := h.p.Issue(context.Background(), task.Body, h.p.MaxAttempts-1); err != nil {
+			if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: h.p.MaxAttempts}); err != nil {
 				t.Errorf("last attempt returned %v: the queue would drop the task", err)
 			}
 			if rec := h.record(name); rec.State != tc.state {
@@ -88,13 +88,13 @@ func TestOwnClaimRefusedBeforeSetFailureIsAnError(t *testing.T) {
 	logs := &syncBuffer{}
 	h.p.Log = slog.New(slog.NewJSONHandler(logs, nil))
 	name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
-	if err := h.p.ClaimDelivery(context.Background(), note, 1); err == nil {
+	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note, Attempt: 1}); err == nil {
 		t.Fatal("the lost claim answer was not an error")
 	}
 	getFails.Store(true)
 	for attempt := 2; attempt <= h.p.MaxAttempts; attempt++ {
 		h.clk.advance(90 * time.Second) // past the lease
-		err := h.p.ClaimDelivery(context.Background(), note, attempt)
+		err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note, Attempt: attempt})
 		if attempt < h.p.MaxAttempts && err == nil {
 			t.Fatalf("delivery %d succeeded despite the 503 on get", attempt)
 		}

@@ -94,7 +94,7 @@ func TestCACallsRunUnderADeadline(t *testing.T) {
 			}
 			task := h.nextIssue()
 			if tc.hangs > 0 {
-				err := h.deliver(task, 0)
+				err := h.deliver(task, 1)
 				var ce *ca.Error
 				if !errors.As(err, &ce) || ce.Kind != ca.Transient || !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("delivery to a hanging CA: %v, want a transient error at the deadline", err)
@@ -103,7 +103,7 @@ func TestCACallsRunUnderADeadline(t *testing.T) {
 					t.Errorf("lease %v kept after the CA call was given up", rec.LeaseUntil)
 				}
 			}
-			if err := h.deliver(task, tc.hangs); err != nil {
+			if err := h.deliver(task, tc.hangs+1); err != nil {
 				t.Fatalf("delivery: %v", err)
 			}
 			h.wantUploaded(name)

@@ -16,26 +16,21 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/progress"
 )
 
-// Claim handles one Pub/Sub notification: it reads the process, claims it,
-// builds what the client signs and calls signData, recording each step first.
-// It returns an error only when Pub/Sub should deliver the message again.
-func (p *Pipeline) Claim(ctx context.Context, data []byte) error {
-	return p.ClaimDelivery(ctx, data, 0)
-}
-
-// ClaimDelivery is Claim for the attempt-th delivery of the message (1-based;
-// 0 when unknown). Pub/Sub numbers deliveries when the subscription has a
-// dead-letter policy; on the last one (MaxAttempts) a transient failure before
-// signData is reported to the device instead of being left to the dead-letter
-// topic, so no process waits forever.
-func (p *Pipeline) ClaimDelivery(ctx context.Context, data []byte, attempt int) error {
+// Claim handles one Pub/Sub notification (d.Body is the message's data): it
+// reads the process, claims it, builds what the client signs and calls
+// signData, recording each step first. It returns an error only when Pub/Sub
+// should deliver the message again. Pub/Sub numbers deliveries when the
+// subscription has a dead-letter policy; on the last one (MaxAttempts) a
+// transient failure before signData is reported to the device instead of
+// being left to the dead-letter topic, so no process waits forever.
+func (p *Pipeline) Claim(ctx context.Context, d Delivery) error {
 	p.init()
-	ctx = withRetry(ctx, max(attempt-1, 0))
-	err := p.claim(ctx, data)
-	if err == nil || IsCrash(err) || attempt < p.MaxAttempts {
+	attempt := d.Attempt
+	err := p.claim(ctx, d.Body, attempt)
+	if err == nil || IsCrash(err) || !p.lastAttempt(attempt) {
 		return err
 	}
-	ev, _, derr := notification.Decode(data)
+	ev, _, derr := notification.Decode(d.Body)
 	if derr != nil {
 		return err
 	}
@@ -55,12 +50,12 @@ func (p *Pipeline) ClaimDelivery(ctx context.Context, data []byte, attempt int) 
 		// task carries the claim on instead of the dead-letter topic.
 		return p.continueLater(ctx, rec, err)
 	}
-	_, ferr := p.fail(ctx, rec, fmt.Sprintf("giving up after %d deliveries: %v", attempt, err),
+	_, ferr := p.fail(ctx, rec, attempt, fmt.Sprintf("giving up after %d deliveries: %v", attempt, err),
 		"The adapter could not start this enrollment because a service was unavailable. The device will try again later.")
 	return ferr
 }
 
-func (p *Pipeline) claim(ctx context.Context, data []byte) error {
+func (p *Pipeline) claim(ctx context.Context, data []byte, attempt int) error {
 	ev, format, err := notification.Decode(data)
 	if err != nil {
 		// A malformed message never gets better: acknowledge it.
@@ -97,13 +92,13 @@ func (p *Pipeline) claim(ctx context.Context, data []byte) error {
 		return err
 	}
 	if owned {
-		next, err := p.claimProcess(ctx, rec)
+		next, err := p.claimProcess(ctx, rec, attempt)
 		if err != nil {
 			return err
 		}
 		rec = next
 	}
-	return p.advance(ctx, rec, 0)
+	return p.advance(ctx, rec, attempt)
 }
 
 // withProcess returns ctx with a logger that names the process, once: a ctx
@@ -127,16 +122,16 @@ func named(ctx context.Context, key string) bool {
 }
 
 // advance drives rec forward from whatever state it is in, as far as this
-// delivery can take it. retry is the delivery's retry count (0 for Pub/Sub).
-func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int) error {
+// delivery can take it. attempt is the delivery's (Delivery.Attempt).
+func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, attempt int) error {
 	for range 16 { // each step moves the state on; the bound guards against a bug looping
 		var next *progress.Record
 		var err error
 		switch rec.State {
 		case progress.StateReceived:
-			next, err = p.retryClaim(ctx, rec)
+			next, err = p.retryClaim(ctx, rec, attempt)
 		case progress.StateClaimed:
-			next, err = p.startSigning(ctx, rec)
+			next, err = p.startSigning(ctx, rec, attempt)
 		case progress.StateSigning:
 			// The first poll task resumes a record left in SIGNING. It is
 			// enqueued right after the transition, so a delivery that died
@@ -150,7 +145,7 @@ func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int)
 		case progress.StateSigned, progress.StateIssuing, progress.StateIssued:
 			return p.enqueueIssue(ctx, rec, time.Time{})
 		case progress.StateFailing:
-			_, err = p.reportFailure(ctx, rec, retry)
+			_, err = p.reportFailure(ctx, rec, attempt)
 			return err
 		default:
 			return nil // terminal: a duplicate
@@ -171,7 +166,7 @@ func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int)
 }
 
 // retryClaim takes over a claim whose first delivery died (its lease passed).
-func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	now := p.Now().UTC()
 	if rec.Leased(now) {
 		return nil, errBusy
@@ -187,11 +182,11 @@ func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record) (*progr
 	if err != nil {
 		return nil, err
 	}
-	return p.claimProcess(ctx, rec)
+	return p.claimProcess(ctx, rec, attempt)
 }
 
 // claimProcess reads the process and claims it, under the claim lease.
-func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
 		if cpapi.IsNotFound(err) {
@@ -201,7 +196,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 				return nil
 			})
 		}
-		return nil, p.claimAPIError(ctx, rec, "get process", err)
+		return nil, p.claimAPIError(ctx, rec, attempt, "get process", err)
 	}
 	if proc.FailureMessage != "" {
 		return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateFailed, func(r *progress.Record) error {
@@ -227,7 +222,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 				return nil
 			})
 		}
-		return nil, p.claimAPIError(ctx, rec, "claim", err)
+		return nil, p.claimAPIError(ctx, rec, attempt, "claim", err)
 	}
 	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
 	if err := p.crash("claim:after-claim"); err != nil {
@@ -242,42 +237,42 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 // claimAPIError is apiError for a call made under the claim lease: a
 // transient failure frees the lease, since the call is over (invariant 9),
 // so that the next delivery may act at once.
-func (p *Pipeline) claimAPIError(ctx context.Context, rec *progress.Record, what string, err error) error {
+func (p *Pipeline) claimAPIError(ctx context.Context, rec *progress.Record, attempt int, what string, err error) error {
 	if cpapi.Transient(err) {
 		p.freeLease(ctx, rec, what+": "+err.Error())
 	}
-	return p.apiError(ctx, rec, what, err)
+	return p.apiError(ctx, rec, attempt, what, err)
 }
 
 // apiError turns an API failure into a retry (transient) or a permanent failure.
-func (p *Pipeline) apiError(ctx context.Context, rec *progress.Record, what string, err error) error {
+func (p *Pipeline) apiError(ctx context.Context, rec *progress.Record, attempt int, what string, err error) error {
 	if cpapi.Transient(err) {
 		return fmt.Errorf("%s %s: %w", what, rec.Key, err)
 	}
 	// A 4xx from the API on our own request: nothing a retry can change.
-	_, ferr := p.fail(ctx, rec, fmt.Sprintf("%s: %v", what, err), "The certificate provisioning service refused a request from the adapter. Contact your administrator.")
+	_, ferr := p.fail(ctx, rec, attempt, fmt.Sprintf("%s: %v", what, err), "The certificate provisioning service refused a request from the adapter. Contact your administrator.")
 	return ferr
 }
 
 // startSigning resolves the configuration for the process, builds the CSR body
 // and calls signData once, recording the intent and the bytes first.
-func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
-		return nil, p.apiError(ctx, rec, "get process", err)
+		return nil, p.apiError(ctx, rec, attempt, "get process", err)
 	}
 	plan, perr := p.plan(ctx, rec, proc)
 	if perr != nil {
 		var pe *planError
 		if errors.As(perr, &pe) {
-			_, err := p.fail(ctx, rec, pe.reason, pe.message)
+			_, err := p.fail(ctx, rec, attempt, pe.reason, pe.message)
 			return nil, err
 		}
 		return nil, perr // transient (e.g. fetching a SCEP challenge)
 	}
 	stored, err := p.protect(rec.Key, plan.signData, plan.secret)
 	if err != nil {
-		_, ferr := p.fail(ctx, rec, err.Error(), "The adapter is not configured to keep enrollment challenges safe. Contact your administrator.")
+		_, ferr := p.fail(ctx, rec, attempt, err.Error(), "The adapter is not configured to keep enrollment challenges safe. Contact your administrator.")
 		return nil, ferr
 	}
 	now := p.Now().UTC()
@@ -304,18 +299,18 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record) (*pro
 	if err := p.enqueuePoll(ctx, rec, rec.NextPollAt); err != nil {
 		return nil, err
 	}
-	return p.callSignData(ctx, rec)
+	return p.callSignData(ctx, rec, attempt)
 }
 
 // callSignData calls signData for a record in SIGNING whose lease this
 // delivery holds, then records the operation.
-func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	if err := p.crash("sign:before-signData"); err != nil {
 		return nil, err
 	}
 	data, err := p.plain(rec.Key, rec.SignData)
 	if err != nil {
-		_, ferr := p.fail(ctx, rec, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
+		_, ferr := p.fail(ctx, rec, attempt, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
 		return nil, ferr
 	}
 	op, err := p.API.SignData(ctx, rec.ProcessName, data, rec.SignatureAlgorithm)
@@ -333,7 +328,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 			}
 			return nil, fmt.Errorf("signData %s: %w", rec.Key, err)
 		}
-		_, ferr := p.fail(ctx, rec, "signData: "+err.Error(), "The certificate provisioning service refused to ask this device for its signature. Contact your administrator.")
+		_, ferr := p.fail(ctx, rec, attempt, "signData: "+err.Error(), "The certificate provisioning service refused to ask this device for its signature. Contact your administrator.")
 		return nil, ferr
 	}
 	if err := p.crash("sign:after-signData"); err != nil {
@@ -349,13 +344,13 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 // resumeSigning handles a record left in SIGNING (a crash or a lost answer
 // around signData): it asks the process, not the client, whether signData
 // started.
-func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
+func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	if rec.Leased(p.Now()) {
 		return nil, errBusy
 	}
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
-		return nil, p.apiError(ctx, rec, "get process", err)
+		return nil, p.apiError(ctx, rec, attempt, "get process", err)
 	}
 	if proc.FailureMessage != "" {
 		return p.apiFailed(ctx, rec, proc.FailureMessage)
@@ -384,7 +379,7 @@ func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*pr
 	if err != nil {
 		return nil, err
 	}
-	return p.callSignData(ctx, rec)
+	return p.callSignData(ctx, rec, attempt)
 }
 
 // apiFailed records that the API has already failed the process.

@@ -46,12 +46,14 @@ const maxMessage = 500
 
 // fail decides a permanent failure: it records the reason (for the log) and
 // the message (for the device), then reports it with setFailure.
-func (p *Pipeline) fail(ctx context.Context, rec *progress.Record, reason, message string) (*progress.Record, error) {
+// attempt is the delivery's (Delivery.Attempt): a failure decided on the last
+// attempt is reported on that attempt, not left to a retry that will not come.
+func (p *Pipeline) fail(ctx context.Context, rec *progress.Record, attempt int, reason, message string) (*progress.Record, error) {
 	next, err := p.markFailing(ctx, rec, reason, message)
 	if err != nil || next.State.Terminal() {
 		return next, err
 	}
-	return p.reportFailure(ctx, next, retryOf(ctx))
+	return p.reportFailure(ctx, next, attempt)
 }
 
 // markFailing moves rec to FAILING with the reason (for the log) and the
@@ -89,20 +91,6 @@ func truncate(s string, n int) string {
 	return s[:cut] + "..."
 }
 
-// retryKey carries the delivery's retry count to fail, which the steps reach
-// from many places: a failure decided on the last attempt is reported on that
-// attempt, not left to a retry that will not come.
-type retryKey struct{}
-
-func withRetry(ctx context.Context, retry int) context.Context {
-	return context.WithValue(ctx, retryKey{}, retry)
-}
-
-func retryOf(ctx context.Context) int {
-	r, _ := ctx.Value(retryKey{}).(int)
-	return r
-}
-
 // maxReportHandoffs bounds the fresh tasks that take over a failure report
 // whose setFailure did not go through by a task's last attempt; after them
 // the sweep keeps trying, with an ERROR log (invariant 7).
@@ -120,7 +108,7 @@ const MsgFailureUnreported = "failure not reported to the device"
 // process failed or gone. Otherwise the record stays FAILING: a transient
 // answer is retried by the queue, and on the last attempt (or after a
 // refusal) a fresh task takes over, up to maxReportHandoffs, then the sweep.
-func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
+func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	if err := p.crash("fail:before-setFailure"); err != nil {
 		return nil, err
 	}
@@ -137,7 +125,7 @@ func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retr
 				return nil
 			})
 		} else if cerr != nil {
-			if !p.lastAttempt(retry) {
+			if !p.lastAttempt(attempt) {
 				return nil, fmt.Errorf("claim before setFailure %s: %w", rec.Key, cerr)
 			}
 			return nil, p.handOffReport(ctx, rec, cerr)
@@ -146,7 +134,7 @@ func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retr
 	err := p.API.SetFailure(ctx, rec.ProcessName, rec.FailureMessage)
 	note := ""
 	if err != nil {
-		if isTransientAPI(err) && !p.lastAttempt(retry) {
+		if isTransientAPI(err) && !p.lastAttempt(attempt) {
 			return nil, fmt.Errorf("setFailure %s: %w", rec.Key, err)
 		}
 		// Refused or out of attempts: did the API fail or end the process itself?

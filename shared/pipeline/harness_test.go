@@ -26,13 +26,22 @@ const customer = "C0test"
 
 // clock is a virtual clock shared by the pipeline and the API emulator: the
 // harness moves it to each task's schedule time, so schedules, leases and
-// deadlines play out without sleeping.
+// deadlines play out without sleeping. Each reading ticks it by a
+// microsecond, as a real clock moves between two writes: the memory store
+// takes an update whose UpdatedAt did not change for one that set none and
+// stamps it with the real time, which the sweep's query (on the virtual
+// clock) then found not idle whenever the machine was slow.
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Microsecond)
+	return c.t
+}
 func (c *clock) advanceTo(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -165,7 +174,7 @@ func (h *harness) key(name string) string {
 func (h *harness) claim(data []byte, attempts int) error {
 	var err error
 	for i := 0; i < attempts; i++ {
-		if err = h.p.Claim(context.Background(), data); err == nil {
+		if err = h.p.Claim(context.Background(), pipeline.Delivery{Body: data}); err == nil {
 			return nil
 		}
 		h.clk.advance(90 * time.Second) // past the lease
@@ -174,7 +183,7 @@ func (h *harness) claim(data []byte, attempts int) error {
 }
 
 // drain delivers every task until none is left, like a queue with
-// MaxAttempts: a failed delivery is retried later with a higher retry count.
+// MaxAttempts: a failed delivery is retried later as the next attempt.
 // It returns how many deliveries it made.
 func (h *harness) drain() int {
 	h.t.Helper()
@@ -185,9 +194,9 @@ func (h *harness) drain() int {
 			return n
 		}
 		h.clk.advanceTo(t.ScheduleTime)
-		for retry := 0; retry < h.p.MaxAttempts; retry++ {
+		for attempt := 1; attempt <= h.p.MaxAttempts; attempt++ {
 			n++
-			err := h.deliver(t, retry)
+			err := h.deliver(t, attempt)
 			if err == nil {
 				break
 			}
@@ -212,25 +221,27 @@ func (h *harness) nextIssue() tasks.Task {
 		if task.Queue == tasks.QueueIssue {
 			return task
 		}
-		if err := h.p.Poll(context.Background(), task.Body, 0); err != nil {
+		if err := h.p.Poll(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: 1}); err != nil {
 			h.t.Fatalf("poll: %v", err)
 		}
 	}
 }
 
-func (h *harness) deliver(t tasks.Task, retry int) error {
+// deliver delivers t as its attempt-th delivery (from 1).
+func (h *harness) deliver(t tasks.Task, attempt int) error {
+	d := pipeline.Delivery{Body: t.Body, Attempt: attempt, Name: t.Name}
 	step := h.p.Poll
 	if t.Queue == tasks.QueueIssue {
 		step = h.p.Issue
 	}
 	if !h.dup {
-		return step(context.Background(), t.Body, retry)
+		return step(context.Background(), d)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i := range errs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = step(context.Background(), t.Body, retry) }()
+		go func() { defer wg.Done(); errs[i] = step(context.Background(), d) }()
 	}
 	wg.Wait()
 	if errs[0] != nil && errs[1] != nil {

@@ -17,30 +17,30 @@ import (
 
 // Issue handles one issue task: it asks the CA for the certificate (once per
 // process), stores it, checks it and uploads it, or reports the failure.
-// retry is the task's retry count. It returns an error only when the queue
-// should deliver the task again.
-func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
+// d.Body is a TaskBody. It returns an error only when the queue should
+// deliver the task again.
+func (p *Pipeline) Issue(ctx context.Context, d Delivery) error {
 	p.init()
-	ctx = withRetry(ctx, retry)
-	tb, ok := decodeTask(body)
-	rec, err := p.read(ctx, tb, ok, len(body), "issue")
+	attempt := d.Attempt
+	tb, ok := decodeTask(d.Body)
+	rec, err := p.read(ctx, tb, ok, len(d.Body), "issue")
 	if rec == nil {
 		return err
 	}
 	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
 	if p.noLongerServed(rec) {
-		_, err := p.fail(ctx, rec, "the customer is no longer in allowedCustomers", msgNoLongerServed)
+		_, err := p.fail(ctx, rec, attempt, "the customer is no longer in allowedCustomers", msgNoLongerServed)
 		return err
 	}
 	for range 4 {
 		before := rec
 		switch rec.State {
 		case progress.StateSigned, progress.StateIssuing:
-			rec, err = p.issue(ctx, rec, retry)
+			rec, err = p.issue(ctx, rec, attempt)
 		case progress.StateIssued:
-			rec, err = p.upload(ctx, rec, retry)
+			rec, err = p.upload(ctx, rec, attempt)
 		case progress.StateFailing:
-			_, err = p.reportFailure(ctx, rec, retry)
+			_, err = p.reportFailure(ctx, rec, attempt)
 			return err
 		default:
 			return nil // terminal, or not this function's turn: a duplicate
@@ -50,7 +50,7 @@ func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
 				rec = cur
 				continue
 			}
-			if errors.Is(err, errBusy) && p.lastAttempt(retry) {
+			if errors.Is(err, errBusy) && p.lastAttempt(attempt) {
 				// Contention (a lease left by an earlier attempt) is not
 				// the process's failure: a fresh task carries on.
 				return p.continueLater(ctx, before, err)
@@ -66,18 +66,18 @@ func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
 
 // issue calls the CA with the process's request id. It returns the record in
 // ISSUED, or nil when the CA answered "pending" and a later task asks again.
-func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
+func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	now := p.Now().UTC()
 	if rec.State == progress.StateIssuing && rec.Leased(now) {
 		return nil, errBusy
 	}
 	issuer, ok := p.CAs[rec.CAConnectionRef]
 	if !ok {
-		return p.fail(ctx, rec, fmt.Sprintf("unknown CA connection reference %q", rec.CAConnectionRef),
+		return p.fail(ctx, rec, attempt, fmt.Sprintf("unknown CA connection reference %q", rec.CAConnectionRef),
 			fmt.Sprintf("The certificate authority connection %q is not configured in the adapter. Ask your administrator to add it.", rec.CAConnectionRef))
 	}
 	if !rec.ChallengeExpiresAt.IsZero() && now.After(rec.ChallengeExpiresAt) {
-		return p.fail(ctx, rec, "the SCEP challenge expired at "+rec.ChallengeExpiresAt.Format(time.RFC3339)+" before the device signed",
+		return p.fail(ctx, rec, attempt, "the SCEP challenge expired at "+rec.ChallengeExpiresAt.Format(time.RFC3339)+" before the device signed",
 			"The device signed too late: the enrollment challenge had expired. The device will try again; keep it online.")
 	}
 	// The CA's deadline (for a CA that keeps answering pending) runs from the
@@ -88,7 +88,7 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 		caDeadline = rec.SignedAt.Add(p.Schedule.Deadline)
 	}
 	if !now.Before(caDeadline) && rec.State == progress.StateIssuing {
-		return p.fail(ctx, rec, "the CA had not issued by the deadline", "The certificate authority did not issue the certificate in time. Contact your administrator.")
+		return p.fail(ctx, rec, attempt, "the CA had not issued by the deadline", "The certificate authority did not issue the certificate in time. Contact your administrator.")
 	}
 	holder := newHolder("issue")
 	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateSigned, progress.StateIssuing}, progress.StateIssuing, func(r *progress.Record) error {
@@ -111,7 +111,7 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 	}
 	csrDER, err := p.plain(rec.Key, rec.CSR)
 	if err != nil {
-		return p.fail(ctx, rec, "open the CSR: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
+		return p.fail(ctx, rec, attempt, "open the CSR: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
 	}
 	caCtx, cancel := p.caContext(ctx)
 	defer cancel()
@@ -119,14 +119,14 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 	issued, err := issuer.Issue(caCtx, ca.Request{CSR: csrDER, RequestID: rec.RequestID, Validity: validity, TemplateName: template})
 	caTime := time.Since(start)
 	if err != nil {
-		return p.caFailure(ctx, rec, err, retry)
+		return p.caFailure(ctx, rec, err, attempt)
 	}
 	if err := p.crash("issue:after-ca"); err != nil {
 		return nil, err
 	}
 	// Nothing is uploaded that was not checked.
 	if err := p.check(caCtx, issuer, rec, issued); err != nil {
-		return p.fail(ctx, rec, "the issued certificate failed its check: "+err.Error(),
+		return p.fail(ctx, rec, attempt, "the issued certificate failed its check: "+err.Error(),
 			"The certificate authority returned a certificate that does not match this device. Contact your administrator.")
 	}
 	if missing, err := missingFromCertificate(csrDER, issued.Leaf); err != nil {
@@ -135,7 +135,7 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 		p.logger(ctx).Warn(MsgIncompleteCertificate, slog.String("ca_connection_ref", rec.CAConnectionRef),
 			slog.String("profile_ref", rec.ProfileRef), slog.Any("missing", missing), slog.Bool("refused", p.RefuseIncomplete[rec.CAConnectionRef]))
 		if p.RefuseIncomplete[rec.CAConnectionRef] {
-			return p.fail(ctx, rec, "the issued certificate lacks what the request asked for: "+strings.Join(missing, ", "),
+			return p.fail(ctx, rec, attempt, "the issued certificate lacks what the request asked for: "+strings.Join(missing, ", "),
 				"The certificate authority issued a certificate without "+strings.Join(missing, ", ")+", which this network needs. Contact your administrator.")
 		}
 	}
@@ -152,7 +152,7 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 	if err != nil {
 		return nil, err
 	}
-	return p.uploadLeased(ctx, rec, retry)
+	return p.uploadLeased(ctx, rec, attempt)
 }
 
 // caContext bounds one call to the CA by CATimeout, which is at most (and by
@@ -195,7 +195,7 @@ func (p *Pipeline) check(ctx context.Context, issuer Issuer, rec *progress.Recor
 	return nil
 }
 
-func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err error, retry int) (*progress.Record, error) {
+func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err error, attempt int) (*progress.Record, error) {
 	var ce *ca.Error
 	errors.As(err, &ce)
 	switch ca.KindOf(err) {
@@ -221,10 +221,10 @@ func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err erro
 		if ce != nil && ce.UserMessage != "" {
 			msg = ce.UserMessage
 		}
-		return p.fail(ctx, rec, "CA refused: "+err.Error(), msg)
+		return p.fail(ctx, rec, attempt, "CA refused: "+err.Error(), msg)
 	}
-	if p.lastAttempt(retry) {
-		return p.fail(ctx, rec, "CA unavailable on the last attempt: "+err.Error(),
+	if p.lastAttempt(attempt) {
+		return p.fail(ctx, rec, attempt, "CA unavailable on the last attempt: "+err.Error(),
 			"The certificate authority could not be reached. The device will try again later.")
 	}
 	p.freeLease(ctx, rec, "CA: "+err.Error()) // the call is over: a retry may go ahead
@@ -235,7 +235,7 @@ func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err erro
 // certificate and may have uploaded it before it died. Once its lease has
 // passed, the process tells whether the upload happened; if not, the stored
 // certificate is uploaded (never a second one).
-func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
+func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	now := p.Now().UTC()
 	if rec.Leased(now) {
 		return nil, errBusy
@@ -252,7 +252,7 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) 
 	}
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
-		if isTransientAPI(err) && !p.lastAttempt(retry) {
+		if isTransientAPI(err) && !p.lastAttempt(attempt) {
 			p.freeLease(ctx, rec, "read process: "+err.Error())
 			return nil, fmt.Errorf("upload %s: read process: %w", rec.Key, err)
 		}
@@ -270,17 +270,17 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) 
 			return p.apiFailed(ctx, rec, proc.FailureMessage)
 		}
 	}
-	return p.uploadLeased(ctx, rec, retry)
+	return p.uploadLeased(ctx, rec, attempt)
 }
 
 // uploadLeased uploads the stored certificate under this delivery's lease.
-func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
+func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	if err := p.crash("upload:before-upload"); err != nil {
 		return nil, err
 	}
 	err := p.API.UploadCertificate(ctx, rec.ProcessName, rec.CertificatePEM)
 	if err != nil {
-		if isTransientAPI(err) && !p.lastAttempt(retry) {
+		if isTransientAPI(err) && !p.lastAttempt(attempt) {
 			// The call is over: the retry may go ahead at once (it reads
 			// the process before uploading again).
 			p.freeLease(ctx, rec, "uploadCertificate: "+err.Error())
@@ -306,7 +306,7 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 			}
 		}
 		if err != nil {
-			return p.fail(ctx, rec, "uploadCertificate: "+err.Error(), "The certificate could not be delivered to this device. Try again later; if it repeats, contact your administrator.")
+			return p.fail(ctx, rec, attempt, "uploadCertificate: "+err.Error(), "The certificate could not be delivered to this device. Try again later; if it repeats, contact your administrator.")
 		}
 	}
 	if err := p.crash("upload:after-upload"); err != nil {

@@ -49,11 +49,11 @@ func TestAFailedCallLeavesALeaseTakenOver(t *testing.T) {
 	c := &takeoverCA{Issuer: h.ca, entered: make(chan struct{}), release: make(chan struct{})}
 	c.first = func() {
 		h.clk.advance(2 * h.p.Lease) // the first call outlives its lease
-		go func() { second <- h.p.Issue(context.Background(), issue.Body, 1) }()
+		go func() { second <- h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 2}) }()
 		<-c.entered // the second delivery holds the lease and calls the CA
 	}
 	h.p.CAs[cpemulator.DefaultCARef] = c
-	if err := h.p.Issue(context.Background(), issue.Body, 0); err == nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 1}); err == nil {
 		t.Fatal("the first delivery's CA outage returned nil; want an error for a retry")
 	}
 	rec := h.record(name)
@@ -91,14 +91,14 @@ func TestALeaseWithoutHolderIsHeldUntilItExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.clk.advance(h.p.Lease / 2)
-	if err := h.p.Issue(context.Background(), issue.Body, 0); err == nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 1}); err == nil {
 		t.Fatal("Issue under the previous release's live lease returned nil; want an error (busy) for a retry")
 	}
 	if rec := h.record(name); rec.State != progress.StateIssuing || rec.LeaseHolder != "" || !rec.LeaseUntil.Equal(until) {
 		t.Fatalf("the lease of the previous release was touched: %s, held by %q until %v", rec.State, rec.LeaseHolder, rec.LeaseUntil)
 	}
 	h.clk.advanceTo(until)
-	if err := h.p.Issue(context.Background(), issue.Body, 1); err != nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 2}); err != nil {
 		t.Fatalf("Issue once the lease expired: %v", err)
 	}
 	h.wantUploaded(name)

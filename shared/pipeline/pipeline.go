@@ -5,7 +5,9 @@
 // duplicate delivery or a crash at any line leaves nothing lost or doubled.
 //
 // The three entry points, Claim, Poll and Issue, are what the three functions
-// call; they return an error only when a retry by the platform can help.
+// call, each with one Delivery (the body and which attempt it is); they return
+// an error only when a retry by the platform can help. Sweep is what the
+// scheduler's request runs.
 package pipeline
 
 import (
@@ -29,11 +31,14 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
-// Store keeps the progress records.
+// Store keeps the progress records (store/firestore; tooling/store/memory).
 type Store interface {
 	Get(ctx context.Context, key string) (*progress.Record, error)
 	Create(ctx context.Context, rec *progress.Record) (*progress.Record, error)
 	Update(ctx context.Context, key string, fn func(r *progress.Record) error) (*progress.Record, error)
+	// Stale lists the records that stopped moving, for Sweep: in one of
+	// states and not updated since before, oldest first, at most limit.
+	Stale(ctx context.Context, states []progress.State, before time.Time, limit int) ([]*progress.Record, error)
 }
 
 // Enqueuer hands a task to the next function. A task name used before is a no-op.
@@ -166,8 +171,6 @@ type TaskBody struct {
 	Poll int `json:"poll,omitempty"`
 	// Attempt is the issue attempt the task was enqueued for.
 	Attempt int `json:"attempt,omitempty"`
-	// Sweep, with no Key, is the scheduler's request for a Sweep.
-	Sweep bool `json:"sweep,omitempty"`
 }
 
 // taskID is a task-name-safe id for a record key.

@@ -85,7 +85,7 @@ func TestDuplicateNotification(t *testing.T) {
 	errs := make([]error, 4)
 	for i := range errs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = h.p.Claim(context.Background(), note) }()
+		go func() { defer wg.Done(); errs[i] = h.p.Claim(context.Background(), pipeline.Delivery{Body: note}) }()
 	}
 	wg.Wait()
 	// Deliveries that found another one mid-signData answer "retry later";
@@ -142,7 +142,7 @@ func TestCrashAfterSignData(t *testing.T) {
 			h := newHarness(t, cpemulator.Options{})
 			name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256})
 			hits := h.crashOnce(point)
-			if err := h.p.Claim(context.Background(), note); !pipeline.IsCrash(err) {
+			if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note}); !pipeline.IsCrash(err) {
 				t.Fatalf("Claim: %v, want the simulated crash", err)
 			}
 			if *hits != 1 {
@@ -174,7 +174,7 @@ func TestSignDataAnswerLost(t *testing.T) {
 		return f
 	}})
 	name, note := h.add(cpemulator.ClientSpec{SignDelay: 5 * time.Second})
-	if err := h.p.Claim(context.Background(), note); err == nil {
+	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note}); err == nil {
 		t.Fatal("Claim with a lost signData answer returned nil; want an error so Pub/Sub retries")
 	}
 	if err := h.claim(note, 3); err != nil {
@@ -308,7 +308,7 @@ func TestRejectedNotifications(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, cpemulator.Options{})
 	for _, data := range [][]byte{nil, []byte("not a notification"), []byte(`{"x":1}`), cpemulator.EncodeNotificationJSON("C0other", "p1"), cpemulator.EncodeNotificationBinary(customer, "bad/id")} {
-		if err := h.p.Claim(context.Background(), data); err != nil {
+		if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: data}); err != nil {
 			t.Errorf("Claim(%q) = %v, want nil (acknowledged)", data, err)
 		}
 	}
@@ -482,7 +482,7 @@ func TestLastDeliveryReportsOutage(t *testing.T) {
 	}})
 	name, note := h.add(cpemulator.ClientSpec{})
 	for attempt := 1; attempt < h.p.MaxAttempts; attempt++ {
-		if err := h.p.ClaimDelivery(context.Background(), note, attempt); err == nil {
+		if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note, Attempt: attempt}); err == nil {
 			t.Fatalf("delivery %d succeeded during the outage", attempt)
 		}
 		h.clk.advance(90 * time.Second)
@@ -491,7 +491,7 @@ func TestLastDeliveryReportsOutage(t *testing.T) {
 	// API takes setFailure only from the claimer, and the claim is still
 	// down: the record stays FAILING (the device was not told) and a fresh
 	// task takes the report over.
-	err := h.p.ClaimDelivery(context.Background(), note, h.p.MaxAttempts)
+	err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note, Attempt: h.p.MaxAttempts})
 	rec := h.record(name)
 	if rec.State != progress.StateFailing || err != nil {
 		t.Fatalf("after the last delivery: state %s, err %v; want FAILING and acknowledged", rec.State, err)

@@ -15,26 +15,22 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/store"
 )
 
-// Poll handles one poll task: it asks whether the client has signed, and
-// either enqueues the next poll or verifies the signature, assembles the CSR
-// and hands over to Issue. retry is the task's retry count. It returns an
-// error only when the queue should deliver the task again. A body of
-// {"sweep":true} (the scheduler's) runs Sweep instead.
-func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
+// Poll handles one poll task (d.Body is a TaskBody): it asks whether the
+// client has signed, and either enqueues the next poll or verifies the
+// signature, assembles the CSR and hands over to Issue. It returns an error
+// only when the queue should deliver the task again. (The scheduler's sweep
+// request is not a poll task: the adapter routes it to Sweep.)
+func (p *Pipeline) Poll(ctx context.Context, d Delivery) error {
 	p.init()
-	tb, ok := decodeTask(body)
-	if ok && tb.Sweep && tb.Key == "" {
-		_, err := p.Sweep(ctx)
-		return err
-	}
-	ctx = withRetry(ctx, retry)
-	rec, err := p.read(ctx, tb, ok, len(body), "poll")
+	attempt := d.Attempt
+	tb, ok := decodeTask(d.Body)
+	rec, err := p.read(ctx, tb, ok, len(d.Body), "poll")
 	if rec == nil {
 		return err
 	}
 	if p.noLongerServed(rec) {
 		ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
-		_, err := p.fail(ctx, rec, "the customer is no longer in allowedCustomers", msgNoLongerServed)
+		_, err := p.fail(ctx, rec, attempt, "the customer is no longer in allowedCustomers", msgNoLongerServed)
 		return err
 	}
 	if rec.State == progress.StateSigning {
@@ -42,19 +38,19 @@ func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 		// whether it started. This task is then the record's first poll
 		// (enqueued before signData, under that poll's name), so it polls on
 		// itself: enqueuing "the current poll" would be a no-op.
-		next, err := p.resumeSigning(ctx, rec)
+		next, err := p.resumeSigning(ctx, rec, attempt)
 		if cur, ok := stale(err); ok {
 			next, err = cur, nil
 		}
-		if err != nil && !IsCrash(err) && p.lastAttempt(retry) && (errors.Is(err, errBusy) || isQuota(err)) {
+		if err != nil && !IsCrash(err) && p.lastAttempt(attempt) && (errors.Is(err, errBusy) || isQuota(err)) {
 			// Contention (a lease left by an earlier attempt) or quota is
 			// not the process's failure: a fresh task carries on.
 			return p.continueLater(ctx, rec, err)
 		}
-		if err != nil && !IsCrash(err) && p.lastAttempt(retry) {
+		if err != nil && !IsCrash(err) && p.lastAttempt(attempt) {
 			// Nothing else resumes this record: report rather than leave
 			// the process in SIGNING when the queue drops this task.
-			_, ferr := p.fail(ctx, rec, fmt.Sprintf("giving up on signData after %d attempts: %v", retry+1, err),
+			_, ferr := p.fail(ctx, rec, attempt, fmt.Sprintf("giving up on signData after %d attempts: %v", attempt, err),
 				"The adapter could not start this enrollment because a service was unavailable. The device will try again later.")
 			return ferr
 		}
@@ -68,9 +64,9 @@ func (p *Pipeline) Poll(ctx context.Context, body []byte, retry int) error {
 			// A duplicate or stale task: make sure the current one exists.
 			return p.enqueuePoll(ctx, rec, rec.NextPollAt)
 		}
-		return p.pollOnce(ctx, rec, retry)
+		return p.pollOnce(ctx, rec, attempt)
 	}
-	return p.advance(ctx, rec, retry)
+	return p.advance(ctx, rec, attempt)
 }
 
 // decodeTask decodes a task body; false when it is not JSON.
@@ -151,21 +147,18 @@ func (p *Pipeline) continueLater(ctx context.Context, rec *progress.Record, caus
 	return nil
 }
 
-// lastAttempt reports whether a failure now would not be retried by the queue.
-func (p *Pipeline) lastAttempt(retry int) bool { return retry+1 >= p.MaxAttempts }
-
-func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int) error {
+func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt int) error {
 	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
 	now := p.Now().UTC()
 	// The poll at the deadline asks once more: a signature that arrived since
 	// the last poll is still used.
 	sig, apiFailure, done, err := p.signature(ctx, rec)
 	if err != nil {
-		if !errors.Is(err, errPermanent) && !p.lastAttempt(retry) {
+		if !errors.Is(err, errPermanent) && !p.lastAttempt(attempt) {
 			return err
 		}
 		if errors.Is(err, errPermanent) {
-			_, ferr := p.fail(ctx, rec, err.Error(), "The certificate provisioning service returned an unreadable answer. Contact your administrator.")
+			_, ferr := p.fail(ctx, rec, attempt, err.Error(), "The certificate provisioning service returned an unreadable answer. Contact your administrator.")
 			return ferr
 		}
 		// The last attempt of this task: carry on with the next poll instead.
@@ -178,7 +171,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 	}
 	if !done {
 		if !now.Before(rec.Deadline) {
-			_, err := p.fail(ctx, rec, fmt.Sprintf("no signature after %d polls by the deadline %s", rec.PollCount+1, rec.Deadline.Format(time.RFC3339)),
+			_, err := p.fail(ctx, rec, attempt, fmt.Sprintf("no signature after %d polls by the deadline %s", rec.PollCount+1, rec.Deadline.Format(time.RFC3339)),
 				"This device did not answer the certificate request in time. Make sure it is online and signed in, then try again.")
 			return err
 		}
@@ -198,7 +191,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 			if cur, ok := stale(err); ok {
 				// A duplicate delivery advanced it and may have died before
 				// enqueuing the next poll: make sure that exists.
-				return p.advance(ctx, cur, retry)
+				return p.advance(ctx, cur, attempt)
 			}
 			return err
 		}
@@ -209,22 +202,22 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 	}
 	signData, err := p.plain(rec.Key, rec.SignData)
 	if err != nil {
-		_, ferr := p.fail(ctx, rec, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
+		_, ferr := p.fail(ctx, rec, attempt, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
 		return ferr
 	}
 	// Nothing goes to the CA unless the client's signature verifies.
 	if err := csr.Verify(rec.SPKI, signData, sig, rec.SignatureAlgorithm); err != nil {
-		_, ferr := p.fail(ctx, rec, "the client's signature does not verify: "+err.Error(),
+		_, ferr := p.fail(ctx, rec, attempt, "the client's signature does not verify: "+err.Error(),
 			"This device's signature did not verify, so no certificate was requested. Try again; if it repeats, contact your administrator.")
 		return ferr
 	}
 	der, err := csr.Assemble(signData, sig, rec.SignatureAlgorithm)
 	if err != nil {
-		_, ferr := p.fail(ctx, rec, "assemble the CSR: "+err.Error(), "The certificate request could not be assembled. Contact your administrator.")
+		_, ferr := p.fail(ctx, rec, attempt, "assemble the CSR: "+err.Error(), "The certificate request could not be assembled. Contact your administrator.")
 		return ferr
 	}
 	if der, err = p.protect(rec.Key, der, seal.Sealed(rec.SignData)); err != nil {
-		_, ferr := p.fail(ctx, rec, "seal the CSR: "+err.Error(), "The adapter could not keep the request safe. Contact your administrator.")
+		_, ferr := p.fail(ctx, rec, attempt, "seal the CSR: "+err.Error(), "The adapter could not keep the request safe. Contact your administrator.")
 		return ferr
 	}
 	next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StateSigned, func(r *progress.Record) error {
@@ -237,7 +230,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 		if cur, ok := stale(err); ok {
 			// A duplicate delivery stored the signature and may have died
 			// before enqueuing the issue task: make sure that exists.
-			return p.advance(ctx, cur, retry)
+			return p.advance(ctx, cur, attempt)
 		}
 		return err
 	}

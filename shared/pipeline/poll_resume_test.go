@@ -26,7 +26,7 @@ func TestFirstPollResumesSigning(t *testing.T) {
 		return f
 	}})
 	name, note := h.add(cpemulator.ClientSpec{SignDelay: 5 * time.Second})
-	if err := h.p.Claim(context.Background(), note); err == nil {
+	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note}); err == nil {
 		t.Fatal("Claim with a lost signData answer returned nil; want an error")
 	}
 	// No redelivery of the notification: only the poll task carries on.
@@ -97,10 +97,13 @@ func TestDuplicatePollWhoseWinnerCrashes(t *testing.T) {
 			var wg sync.WaitGroup
 			var winner, other error
 			wg.Add(2)
-			go func() { defer wg.Done(); winner = h.p.Poll(context.Background(), task.Body, 0) }()
 			go func() {
 				defer wg.Done()
-				other = h.p.Poll(context.WithValue(context.Background(), heldKey{}, true), task.Body, 0)
+				winner = h.p.Poll(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: 1})
+			}()
+			go func() {
+				defer wg.Done()
+				other = h.p.Poll(context.WithValue(context.Background(), heldKey{}, true), pipeline.Delivery{Body: task.Body, Attempt: 1})
 			}()
 			wg.Wait()
 			if !pipeline.IsCrash(winner) || other != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
@@ -46,8 +47,7 @@ func TestFailureDecidedOnTheLastAttemptEnds(t *testing.T) {
 		t.Fatalf("no poll task after the claim")
 	}
 	h.clk.advance(2 * time.Hour) // past the poll deadline
-	last := h.p.MaxAttempts - 1
-	if err := h.p.Poll(context.Background(), task.Body, last); err != nil {
+	if err := h.p.Poll(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: h.p.MaxAttempts}); err != nil {
 		t.Errorf("last attempt returned %v: the queue drops the task, nothing finishes the process", err)
 	}
 	rec := h.record(name)
@@ -114,14 +114,14 @@ func TestSigningWithoutItsPollTaskIsResumed(t *testing.T) {
 		return nil
 	})
 	name, data := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
-	if err := h.p.ClaimDelivery(context.Background(), data, 1); err == nil {
+	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: data, Attempt: 1}); err == nil {
 		t.Fatal("the first delivery succeeded despite the lost write")
 	}
 	if rec := h.record(name); rec.State != progress.StateSigning {
 		t.Fatalf("state %s, want SIGNING", rec.State)
 	}
 	// The last delivery comes while the dead delivery's lease still holds.
-	if err := h.p.ClaimDelivery(context.Background(), data, h.p.MaxAttempts); err != nil {
+	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: data, Attempt: h.p.MaxAttempts}); err != nil {
 		t.Errorf("last delivery: %v", err)
 	}
 	h.drain()
@@ -154,7 +154,7 @@ func TestLostUploadIsNotRepeatedByAConcurrentDelivery(t *testing.T) {
 	issue := h.nextIssue()
 	// The first upload fails before acting: ISSUED, the lease free.
 	setUpload(cpemulator.FaultUnavailable)
-	if err := h.p.Issue(context.Background(), issue.Body, 0); err == nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 1}); err == nil {
 		t.Fatal("the first upload succeeded despite its fault")
 	}
 	if rec := h.record(name); rec.State != progress.StateIssued {
@@ -173,10 +173,10 @@ func TestLostUploadIsNotRepeatedByAConcurrentDelivery(t *testing.T) {
 		return nil
 	})
 	done := make(chan error, 1)
-	go func() { done <- h.p.Issue(context.Background(), issue.Body, 1) }()
+	go func() { done <- h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 2}) }()
 	<-atWrite
 	setUpload(cpemulator.FaultLostResponse)
-	if err := h.p.Issue(context.Background(), issue.Body, 2); err == nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 3}); err == nil {
 		t.Error("A's upload reported success despite its lost answer")
 	}
 	close(release)
@@ -212,7 +212,7 @@ func TestSigningGivesUpOnTheLastPollAttempt(t *testing.T) {
 		t.Fatal("no poll task")
 	}
 	h.clk.advance(90 * time.Second) // past the lease
-	if err := h.p.Poll(context.Background(), task.Body, h.p.MaxAttempts-1); err != nil {
+	if err := h.p.Poll(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: h.p.MaxAttempts}); err != nil {
 		t.Errorf("last attempt returned %v: the queue drops the task, nothing finishes the process", err)
 	}
 	h.wantFailed(name, "try again later")

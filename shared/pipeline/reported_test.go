@@ -47,7 +47,7 @@ func TestTransientClaimErrorFreesTheLease(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, cpemulator.Options{Fault: faultOnce(tc.method, tc.fault)})
 			name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
-			if err := h.p.Claim(context.Background(), note); err == nil {
+			if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note}); err == nil {
 				t.Fatalf("the first delivery succeeded despite a %s on %s", tc.name, tc.method)
 			}
 			if rec := h.record(name); !rec.LeaseUntil.IsZero() {
@@ -56,7 +56,7 @@ func TestTransientClaimErrorFreesTheLease(t *testing.T) {
 			// Pub/Sub redelivers after its minimum backoff (10 s), well
 			// inside the lease (a minute here).
 			h.clk.advance(10 * time.Second)
-			if err := h.p.Claim(context.Background(), note); err != nil {
+			if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note}); err != nil {
 				t.Fatalf("redelivery: %v", err)
 			}
 			if tc.method == cpemulator.MethodSignData {
@@ -66,7 +66,7 @@ func TestTransientClaimErrorFreesTheLease(t *testing.T) {
 					t.Fatal("no poll task")
 				}
 				h.clk.advanceTo(task.ScheduleTime)
-				if err := h.p.Poll(context.Background(), task.Body, 0); err != nil {
+				if err := h.p.Poll(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: 1}); err != nil {
 					t.Fatalf("first poll: %v", err)
 				}
 			}
@@ -98,7 +98,7 @@ func TestContentionOnTheLastPollAttemptIsNotAFailure(t *testing.T) {
 	if now, lease := h.clk.Now(), h.record(name).LeaseUntil; !now.Before(lease) {
 		t.Fatalf("the lease (%s) is not held at %s", lease, now)
 	}
-	if err := h.p.Poll(context.Background(), task.Body, h.p.MaxAttempts-1); err != nil {
+	if err := h.p.Poll(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: h.p.MaxAttempts}); err != nil {
 		t.Errorf("last attempt returned %v: the queue would drop the task", err)
 	}
 	if rec := h.record(name); rec.State != progress.StateSigning {
@@ -131,7 +131,7 @@ func TestUnreportedFailureStaysFailing(t *testing.T) {
 				t.Fatal("no poll task")
 			}
 			h.clk.advance(2 * time.Hour) // past the poll deadline
-			if err := h.p.Poll(context.Background(), task.Body, h.p.MaxAttempts-1); err != nil {
+			if err := h.p.Poll(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: h.p.MaxAttempts}); err != nil {
 				t.Errorf("last attempt returned %v", err)
 			}
 			rec := h.record(name)
@@ -185,8 +185,8 @@ func TestTaskWithAnInvalidKeyIsAcknowledged(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, cpemulator.Options{})
 	for _, body := range []string{`{"key":"a/b"}`, `{"key":"no-colon"}`, `{"key":"` + strings.Repeat("x", 2000) + `:y"}`, `{"key":"C:__x__"}`} {
-		for _, step := range []func(context.Context, []byte, int) error{h.p.Poll, h.p.Issue} {
-			if err := step(context.Background(), []byte(body), 0); err != nil {
+		for _, step := range []func(context.Context, pipeline.Delivery) error{h.p.Poll, h.p.Issue} {
+			if err := step(context.Background(), pipeline.Delivery{Body: []byte(body), Attempt: 1}); err != nil {
 				t.Errorf("body %.40s: %v, want acknowledged", body, err)
 			}
 		}
@@ -227,11 +227,11 @@ func TestRepeatClaimAfterALostAnswer(t *testing.T) {
 			logs := &syncBuffer{}
 			h.p.Log = slog.New(slog.NewJSONHandler(logs, nil))
 			name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
-			if err := h.p.Claim(context.Background(), note); err == nil {
+			if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note}); err == nil {
 				t.Fatal("the lost claim answer was not an error")
 			}
 			h.clk.advance(10 * time.Second)
-			if err := h.p.Claim(context.Background(), note); err != nil {
+			if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note}); err != nil {
 				t.Fatal(err)
 			}
 			h.drain()
@@ -263,7 +263,7 @@ func TestContentionOnTheLastDeliveryIsNotAFailure(t *testing.T) {
 	name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
 	h.crashClaim("claim:before-claim", note) // dies holding the claim lease
 	h.p.Crash = nil
-	if err := h.p.ClaimDelivery(context.Background(), note, h.p.MaxAttempts); err != nil {
+	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note, Attempt: h.p.MaxAttempts}); err != nil {
 		t.Errorf("last delivery returned %v", err)
 	}
 	if rec := h.record(name); rec.State != progress.StateReceived {
@@ -289,7 +289,7 @@ func TestQuotaOnTheLastUploadAttemptIsNotAFailure(t *testing.T) {
 	}
 	task := h.nextIssue()
 	quota.Store(true)
-	if err := h.p.Issue(context.Background(), task.Body, h.p.MaxAttempts-1); err != nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: task.Body, Attempt: h.p.MaxAttempts}); err != nil {
 		t.Errorf("last attempt returned %v", err)
 	}
 	if rec := h.record(name); rec.State != progress.StateIssued {

@@ -12,12 +12,6 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 )
 
-// StaleFinder lists the records that stopped moving: in one of states and not
-// updated since before, oldest first (store/memory and store/firestore Stale).
-type StaleFinder interface {
-	Stale(ctx context.Context, states []progress.State, before time.Time, limit int) ([]*progress.Record, error)
-}
-
 // SweepResult counts what one sweep did.
 type SweepResult struct {
 	// Found is how many idle records the query returned.
@@ -70,9 +64,9 @@ var errMoved = errors.New("record moved since the sweep's query")
 // in FAILING is re-driven at every sweep with an ERROR log: a record ends
 // FAILED only once its device was told (invariant 7).
 //
-// The sweep is triggered by a scheduler (terraform: sweep.tf) posting
-// {"sweep":true} to PollSignature. It returns an error only when it could not
-// list the records.
+// The sweep is triggered by a scheduler (terraform: sweep.tf) posting to
+// PollSignature's /sweep path (shared/adapter routes it here). It returns an
+// error only when it could not list the records.
 func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
 	p.init()
 	var res SweepResult
@@ -81,10 +75,6 @@ func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
 		log.Info("sweep requested but disabled (SWEEP_AFTER=0)")
 		return res, nil
 	}
-	finder, ok := p.Store.(StaleFinder)
-	if !ok {
-		return res, errors.New("sweep: the store cannot list idle records")
-	}
 	if p.SweepBudget > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.SweepBudget)
@@ -92,7 +82,7 @@ func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
 	}
 	now := p.Now().UTC()
 	before := now.Add(-p.SweepAfter)
-	recs, err := finder.Stale(ctx, nonTerminal, before, sweepLimit)
+	recs, err := p.Store.Stale(ctx, nonTerminal, before, sweepLimit)
 	if err != nil {
 		return res, fmt.Errorf("sweep: list records idle since %s: %w", before.Format(time.RFC3339), err)
 	}

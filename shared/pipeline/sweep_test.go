@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/chromeos-certprov/adapter/shared/adapter"
+	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
@@ -32,19 +37,34 @@ func (q *queue) drop() int {
 func (h *harness) crashClaim(point string, note []byte) {
 	h.t.Helper()
 	h.crashOnce(point)
-	if err := h.p.Claim(context.Background(), note); err == nil {
+	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note}); err == nil {
 		h.t.Fatalf("claim did not crash at %s", point)
 	}
 }
 
-// sweep moves the clock past SweepAfter and posts the scheduler's body to
-// the poll step, as the Cloud Scheduler job does.
+// sweep moves the clock past SweepAfter and posts the scheduler's request,
+// as the Cloud Scheduler job does.
 func (h *harness) sweep() {
 	h.t.Helper()
 	h.clk.advance(h.p.SweepAfter + time.Second)
-	if err := h.p.Poll(context.Background(), []byte(`{"sweep":true}`), 0); err != nil {
+	if err := h.postSweep(); err != nil {
 		h.t.Fatalf("sweep: %v", err)
 	}
+}
+
+// postSweep posts the scheduler's request to PollSignature's sweep route.
+func (h *harness) postSweep() error {
+	log := h.p.Log
+	if log == nil {
+		log = logging.Discard
+	}
+	get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return h.p, log, nil }
+	w := httptest.NewRecorder()
+	adapter.Poll(get).ServeHTTP(w, httptest.NewRequest(http.MethodPost, adapter.SweepPath, nil))
+	if w.Code != http.StatusOK {
+		return fmt.Errorf("POST %s: %d %s", adapter.SweepPath, w.Code, w.Body)
+	}
+	return nil
 }
 
 // TestSweepResumesStrandedProcesses strands a process at each point where a
@@ -90,7 +110,7 @@ func TestSweepResumesStrandedProcesses(t *testing.T) {
 			}
 			t := h.nextIssue()
 			h.crashOnce("issue:after-ca")
-			if err := h.deliver(t, 0); err == nil {
+			if err := h.deliver(t, 1); err == nil {
 				h.t.Fatal("issue did not crash")
 			}
 		}, progress.StateIssuing},
@@ -100,7 +120,7 @@ func TestSweepResumesStrandedProcesses(t *testing.T) {
 			}
 			t := h.nextIssue()
 			h.crashOnce("upload:before-upload")
-			if err := h.deliver(t, 0); err == nil {
+			if err := h.deliver(t, 1); err == nil {
 				h.t.Fatal("issue did not crash")
 			}
 		}, progress.StateIssued},
@@ -155,7 +175,7 @@ func TestSweepLeavesLiveAndFinishedProcessesAlone(t *testing.T) {
 			t.Fatal("the silent client's polls stopped")
 		}
 		h.clk.advanceTo(task.ScheduleTime)
-		if err := h.deliver(task, 0); err != nil {
+		if err := h.deliver(task, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -283,7 +303,7 @@ func TestSweepDisabled(t *testing.T) {
 	}
 	h.q.drop()
 	h.clk.advance(24 * time.Hour)
-	if err := h.p.Poll(context.Background(), []byte(`{"sweep":true}`), 0); err != nil {
+	if err := h.postSweep(); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(h.q.pending); n != 0 || h.record(name).Sweeps != 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
@@ -21,14 +22,14 @@ func TestLostUploadAnswerLeavesNoLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	issue := h.nextIssue()
-	if err := h.p.Issue(context.Background(), issue.Body, 0); err == nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 1}); err == nil {
 		t.Fatal("Issue with a lost upload answer returned nil; want an error so the queue retries")
 	}
 	if rec := h.record(name); rec.State != progress.StateIssued || !rec.LeaseUntil.IsZero() {
 		t.Fatalf("after the lost upload answer: %s with lease until %v; want ISSUED with no lease", rec.State, rec.LeaseUntil)
 	}
 	// The next attempt, with no time passed.
-	if err := h.p.Issue(context.Background(), issue.Body, 1); err != nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 2}); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 	h.wantUploaded(name)

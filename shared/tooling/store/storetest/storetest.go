@@ -27,7 +27,7 @@ type Store interface {
 	Get(ctx context.Context, key string) (*progress.Record, error)
 	Create(ctx context.Context, rec *progress.Record) (*progress.Record, error)
 	Update(ctx context.Context, key string, fn func(r *progress.Record) error) (*progress.Record, error)
-	// Stale is the query of the stale-process sweep (pipeline.StaleFinder).
+	// Stale is the query of the stale-process sweep (pipeline.Store.Stale).
 	Stale(ctx context.Context, states []progress.State, before time.Time, limit int) ([]*progress.Record, error)
 }
 
