@@ -88,7 +88,7 @@ func (p *Pipeline) claim(ctx context.Context, data []byte) error {
 	default:
 		p.logger(ctx).Info("state transition", slog.String("state", string(progress.StateReceived)), slog.String("format", string(format)))
 	}
-	if err := p.crash("claim:after-create"); err != nil {
+	if err := p.crash(ctx, key, "claim:after-create"); err != nil {
 		return err
 	}
 	if owned {
@@ -190,7 +190,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 			return nil
 		})
 	}
-	if err := p.crash("claim:before-claim"); err != nil {
+	if err := p.crash(ctx, rec.Key, "claim:before-claim"); err != nil {
 		return nil, err
 	}
 	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
@@ -210,7 +210,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 		return nil, p.claimAPIError(ctx, rec, "claim", err)
 	}
 	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
-	if err := p.crash("claim:after-claim"); err != nil {
+	if err := p.crash(ctx, rec.Key, "claim:after-claim"); err != nil {
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
@@ -287,7 +287,7 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record) (*pro
 // callSignData calls signData for a record in SIGNING whose lease this
 // delivery holds, then records the operation.
 func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
-	if err := p.crash("sign:before-signData"); err != nil {
+	if err := p.crash(ctx, rec.Key, "sign:before-signData"); err != nil {
 		return nil, err
 	}
 	data, err := p.plain(rec.Key, rec.SignData)
@@ -313,7 +313,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 		_, ferr := p.fail(ctx, rec, "signData: "+err.Error(), "The certificate provisioning service refused to ask this device for its signature. Contact your administrator.")
 		return nil, ferr
 	}
-	if err := p.crash("sign:after-signData"); err != nil {
+	if err := p.crash(ctx, rec.Key, "sign:after-signData"); err != nil {
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {

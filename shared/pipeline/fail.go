@@ -121,7 +121,7 @@ const MsgFailureUnreported = "failure not reported to the device"
 // answer is retried by the queue, and on the last attempt (or after a
 // refusal) a fresh task takes over, up to maxReportHandoffs, then the sweep.
 func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
-	if err := p.crash("fail:before-setFailure"); err != nil {
+	if err := p.crash(ctx, rec.Key, "fail:before-setFailure"); err != nil {
 		return nil, err
 	}
 	if !everClaimed(rec) {
@@ -162,7 +162,7 @@ func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retr
 			return nil, p.handOffReport(ctx, rec, err)
 		}
 	}
-	if err := p.crash("fail:after-setFailure"); err != nil {
+	if err := p.crash(ctx, rec.Key, "fail:after-setFailure"); err != nil {
 		return nil, err
 	}
 	next, err := p.transition(ctx, rec.Key, []progress.State{progress.StateFailing}, progress.StateFailed, func(r *progress.Record) error {

@@ -321,7 +321,7 @@ var errCrash = errors.New("crash")
 func (h *harness) crashOnce(point string) *int {
 	var mu sync.Mutex
 	hits := new(int)
-	h.p.Crash = func(at string) error {
+	h.p.Crash = func(_ context.Context, _, at string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if at == point && *hits == 0 {

@@ -202,7 +202,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 			}
 			return err
 		}
-		if err := p.crash("poll:after-advance"); err != nil {
+		if err := p.crash(ctx, rec.Key, "poll:after-advance"); err != nil {
 			return err
 		}
 		return p.enqueuePoll(ctx, next, next.NextPollAt)
@@ -241,7 +241,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, retry int
 		}
 		return err
 	}
-	if err := p.crash("poll:after-signed"); err != nil {
+	if err := p.crash(ctx, rec.Key, "poll:after-signed"); err != nil {
 		return err
 	}
 	return p.enqueueIssue(ctx, next, time.Time{})

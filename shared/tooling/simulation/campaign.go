@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -451,11 +450,6 @@ type injector struct {
 	byReqID map[string]*plan // CA request id
 	refuse  *rand.Rand       // draws the refused processes, in creation order
 
-	// goroutines maps a goroutine to the plan of the process it works on:
-	// every step reads or writes the process's record before any crash
-	// point, and the crash hook names no process.
-	goroutines sync.Map
-
 	outages []window
 
 	// store is the run's store: a task attempt's fault reads its record.
@@ -466,8 +460,6 @@ type injector struct {
 	garbage *ca.Issued
 	// errors counts the pipeline's ERROR logs by process and message.
 	errors *errorLog
-	// inTask holds the goroutines running a task attempt.
-	inTask sync.Map
 
 	apiRequests, api503, api429, api500, lost, timeout, timeoutActed atomic.Int64
 	outageFailures, outageSpared, refusals, suppressed               atomic.Int64
@@ -686,7 +678,6 @@ func (inj *injector) storeFault(op, key string) error {
 	if p == nil {
 		return nil
 	}
-	inj.goroutines.Store(goid(), p)
 	if p.draw() < inj.co.StoreFaultRate && inj.take(p, "store "+op+": failed before commit") {
 		inj.count(inj.storeBefore, op)
 		return errors.New("injected store fault before commit")
@@ -732,18 +723,17 @@ func (inj *injector) taskFault(q tasks.Queue, body []byte) bool {
 	return true
 }
 
-// crash is the pipeline's crash hook.
-func (inj *injector) crash(point string) error {
+// crash is the pipeline's crash hook: key names the process, and ctx tells
+// whether the step runs in a task attempt (inTaskAttempt).
+func (inj *injector) crash(ctx context.Context, key, point string) error {
 	if inj.co.stall != nil {
 		inj.co.stall(point)
 	}
-	g := goid()
-	v, ok := inj.goroutines.Load(g)
-	if !ok {
+	p := inj.planByID(lastSegment(key))
+	if p == nil {
 		return nil
 	}
-	p := v.(*plan)
-	if point == "issue:before-ca" && inj.contend(p, g) {
+	if point == "issue:before-ca" && inj.contend(ctx, p) {
 		return errors.New("injected crash holding the lease")
 	}
 	if p.draw() < inj.co.CrashRate && inj.take(p, "crash at "+point) {
@@ -751,19 +741,6 @@ func (inj *injector) crash(point string) error {
 		return errors.New("injected crash")
 	}
 	return nil
-}
-
-// goid is the current goroutine's id, from the first line of its stack trace
-// ("goroutine 123 [running]:").
-func goid() uint64 {
-	var buf [64]byte
-	n := runtime.Stack(buf[:], false)
-	s := strings.TrimPrefix(string(buf[:n]), "goroutine ")
-	if i := strings.IndexByte(s, ' '); i > 0 {
-		id, _ := strconv.ParseUint(s[:i], 10, 64)
-		return id
-	}
-	return 0
 }
 
 // expectation is how a process must end.

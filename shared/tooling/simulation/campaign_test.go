@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -406,21 +405,5 @@ func TestFaultBound(t *testing.T) {
 	}
 	if n := inj.suppressed.Load(); n != 2 {
 		t.Errorf("suppressed %d, want 2", n)
-	}
-}
-
-func TestGoid(t *testing.T) {
-	t.Parallel()
-	here := goid()
-	if here == 0 || goid() != here {
-		t.Fatalf("goid %d, then %d", here, goid())
-	}
-	var wg sync.WaitGroup
-	var other uint64
-	wg.Add(1)
-	go func() { defer wg.Done(); other = goid() }()
-	wg.Wait()
-	if other == 0 || other == here {
-		t.Errorf("another goroutine's id %d, this one's %d", other, here)
 	}
 }

@@ -125,7 +125,8 @@ type Options struct {
 	// production; 0: no sweep.
 	SweepAfter, SweepEvery time.Duration
 	// Crash, when set, replaces CrashRate: it is the pipeline's crash hook.
-	Crash func(point string) error
+	// In a task attempt, ctx answers inTaskAttempt.
+	Crash func(ctx context.Context, key, point string) error
 	// Lease of the pipeline's steps with side effects; default 5s.
 	Lease time.Duration
 	// Concurrency of the task dispatcher; default 64.
@@ -370,7 +371,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		SweepAfter:       o.SweepAfter,
 	}
 	if p.Crash == nil && o.CrashRate > 0 {
-		p.Crash = func(string) error {
+		p.Crash = func(context.Context, string, string) error {
 			if rng.Float64() < o.CrashRate {
 				return errors.New("crash")
 			}
@@ -410,6 +411,9 @@ func run(ctx context.Context, o *Options) (*world, error) {
 				if done != nil {
 					defer func() { done(aw.code) }()
 				}
+			}
+			if functionQueues[i] != "" {
+				r = r.WithContext(context.WithValue(r.Context(), taskAttemptKey{}, true))
 			}
 			w.invoked[i].Add(1)
 			labelled(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })
@@ -555,6 +559,16 @@ func (w *world) sweep(ctx context.Context, pending []Client, counts statusCounts
 		}
 	}
 	return out
+}
+
+// taskAttemptKey marks the context of a task attempt's handler.
+type taskAttemptKey struct{}
+
+// inTaskAttempt reports whether ctx is a task attempt's (not a Pub/Sub
+// delivery's or a sweep's).
+func inTaskAttempt(ctx context.Context) bool {
+	v, _ := ctx.Value(taskAttemptKey{}).(bool)
+	return v
 }
 
 // functionNames index the invocation counters.
