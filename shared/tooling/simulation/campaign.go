@@ -22,6 +22,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
@@ -94,7 +95,7 @@ type CampaignOptions struct {
 	// GarbageCertRate: the CA answers the process with a certificate for
 	// another key; the pipeline's check must refuse it (FAILED).
 	GarbageCertRate float64
-	// CAOutageGap and CAOutageLength (real time, scaled by TimeScale) draw the
+	// CAOutageGap and CAOutageLength (clock time, scaled by TimeScale) draw the
 	// CA outage windows: during one every issuance fails transiently.
 	CAOutageGap, CAOutageLength Range
 	// MaxFaultsPerProcess bounds the faults injected into one process that
@@ -113,6 +114,10 @@ type CampaignOptions struct {
 	// API timeout and the task backoff, which are production-like in real
 	// time (see campaignTiming). Default 20.
 	TimeScale float64
+	// RealClock runs the campaign on the real clock instead of a virtual
+	// one (clock.Virtual): it then takes as long as it simulates. The tests
+	// that stall the pipeline on purpose use it.
+	RealClock bool
 	// Arrival is new clients per second (0: all at once).
 	Arrival float64
 	// Timeout ends the run; default: the arrival time plus three poll
@@ -277,6 +282,9 @@ type CampaignReport struct {
 	Seed        uint64  `json:"seed"`
 	TimeScale   float64 `json:"time_scale"`
 	WallSeconds float64 `json:"wall_seconds"`
+	// ClockSeconds is the time the campaign simulated, on its clock (the
+	// wall time with RealClock).
+	ClockSeconds float64 `json:"clock_seconds"`
 	// Faults counts what was injected, by kind.
 	Faults FaultCounts `json:"faults"`
 	// Scenarios and Expected count the processes by scenario and by expected
@@ -430,7 +438,19 @@ func Campaign(ctx context.Context, co CampaignOptions) (*CampaignReport, error) 
 	inj := newInjector(co)
 	inj.store = memory.New()
 	o := co.options(inj)
-	inj.start = time.Now()
+	if !co.RealClock {
+		v := clock.NewVirtual(time.Now().UTC().Truncate(time.Second))
+		// Timers due within a millisecond run together, so that
+		// processes run concurrently as in production.
+		v.Quantum = time.Millisecond
+		defer v.Stop()
+		o.Clock = v
+	}
+	inj.clk = o.Clock
+	if inj.clk == nil {
+		inj.clk = clock.Real{}
+	}
+	inj.start = inj.clk.Now()
 	w, err := run(ctx, &o)
 	if err != nil {
 		return nil, err
@@ -442,6 +462,7 @@ func Campaign(ctx context.Context, co CampaignOptions) (*CampaignReport, error) 
 // random stream, numbered by creation order.
 type injector struct {
 	co    CampaignOptions
+	clk   clock.Clock
 	start time.Time
 
 	mu      sync.Mutex
@@ -585,7 +606,7 @@ func (inj *injector) note(p *plan, what string) {
 }
 
 func (inj *injector) stamp() string {
-	return fmt.Sprintf("+%dms ", time.Since(inj.start).Milliseconds())
+	return fmt.Sprintf("+%dms ", inj.clk.Now().Sub(inj.start).Milliseconds())
 }
 
 func (inj *injector) count(m map[string]int64, k string) {
@@ -649,7 +670,7 @@ func (inj *injector) caFault(req ca.Request) error {
 	inj.mu.Lock()
 	p := inj.byReqID[req.RequestID]
 	inj.mu.Unlock()
-	now := time.Since(inj.start)
+	now := inj.clk.Now().Sub(inj.start)
 	i := sort.Search(len(inj.outages), func(i int) bool { return inj.outages[i].to > now })
 	if i < len(inj.outages) && inj.outages[i].from <= now {
 		// A process at its fault bound is spared: the outage would cost it
@@ -884,7 +905,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 	run.Unexpected, run.Violations = nil, nil
 	r := &CampaignReport{
 		Enrollments: len(w.clients), Seed: inj.co.Seed, TimeScale: o.TimeScale,
-		WallSeconds: w.wall.Seconds(),
+		WallSeconds: w.wall.Seconds(), ClockSeconds: w.simulated.Seconds(),
 		Scenarios:   run.Scenarios, Expected: map[string]int{}, Outcomes: run.Outcomes,
 		APICalls: run.APICalls, Run: run,
 	}
@@ -960,7 +981,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 	}
 	f.APILostResponse, f.APITimeout, f.APITimeoutAfterActing = inj.lost.Load(), inj.timeout.Load(), inj.timeoutActed.Load()
 	for _, win := range inj.outages {
-		if win.from < w.wall {
+		if win.from < w.simulated {
 			f.CAOutageWindows++
 		}
 	}

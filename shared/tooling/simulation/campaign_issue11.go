@@ -133,7 +133,7 @@ func (inj *injector) taskAttempt(q tasks.Queue, body []byte, retry int) (bool, f
 		p.lastInFlight++
 	case p.contendNext:
 		p.contendNext = false
-		if !rec.State.Terminal() && time.Now().Before(rec.LeaseUntil) {
+		if !rec.State.Terminal() && inj.clk.Now().Before(rec.LeaseUntil) {
 			why = "contention"
 		}
 	}

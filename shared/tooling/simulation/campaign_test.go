@@ -82,7 +82,7 @@ func TestCampaign(t *testing.T) {
 // The campaign must report the second signData, with the process's history.
 func TestCampaignCatchesAStalledInstance(t *testing.T) {
 	t.Parallel()
-	co := CampaignOptions{Enrollments: 1, Seed: 3, TimeScale: 40}
+	co := CampaignOptions{Enrollments: 1, Seed: 3, TimeScale: 40, RealClock: true}
 	var hits atomic.Int32
 	takeover := make(chan struct{})
 	co.stall = func(point string) {
@@ -132,7 +132,7 @@ func TestCampaignCatchesAStalledInstance(t *testing.T) {
 // reported" for the process, with its history.
 func TestCampaignCatchesAnUnreportedFailure(t *testing.T) {
 	t.Parallel()
-	co := CampaignOptions{Enrollments: 1, Wrong: 1, Seed: 5, TimeScale: 40, Timeout: 5 * time.Second}
+	co := CampaignOptions{Enrollments: 1, Wrong: 1, Seed: 5, TimeScale: 40, Timeout: 5 * time.Second, RealClock: true}
 	over := time.Now().Add(co.Timeout + time.Second)
 	var hits atomic.Int32
 	co.stall = func(point string) {

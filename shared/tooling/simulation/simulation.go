@@ -33,6 +33,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tooling/tasks/embedded"
@@ -139,6 +140,12 @@ type Options struct {
 	// PubSubBackoff bounds the wait before a notification is delivered
 	// again (it doubles from Min); default 100ms to 5s.
 	PubSubBackoff Range
+	// Clock is the run's time source; nil: the real clock. With a
+	// *clock.Virtual, client delays, the poll schedule, leases, task backoff,
+	// Pub/Sub redelivery, the sweep and the API's timeouts all play out on
+	// it: the run takes the CPU time it needs, not the time it simulates.
+	// The caller starts the clock (before the run) and stops it (after).
+	Clock clock.Clock
 	// CPUByFunction samples a CPU profile during the run to attribute CPU
 	// time to the three functions (Report.FunctionCPUSeconds). Only one run
 	// per process may profile at a time.
@@ -163,6 +170,8 @@ type world struct {
 	pubsub   pubsubStats
 	invoked  [3]atomic.Int64
 	wall     time.Duration
+	// simulated is the clock time the run took (wall on the real clock).
+	simulated time.Duration
 	cpu      time.Duration
 	fnCPU    map[string]float64
 	heapPeak float64
@@ -264,6 +273,9 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
 }
 
 func run(ctx context.Context, o *Options) (*world, error) {
@@ -292,8 +304,26 @@ func run(ctx context.Context, o *Options) (*world, error) {
 			return nil, fmt.Errorf("simulation: %w", err)
 		}
 	}
-	start := time.Now()
+	clk := o.Clock
+	_, virtual := clk.(*clock.Virtual)
+	// The run holds the clock while it works, and sleeps on it.
+	release := clk.Hold()
+	defer func() { release() }()
+	start, simStart := time.Now(), clk.Now()
 	cpuStart := ProcessCPU()
+	// On a virtual clock a timed-out API request is held for the API
+	// timeout of clock time and answered 504 DEADLINE_EXCEEDED; the
+	// adapter's own (real) timeout only guards against a hung run.
+	apiTimeout, httpTimeout, emuSleep, hold := o.APITimeout, 30*time.Second, clk.Sleep, time.Duration(0)
+	if !virtual {
+		emuSleep = nil
+	} else {
+		hold = o.APITimeout
+		if hold <= 0 {
+			hold = 30 * time.Second
+		}
+		apiTimeout, httpTimeout = 10*time.Minute, 10*time.Minute
+	}
 
 	// The API emulator, served over real HTTP on a loopback port.
 	var deliver func(data []byte)
@@ -308,6 +338,9 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Fault:             o.APIFault,
 		RefuseRepeatClaim: o.RefuseRepeatClaim,
 		Seed:              o.Seed,
+		Now:               clk.Now,
+		Sleep:             emuSleep,
+		TimeoutHold:       hold,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -321,8 +354,8 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		// At most 256 connections: thousands of clients at once would
 		// otherwise open a socket each and exhaust the file descriptors
 		// (ulimit -n is often 1024).
-		HTTPClient: &http.Client{Transport: &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second},
-		Timeout:    o.APITimeout,
+		HTTPClient: &http.Client{Transport: &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}, Timeout: httpTimeout},
+		Timeout:    apiTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -351,6 +384,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		cas[ref] = w.cas.Wrap(c)
 	}
 
+	w.store.SetClock(clk.Now)
 	w.store.SetFault(o.StoreFault)
 	w.store.SetAfterCommitFault(o.StoreAfterCommitFault)
 	p := &pipeline.Pipeline{
@@ -369,6 +403,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Crash:            o.Crash,
 		Sealer:           sealer,
 		SweepAfter:       o.SweepAfter,
+		Now:              clk.Now,
 	}
 	if p.Crash == nil && o.CrashRate > 0 {
 		p.Crash = func(context.Context, string, string) error {
@@ -429,6 +464,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Concurrency:   o.Concurrency,
 		DuplicateRate: o.DuplicateRate,
 		Seed:          int64(o.Seed),
+		Clock:         clk,
 	})
 	defer w.disp.Close()
 	p.Tasks = w.disp
@@ -453,7 +489,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		}
 		for range copies {
 			pubsubWG.Add(1)
-			go func() {
+			clk.Go(func() {
 				defer pubsubWG.Done()
 				n := msgN.Add(1)
 				backoff := o.PubSubBackoff.Min
@@ -461,7 +497,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 					w.invoked[0].Add(1)
 					w.pubsub.deliveries.Add(1)
 					rec := httptest.NewRecorder()
-					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody(data, n, attempt))).WithContext(runCtx)
+					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody(data, n, attempt, clk.Now()))).WithContext(runCtx)
 					labelled(runCtx, functionNames[0], func(ctx context.Context) { claim(rec, req.WithContext(ctx)) })
 					if rec.Code/100 == 2 {
 						return
@@ -470,35 +506,30 @@ func run(ctx context.Context, o *Options) (*world, error) {
 						w.pubsub.deadLettered.Add(1)
 						return
 					}
-					select {
-					case <-runCtx.Done():
+					if clk.Sleep(runCtx, backoff) != nil {
 						return
-					case <-time.After(backoff):
 					}
 					backoff = min(2*backoff, max(o.PubSubBackoff.Max, o.PubSubBackoff.Min))
 				}
-			}()
+			})
 		}
 	}
 
 	// The sweep, as the scheduler runs it.
 	if o.SweepEvery > 0 && o.SweepAfter > 0 {
-		go func() {
-			tick := time.NewTicker(o.SweepEvery)
-			defer tick.Stop()
-			for {
-				select {
-				case <-runCtx.Done():
-					return
-				case <-tick.C:
-					w.invoked[1].Add(1)
-					var res pipeline.SweepResult
-					var err error
-					labelled(runCtx, functionNames[1], func(ctx context.Context) { res, err = p.Sweep(ctx) })
-					w.sweeps.add(res, err)
-				}
+		var sweep func()
+		sweep = func() {
+			if runCtx.Err() != nil {
+				return
 			}
-		}()
+			w.invoked[1].Add(1)
+			var res pipeline.SweepResult
+			var err error
+			labelled(runCtx, functionNames[1], func(ctx context.Context) { res, err = p.Sweep(ctx) })
+			w.sweeps.add(res, err)
+			clk.AfterFunc(o.SweepEvery, sweep)
+		}
+		clk.AfterFunc(o.SweepEvery, sweep)
 	}
 
 	// The clients.
@@ -508,9 +539,15 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	}
 	w.clients = clients
 
-	// Wait until every process is finished, or the timeout.
-	deadline := time.Now().Add(o.Timeout)
+	// Wait until every process is finished, or the timeout (clock time).
+	// A virtual clock looks every second of its time: a scan costs a read
+	// of every pending record, and virtual seconds pass quickly.
+	deadline := clk.Now().Add(o.Timeout)
 	lastProgress := time.Now()
+	look := 100 * time.Millisecond
+	if virtual {
+		look = time.Second
+	}
 	pending := make([]Client, len(clients))
 	copy(pending, clients)
 	counts := statusCounts{}
@@ -519,18 +556,26 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		w.heapPeak = max(w.heapPeak, heapMiB())
 		if o.Progress != nil && time.Since(lastProgress) >= o.ProgressEvery {
 			lastProgress = time.Now()
-			fmt.Fprintf(o.Progress, "%6.1fs  %s\n", time.Since(start).Seconds(), counts)
+			if virtual {
+				fmt.Fprintf(o.Progress, "%6.1fs (clock %6.1fs)  %s\n", time.Since(start).Seconds(), clk.Now().Sub(simStart).Seconds(), counts)
+			} else {
+				fmt.Fprintf(o.Progress, "%6.1fs  %s\n", time.Since(start).Seconds(), counts)
+			}
 		}
-		if len(pending) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		if len(pending) == 0 || clk.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		if err := clk.Sleep(ctx, look); err != nil {
+			break
+		}
 	}
 	w.wall = time.Since(start)
+	w.simulated = clk.Now().Sub(simStart)
 	w.cpu = ProcessCPU() - cpuStart
 	if stopCPU != nil {
 		w.fnCPU = stopCPU()
 	}
+	release()
 	cancel()
 	w.disp.Close()
 	pubsubWG.Wait()
@@ -579,9 +624,9 @@ var functionQueues = [3]tasks.Queue{"", tasks.QueuePoll, tasks.QueueIssue}
 
 // pushBody is the n-th message's attempt-th push request body, as Pub/Sub
 // sends it to a subscription with a dead-letter policy.
-func pushBody(data []byte, n int64, attempt int) []byte {
+func pushBody(data []byte, n int64, attempt int, now time.Time) []byte {
 	body, _ := json.Marshal(adapter.Push{
-		Message:         adapter.PushMessage{Data: data, MessageID: fmt.Sprint(n), PublishTime: time.Now()},
+		Message:         adapter.PushMessage{Data: data, MessageID: fmt.Sprint(n), PublishTime: now},
 		Subscription:    "projects/local/subscriptions/certprov-claim",
 		DeliveryAttempt: attempt,
 	})
