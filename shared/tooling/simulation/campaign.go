@@ -906,7 +906,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 	r := &CampaignReport{
 		Enrollments: len(w.clients), Seed: inj.co.Seed, TimeScale: o.TimeScale,
 		WallSeconds: w.wall.Seconds(), ClockSeconds: w.simulated.Seconds(),
-		Scenarios:   run.Scenarios, Expected: map[string]int{}, Outcomes: run.Outcomes,
+		Scenarios: run.Scenarios, Expected: map[string]int{}, Outcomes: run.Outcomes,
 		APICalls: run.APICalls, Run: run,
 	}
 	emuV := map[string][]cpemulator.Violation{}

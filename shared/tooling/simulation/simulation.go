@@ -162,20 +162,20 @@ type Options struct {
 
 // world is a running simulation: what the report and the campaign inspect.
 type world struct {
-	emu      *cpemulator.Emulator
-	store    *memory.Store
-	clients  []Client
-	cas      *CARecorder
-	disp     *embedded.Dispatcher
-	pubsub   pubsubStats
-	invoked  [3]atomic.Int64
-	wall     time.Duration
+	emu     *cpemulator.Emulator
+	store   *memory.Store
+	clients []Client
+	cas     *CARecorder
+	disp    *embedded.Dispatcher
+	pubsub  pubsubStats
+	invoked [3]atomic.Int64
+	wall    time.Duration
 	// simulated is the clock time the run took (wall on the real clock).
 	simulated time.Duration
-	cpu      time.Duration
-	fnCPU    map[string]float64
-	heapPeak float64
-	dropped  atomic.Int64
+	cpu       time.Duration
+	fnCPU     map[string]float64
+	heapPeak  float64
+	dropped   atomic.Int64
 	// lastDropped counts the attempts presented as last (TaskAttempt) that
 	// failed: their task was dropped.
 	lastDropped atomic.Int64
