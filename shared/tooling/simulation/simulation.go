@@ -342,20 +342,26 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Sleep:             emuSleep,
 		TimeoutHold:       hold,
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("simulation: listen: %w", err)
-	}
-	srv := &http.Server{Handler: w.emu}
-	go srv.Serve(ln)
-	defer srv.Close()
-	api, err := cpapi.New(ctx, cpapi.Options{
-		EmulatorHost: ln.Addr().String(),
+	// On the real clock over real HTTP on a loopback port; on a virtual
+	// clock in process (the same handler, without the sockets).
+	host, transport := "emulator.invalid", http.RoundTripper(inProcess{w.emu})
+	if !virtual {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("simulation: listen: %w", err)
+		}
+		srv := &http.Server{Handler: w.emu}
+		go srv.Serve(ln)
+		defer srv.Close()
 		// At most 256 connections: thousands of clients at once would
 		// otherwise open a socket each and exhaust the file descriptors
 		// (ulimit -n is often 1024).
-		HTTPClient: &http.Client{Transport: &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}, Timeout: httpTimeout},
-		Timeout:    apiTimeout,
+		host, transport = ln.Addr().String(), &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}
+	}
+	api, err := cpapi.New(ctx, cpapi.Options{
+		EmulatorHost: host,
+		HTTPClient:   &http.Client{Transport: transport, Timeout: httpTimeout},
+		Timeout:      apiTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -604,6 +610,24 @@ func (w *world) sweep(ctx context.Context, pending []Client, counts statusCounts
 		}
 	}
 	return out
+}
+
+// inProcess serves HTTP requests with a handler in the caller's goroutine.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	if r.Body == nil {
+		r.Body = http.NoBody
+	}
+	r.RequestURI = req.URL.RequestURI()
+	r.RemoteAddr = "127.0.0.1:1"
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	if err := req.Context().Err(); err != nil {
+		return nil, err
+	}
+	return rec.Result(), nil
 }
 
 // taskAttemptKey marks the context of a task attempt's handler.
