@@ -446,9 +446,8 @@ func Campaign(ctx context.Context, co CampaignOptions) (*CampaignReport, error) 
 		defer v.Stop()
 		o.Clock = v
 	}
-	inj.clk = o.Clock
-	if inj.clk == nil {
-		inj.clk = clock.Real{}
+	if o.Clock != nil {
+		inj.clk = o.Clock
 	}
 	inj.start = inj.clk.Now()
 	w, err := run(ctx, &o)
@@ -520,7 +519,7 @@ type plan struct {
 
 func newInjector(co CampaignOptions) *injector {
 	inj := &injector{
-		co: co, byID: map[string]*plan{}, byReqID: map[string]*plan{},
+		co: co, clk: clock.Real{}, byID: map[string]*plan{}, byReqID: map[string]*plan{},
 		refuse:  rand.New(rand.NewPCG(co.Seed, 0xca5e)),
 		kinds:   rand.New(rand.NewPCG(co.Seed, 0x11fa17)),
 		garbage: garbageCertificate(),

@@ -14,21 +14,22 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
-// TestCampaign runs the fault campaign at a CI size: every kind of fault is
+// TestCampaign runs the fault campaign of 2,000 enrollments on the virtual
+// clock (seconds of CPU; the 10,000-enrollment one is `go run
+// ./functions/cmd/campaign -enrollments 10000`): every kind of fault is
 // injected, and no process breaks an invariant or ends otherwise than its
-// scenario and its injected CA refusals call for.
+// scenario and its injected faults call for. It asserts invariants and
+// counts that add up, not rates, which vary with the interleaving.
 func TestCampaign(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the fault campaign takes about a minute")
-	}
-	co := DefaultCampaign(300, 1)
-	co.TimeScale = 30
-	// Outages more often than by default, so that a short run meets some.
-	co.CAOutageGap = Range{Min: 30 * time.Second, Max: 2 * time.Minute}
+	t.Parallel()
+	co := DefaultCampaign(2000, 1)
 	r, err := Campaign(context.Background(), co)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A violation is a process that broke an invariant (verify: signData
+	// at most once, one certificate, no double upload, every failure
+	// reported, ended as expected) or did not end.
 	for _, v := range r.Violations {
 		t.Errorf("%s", v)
 	}
@@ -44,9 +45,6 @@ func TestCampaign(t *testing.T) {
 	// found and re-drove them (and every process ended, checked above).
 	if sw := r.Run.Sweep; sw == nil || sw.Redriven == 0 || sw.Failed != 0 || sw.Unreported != 0 {
 		t.Errorf("sweeps %+v: want re-drives, and none failed or given up (every fault is bounded)", sw)
-	}
-	if s := r.Faults.APIErrorShare; s < 0.03 || s > 0.07 {
-		t.Errorf("API errors on %.1f%% of requests, want about 5%%", 100*s)
 	}
 	// Every ending is exercised, and the counts add up.
 	for _, want := range []string{"UPLOADED", "CLAIMED_ELSEWHERE", "FAILED (" + reasonDeadline + ")", "FAILED (" + reasonBadSignature + ")", "FAILED (" + reasonCARefused + ")",
@@ -73,7 +71,11 @@ func TestCampaign(t *testing.T) {
 	if r.FailureUnreportedErrors != 0 {
 		t.Errorf("%d failures unreported after every fresh task", r.FailureUnreportedErrors)
 	}
-	t.Logf("%d enrollments in %.1fs; faults %v", r.Enrollments, r.WallSeconds, r.Faults.Kinds())
+	// The campaign ran on its clock: it simulated minutes.
+	if r.ClockSeconds < 60 {
+		t.Errorf("the campaign simulated %.1fs, want minutes of clock time", r.ClockSeconds)
+	}
+	t.Logf("%d enrollments in %.1fs (%.0fs on the clock); faults %v", r.Enrollments, r.WallSeconds, r.ClockSeconds, r.Faults.Kinds())
 }
 
 // TestCampaignCatchesAStalledInstance breaks the pipeline on purpose: an
