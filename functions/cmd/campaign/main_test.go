@@ -30,9 +30,9 @@ func TestParse(t *testing.T) {
 		{"defaults: the documented campaign", nil, def, "", false},
 		{"the README's command", []string{"-enrollments", "2000", "-seed", "1", "-report", "r.json"}, def, "r.json", false},
 		{"overrides", []string{"-enrollments", "300", "-seed", "7", "-api-error-rate", "0.1", "-crash-rate", "0", "-time-scale", "40",
-			"-ca-outage-min", "1s", "-max-faults-per-process", "5", "-timeout", "2m", "-quiet"}, func() simulation.CampaignOptions {
+			"-ca-outage-min", "1s", "-max-faults-per-process", "5", "-timeout", "2m", "-real-clock", "-quiet"}, func() simulation.CampaignOptions {
 			o := simulation.DefaultCampaign(300, 7)
-			o.APIErrorRate, o.CrashRate, o.TimeScale = 0.1, 0, 40
+			o.APIErrorRate, o.CrashRate, o.TimeScale, o.RealClock = 0.1, 0, 40, true
 			o.CAOutageLength.Min, o.MaxFaultsPerProcess, o.Timeout = time.Second, 5, 2*time.Minute
 			return o
 		}(), "", true},
