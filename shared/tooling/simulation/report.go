@@ -10,6 +10,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpuprofile"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tooling/tasks/embedded"
 )
@@ -273,7 +274,7 @@ func (w *world) report(o *Options) *Report {
 	r.WallSeconds = w.wall.Seconds()
 	r.CPUSeconds = w.cpu.Seconds()
 	r.FunctionCPUSeconds = w.fnCPU
-	r.PeakRSSMiB = PeakRSSMiB()
+	r.PeakRSSMiB = cpuprofile.PeakRSSMiB()
 	r.PeakHeapMiB = w.heapPeak
 	for i, name := range functionNames {
 		r.Invocations[name] = w.invoked[i].Load()

@@ -35,6 +35,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpuprofile"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tooling/tasks/embedded"
 )
@@ -300,7 +301,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	var stopCPU func() map[string]float64
 	if o.CPUByFunction {
 		var err error
-		if stopCPU, err = startCPUProfile(); err != nil {
+		if stopCPU, err = cpuprofile.Start(); err != nil {
 			return nil, fmt.Errorf("simulation: %w", err)
 		}
 	}
@@ -310,7 +311,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	release := clk.Hold()
 	defer func() { release() }()
 	start, simStart := time.Now(), clk.Now()
-	cpuStart := ProcessCPU()
+	cpuStart := cpuprofile.ProcessCPU()
 	// On a virtual clock a timed-out API request is held for the API
 	// timeout of clock time and answered 504 DEADLINE_EXCEEDED; the
 	// adapter's own (real) timeout only guards against a hung run.
@@ -457,7 +458,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 				r = r.WithContext(context.WithValue(r.Context(), taskAttemptKey{}, true))
 			}
 			w.invoked[i].Add(1)
-			labelled(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })
+			cpuprofile.InFunction(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })
 		})
 	}
 	w.disp = embedded.New(map[tasks.Queue]http.Handler{
@@ -504,7 +505,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 					w.pubsub.deliveries.Add(1)
 					rec := httptest.NewRecorder()
 					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody(data, n, attempt, clk.Now()))).WithContext(runCtx)
-					labelled(runCtx, functionNames[0], func(ctx context.Context) { claim(rec, req.WithContext(ctx)) })
+					cpuprofile.InFunction(runCtx, functionNames[0], func(ctx context.Context) { claim(rec, req.WithContext(ctx)) })
 					if rec.Code/100 == 2 {
 						return
 					}
@@ -531,7 +532,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 			w.invoked[1].Add(1)
 			var res pipeline.SweepResult
 			var err error
-			labelled(runCtx, functionNames[1], func(ctx context.Context) { res, err = p.Sweep(ctx) })
+			cpuprofile.InFunction(runCtx, functionNames[1], func(ctx context.Context) { res, err = p.Sweep(ctx) })
 			w.sweeps.add(res, err)
 			clk.AfterFunc(o.SweepEvery, sweep)
 		}
@@ -559,7 +560,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	counts := statusCounts{}
 	for {
 		pending = w.sweep(ctx, pending, counts)
-		w.heapPeak = max(w.heapPeak, heapMiB())
+		w.heapPeak = max(w.heapPeak, cpuprofile.HeapMiB())
 		if o.Progress != nil && time.Since(lastProgress) >= o.ProgressEvery {
 			lastProgress = time.Now()
 			if virtual {
@@ -577,7 +578,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	}
 	w.wall = time.Since(start)
 	w.simulated = clk.Now().Sub(simStart)
-	w.cpu = ProcessCPU() - cpuStart
+	w.cpu = cpuprofile.ProcessCPU() - cpuStart
 	if stopCPU != nil {
 		w.fnCPU = stopCPU()
 	}
