@@ -376,3 +376,25 @@ func percentiles(v []float64) Percentiles {
 	}
 	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), N: len(v)}
 }
+
+// ScheduleResult is one row of the poll schedule comparison
+// (shared/tooling/schedule). Latencies are unscaled.
+type ScheduleResult struct {
+	Name              string      `json:"name"`
+	Schedule          string      `json:"schedule"`
+	AddedLatency      Percentiles `json:"added_latency_ms"`
+	TimeToCertificate Percentiles `json:"time_to_certificate_ms"`
+	// OperationsGet per enrollment over the run (its deadline: RunDeadline).
+	OperationsGet float64 `json:"operations_get_per_enrollment"`
+	// OperationsGetSigned per client that signed (online and slow).
+	OperationsGetSigned float64 `json:"operations_get_per_signed_client"`
+	// SilentPolls is what a client that never signs costs until Deadline
+	// (computed from the schedule); OperationsGetAtDeadline is the run's
+	// per-enrollment figure with its silent clients costing that.
+	RunDeadline             string   `json:"run_deadline"`
+	Deadline                string   `json:"deadline"`
+	SilentPolls             int      `json:"silent_polls_at_deadline"`
+	OperationsGetAtDeadline float64  `json:"operations_get_per_enrollment_at_deadline"`
+	Outcomes                Outcomes `json:"outcomes"`
+	OK                      bool     `json:"ok"`
+}
