@@ -27,7 +27,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
-	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/campaign"
 )
 
 func main() {
@@ -41,10 +41,10 @@ func main() {
 }
 
 // parse reads the flags into campaign options; report is the -report file.
-func parse(args []string, stderr io.Writer) (co simulation.CampaignOptions, report string, quiet bool, err error) {
+func parse(args []string, stderr io.Writer) (co campaign.Options, report string, quiet bool, err error) {
 	fs := flag.NewFlagSet("campaign", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	d := simulation.DefaultCampaign(2000, 1)
+	d := campaign.Default(2000, 1)
 	fs.IntVar(&co.Enrollments, "enrollments", d.Enrollments, "number of simulated clients to enroll")
 	fs.Uint64Var(&co.Seed, "seed", d.Seed, "random seed of the client mix, the fault plans and the CA outage timeline")
 	fs.StringVar(&report, "report", "", "write the JSON report to this file")
@@ -105,7 +105,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		co.Progress, co.ProgressEvery = stderr, 5*time.Second
 	}
 	start := time.Now()
-	r, err := simulation.Campaign(ctx, co)
+	r, err := campaign.Run(ctx, co)
 	if err != nil {
 		return 2, err
 	}
@@ -122,7 +122,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	return 0, nil
 }
 
-func printReport(w io.Writer, r *simulation.CampaignReport, took time.Duration) {
+func printReport(w io.Writer, r *campaign.Report, took time.Duration) {
 	fmt.Fprintf(w, "fault campaign: %d enrollments, seed %d, time scale %g, %.1fs (%.0fs on its clock)\n", r.Enrollments, r.Seed, r.TimeScale, took.Seconds(), r.ClockSeconds)
 	f := r.Faults
 	fmt.Fprintf(w, "faults injected:\n")

@@ -81,14 +81,14 @@ func AddClients(ctx context.Context, emu *cpemulator.Emulator, customer string, 
 		mu.Lock()
 		switch s {
 		case Online:
-			spec.SignDelay = o.FastDelay.pick(rng)
+			spec.SignDelay = o.FastDelay.Pick(rng)
 		case Slow:
-			spec.SignDelay = o.SlowDelay.pick(rng)
+			spec.SignDelay = o.SlowDelay.Pick(rng)
 		case Silent:
 			spec.Behaviour = cpemulator.Silent
 		case Wrong:
 			spec.Behaviour = cpemulator.Wrong
-			spec.SignDelay = o.FastDelay.pick(rng)
+			spec.SignDelay = o.FastDelay.Pick(rng)
 		case Elsewhere:
 			spec.ClaimedBy = "another-adapter"
 		}

@@ -257,7 +257,8 @@ func (r *Report) Finish() {
 	}
 }
 
-func (w *world) report(o *Options) *Report {
+// Report summarises the run o described.
+func (w *World) Report(o *Options) *Report {
 	ctx := context.Background()
 	r := Summarize(ctx, o.TimeScale, w.clients, w.emu, w.store.Peek, w.cas)
 	r.Store = w.store.Stats()

@@ -46,7 +46,8 @@ const Customer = "C0local"
 // Range is a uniform random duration range.
 type Range struct{ Min, Max time.Duration }
 
-func (r Range) pick(rng *rand.Rand) time.Duration {
+// Pick draws a duration from r.
+func (r Range) Pick(rng *rand.Rand) time.Duration {
 	if r.Max <= r.Min {
 		return r.Min
 	}
@@ -127,7 +128,7 @@ type Options struct {
 	// production; 0: no sweep.
 	SweepAfter, SweepEvery time.Duration
 	// Crash, when set, replaces CrashRate: it is the pipeline's crash hook.
-	// In a task attempt, ctx answers inTaskAttempt.
+	// In a task attempt, ctx answers InTaskAttempt.
 	Crash func(ctx context.Context, key, point string) error
 	// Lease of the pipeline's steps with side effects; default 5s.
 	Lease time.Duration
@@ -152,17 +153,18 @@ type Options struct {
 	// per process may profile at a time.
 	CPUByFunction bool
 
-	// store, when set, is the store of the run (the fault campaign reads
+	// Store, when set, is the store of the run (the fault campaign reads
 	// records while the run goes on).
-	store *memory.Store
-	// published, when set, sees every notification as the API publishes it,
+	Store *memory.Store
+	// Published, when set, sees every notification as the API publishes it,
 	// in the order the processes were created (the fault campaign numbers
 	// the processes by it).
-	published func(data []byte)
+	Published func(data []byte)
 }
 
-// world is a running simulation: what the report and the campaign inspect.
-type world struct {
+// World is a finished simulation: what the report and the fault campaign
+// inspect.
+type World struct {
 	emu     *cpemulator.Emulator
 	store   *memory.Store
 	clients []Client
@@ -242,11 +244,11 @@ func (l *lockedRand) Float64() float64 {
 
 // Run runs a simulation to its end and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
-	w, err := run(ctx, &o)
+	w, err := Execute(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
-	return w.report(&o), nil
+	return w.Report(&o), nil
 }
 
 func (o *Options) defaults() {
@@ -279,7 +281,9 @@ func (o *Options) defaults() {
 	}
 }
 
-func run(ctx context.Context, o *Options) (*world, error) {
+// Execute runs a simulation to its end, as Run does, and returns its world
+// for inspection. It fills in o's defaults.
+func Execute(ctx context.Context, o *Options) (*World, error) {
 	if o.Clients <= 0 {
 		return nil, errors.New("simulation: clients must be positive")
 	}
@@ -292,7 +296,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		return nil, fmt.Errorf("simulation: adapter config: %w", err)
 	}
 	rng := &lockedRand{rng: rand.New(rand.NewPCG(o.Seed, 0x5eed))}
-	w := &world{store: o.store, cas: NewCARecorder()}
+	w := &World{store: o.Store, cas: NewCARecorder()}
 	if w.store == nil {
 		w.store = memory.New()
 	}
@@ -486,8 +490,8 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deliver = func(data []byte) {
-		if o.published != nil {
-			o.published(data)
+		if o.Published != nil {
+			o.Published(data)
 		}
 		copies := 1
 		if o.DuplicateRate > 0 && rng.Float64() < o.DuplicateRate {
@@ -591,7 +595,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 
 // sweep returns the clients of pending whose process has not ended, and
 // counts every client's state in counts (terminal ones stay counted).
-func (w *world) sweep(ctx context.Context, pending []Client, counts statusCounts) []Client {
+func (w *World) sweep(ctx context.Context, pending []Client, counts statusCounts) []Client {
 	for k := range counts {
 		if !k.Terminal() {
 			delete(counts, k)
@@ -634,9 +638,9 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 // taskAttemptKey marks the context of a task attempt's handler.
 type taskAttemptKey struct{}
 
-// inTaskAttempt reports whether ctx is a task attempt's (not a Pub/Sub
+// InTaskAttempt reports whether ctx is a task attempt's (not a Pub/Sub
 // delivery's or a sweep's).
-func inTaskAttempt(ctx context.Context) bool {
+func InTaskAttempt(ctx context.Context) bool {
 	v, _ := ctx.Value(taskAttemptKey{}).(bool)
 	return v
 }
@@ -669,3 +673,24 @@ func Default() config.Adapter {
 		Profiles: defaultProfiles(),
 	}
 }
+
+// Clients are the run's clients, in creation order.
+func (w *World) Clients() []Client { return w.clients }
+
+// Emulator is the run's API emulator.
+func (w *World) Emulator() *cpemulator.Emulator { return w.emu }
+
+// Store is the run's store.
+func (w *World) Store() *memory.Store { return w.store }
+
+// CAs records what the CA issued.
+func (w *World) CAs() *CARecorder { return w.cas }
+
+// Wall is how long the run took; Simulated how much time passed on its
+// clock (the same on the real clock).
+func (w *World) Wall() time.Duration      { return w.wall }
+func (w *World) Simulated() time.Duration { return w.simulated }
+
+// LastAttemptsDropped is the attempts presented as a task's last
+// (Options.TaskAttempt) that failed: their task was dropped.
+func (w *World) LastAttemptsDropped() int64 { return w.lastDropped.Load() }

@@ -1,4 +1,4 @@
-package simulation
+package campaign
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
 // The faults of issue 11: lost claim answers, refused repeat claims,
@@ -88,7 +89,7 @@ func (inj *injector) issue11APIFault(p *plan, method string) (cpemulator.Fault, 
 // lease) once, if p is to meet contention on a last attempt and ctx is a
 // task attempt's: the retry is then presented as the last attempt.
 func (inj *injector) contend(ctx context.Context, p *plan) bool {
-	if !inTaskAttempt(ctx) {
+	if !simulation.InTaskAttempt(ctx) {
 		return false
 	}
 	p.mu.Lock()

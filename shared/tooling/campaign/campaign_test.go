@@ -1,4 +1,4 @@
-package simulation
+package campaign
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
 // TestCampaign runs the fault campaign of 2,000 enrollments on the virtual
@@ -22,8 +23,8 @@ import (
 // counts that add up, not rates, which vary with the interleaving.
 func TestCampaign(t *testing.T) {
 	t.Parallel()
-	co := DefaultCampaign(2000, 1)
-	r, err := Campaign(context.Background(), co)
+	co := Default(2000, 1)
+	r, err := Run(context.Background(), co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestCampaign(t *testing.T) {
 // The campaign must report the second signData, with the process's history.
 func TestCampaignCatchesAStalledInstance(t *testing.T) {
 	t.Parallel()
-	co := CampaignOptions{Enrollments: 1, Seed: 3, TimeScale: 40, RealClock: true}
+	co := Options{Enrollments: 1, Seed: 3, TimeScale: 40, RealClock: true}
 	var hits atomic.Int32
 	takeover := make(chan struct{})
 	co.stall = func(point string) {
@@ -102,7 +103,7 @@ func TestCampaignCatchesAStalledInstance(t *testing.T) {
 			close(takeover)
 		}
 	}
-	r, err := Campaign(context.Background(), co)
+	r, err := Run(context.Background(), co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestCampaignCatchesAStalledInstance(t *testing.T) {
 // reported" for the process, with its history.
 func TestCampaignCatchesAnUnreportedFailure(t *testing.T) {
 	t.Parallel()
-	co := CampaignOptions{Enrollments: 1, Wrong: 1, Seed: 5, TimeScale: 40, Timeout: 5 * time.Second, RealClock: true}
+	co := Options{Enrollments: 1, Wrong: 1, Seed: 5, TimeScale: 40, Timeout: 5 * time.Second, RealClock: true}
 	over := time.Now().Add(co.Timeout + time.Second)
 	var hits atomic.Int32
 	co.stall = func(point string) {
@@ -143,7 +144,7 @@ func TestCampaignCatchesAnUnreportedFailure(t *testing.T) {
 			time.Sleep(time.Until(over)) // past the run's end: its context is cancelled by then
 		}
 	}
-	r, err := Campaign(context.Background(), co)
+	r, err := Run(context.Background(), co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestCampaignCatchesAnUnreportedFailure(t *testing.T) {
 // Fabricated processes for verify.
 var (
 	uploadedPEM = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"
-	certFP      = PEMFingerprint(uploadedPEM)
+	certFP      = simulation.PEMFingerprint(uploadedPEM)
 )
 
 func record(state progress.State, mutate func(r *progress.Record)) *progress.Record {
@@ -204,14 +205,14 @@ func failedByAdapter(msg string) func(s *cpemulator.Snapshot) {
 
 func TestVerify(t *testing.T) {
 	t.Parallel()
-	oneCert := Issuance{Calls: 1, Certs: []string{certFP}}
+	oneCert := simulation.Issuance{Calls: 1, Certs: []string{certFP}}
 	uploaded := expectation{State: progress.StateUploaded}
 	refused := expectation{State: progress.StateFailed, Reason: reasonCARefused}
 	tests := []struct {
 		name string
 		rec  *progress.Record
 		snap cpemulator.Snapshot
-		is   Issuance
+		is   simulation.Issuance
 		want expectation
 		emu  []cpemulator.Violation
 		// problems: a substring of each problem, in order.
@@ -226,13 +227,13 @@ func TestVerify(t *testing.T) {
 			uploadedSnap(s)
 			s.SignDataRequests = 2
 		}), oneCert, uploaded, nil, []string{"signData requested 2 times"}},
-		{"two certificates", record(progress.StateUploaded, nil), snapshot(uploadedSnap), Issuance{Calls: 2, Certs: []string{certFP, "other"}}, uploaded, nil,
+		{"two certificates", record(progress.StateUploaded, nil), snapshot(uploadedSnap), simulation.Issuance{Calls: 2, Certs: []string{certFP, "other"}}, uploaded, nil,
 			[]string{"the CA issued 2 different certificates"}},
 		{"double upload", record(progress.StateUploaded, nil), snapshot(func(s *cpemulator.Snapshot) {
 			uploadedSnap(s)
 			s.UploadCalls, s.RepeatedUploads = 2, 1
 		}), oneCert, uploaded, nil, []string{"2 uploads (1 repeats"}},
-		{"uploaded a certificate the CA did not issue", record(progress.StateUploaded, nil), snapshot(uploadedSnap), Issuance{Calls: 1, Certs: []string{"other"}}, uploaded, nil,
+		{"uploaded a certificate the CA did not issue", record(progress.StateUploaded, nil), snapshot(uploadedSnap), simulation.Issuance{Calls: 1, Certs: []string{"other"}}, uploaded, nil,
 			[]string{"not the one the CA issued"}},
 		{"recorded uploaded, the API holds none", record(progress.StateUploaded, nil), snapshot(nil), oneCert, uploaded, nil,
 			[]string{"the API holds a different certificate"}},
@@ -242,25 +243,25 @@ func TestVerify(t *testing.T) {
 			[]string{"setFailure missing", "every failure reported: FAILED with failureReported=false"}},
 		{"failed, reported, but the record says unreported", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureMessage, r.FailureReported = reasonCARefused+": no", "m", false
-		}), snapshot(failedByAdapter("m")), Issuance{Calls: 1, Errors: 1}, refused, nil,
+		}), snapshot(failedByAdapter("m")), simulation.Issuance{Calls: 1, Errors: 1}, refused, nil,
 			[]string{"every failure reported: FAILED with failureReported=false"}},
 		{"failed by the API itself, unreported by us", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureReported = "the API failed the process: x", false
 		}), snapshot(func(s *cpemulator.Snapshot) {
 			s.State, s.FailedBy, s.FailureMessage = cpemulator.StateFailed, "client", "x"
-		}), Issuance{}, expectation{State: progress.StateFailed, Reason: "the API failed the process"}, nil, nil},
+		}), simulation.Issuance{}, expectation{State: progress.StateFailed, Reason: "the API failed the process"}, nil, nil},
 		{"still failing at the end", record(progress.StateFailing, func(r *progress.Record) {
 			r.LastError, r.FailureMessage = reasonCARefused+": no", "m"
-		}), snapshot(nil), Issuance{Calls: 1, Errors: 1}, refused, nil,
+		}), snapshot(nil), simulation.Issuance{Calls: 1, Errors: 1}, refused, nil,
 			[]string{"every failure reported: still FAILING at the end"}},
 		{"garbage certificate refused", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureMessage = reasonGarbageCert+": its public key is not the device's key", "m"
-		}), snapshot(failedByAdapter("m")), Issuance{Calls: 1, Certs: []string{"garbage"}}, expectation{State: progress.StateFailed, Reason: reasonGarbageCert}, nil, nil},
+		}), snapshot(failedByAdapter("m")), simulation.Issuance{Calls: 1, Certs: []string{"garbage"}}, expectation{State: progress.StateFailed, Reason: reasonGarbageCert}, nil, nil},
 		{"own repeat claim refused", record(progress.StateClaimedElsewhere, func(r *progress.Record) {
 			r.LastError = "claim refused"
 		}), snapshot(func(s *cpemulator.Snapshot) {
 			s.SignDataCalls, s.SignDataRequests, s.ClaimedBy, s.RepeatClaimsRefused = 0, 0, "certprov-local", 1
-		}), Issuance{}, ownClaimRefused, nil, nil},
+		}), simulation.Issuance{}, ownClaimRefused, nil, nil},
 		{"failed, the API failed by someone else's setFailure", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError = reasonCARefused + ": no"
 		}), snapshot(func(s *cpemulator.Snapshot) {
@@ -270,27 +271,27 @@ func TestVerify(t *testing.T) {
 			r.LastError = "the API failed the process: x"
 		}), snapshot(func(s *cpemulator.Snapshot) {
 			s.State, s.FailedBy, s.FailureMessage = cpemulator.StateFailed, "client", "x"
-		}), Issuance{}, expectation{State: progress.StateFailed, Reason: "the API failed the process"}, nil, nil},
+		}), simulation.Issuance{}, expectation{State: progress.StateFailed, Reason: "the API failed the process"}, nil, nil},
 		{"refused as expected", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureMessage = reasonCARefused+": no", "m"
-		}), snapshot(failedByAdapter("m")), Issuance{Calls: 1, Errors: 1}, refused, nil, nil},
+		}), snapshot(failedByAdapter("m")), simulation.Issuance{Calls: 1, Errors: 1}, refused, nil, nil},
 		{"failed for another reason than its refusal", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureMessage = "CA unavailable on the last attempt", "m"
-		}), snapshot(failedByAdapter("m")), Issuance{Calls: 10, Errors: 10}, refused, nil,
+		}), snapshot(failedByAdapter("m")), simulation.Issuance{Calls: 10, Errors: 10}, refused, nil,
 			[]string{"ended FAILED (CA unavailable on the last attempt), want FAILED (CA refused)"}},
 		{"failed although not refused", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureMessage = reasonCARefused+": no", "m"
-		}), snapshot(failedByAdapter("m")), Issuance{Calls: 1, Errors: 1}, uploaded, nil,
+		}), snapshot(failedByAdapter("m")), simulation.Issuance{Calls: 1, Errors: 1}, uploaded, nil,
 			[]string{"want UPLOADED"}},
 		{"device message differs from the record", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError, r.FailureMessage = reasonCARefused+": no", "recorded"
-		}), snapshot(failedByAdapter("shown")), Issuance{Calls: 1, Errors: 1}, refused, nil,
+		}), snapshot(failedByAdapter("shown")), simulation.Issuance{Calls: 1, Errors: 1}, refused, nil,
 			[]string{`the device shows "shown", the record says "recorded"`}},
-		{"unfinished", record(progress.StatePolling, nil), snapshot(nil), Issuance{}, uploaded, nil,
+		{"unfinished", record(progress.StatePolling, nil), snapshot(nil), simulation.Issuance{}, uploaded, nil,
 			[]string{"unfinished: the process is still POLLING"}},
-		{"no record", nil, snapshot(func(s *cpemulator.Snapshot) { s.SignDataCalls, s.SignDataRequests = 0, 0 }), Issuance{}, uploaded, nil,
+		{"no record", nil, snapshot(func(s *cpemulator.Snapshot) { s.SignDataCalls, s.SignDataRequests = 0, 0 }), simulation.Issuance{}, uploaded, nil,
 			[]string{"unfinished: the process is still NO RECORD"}},
-		{"claimed elsewhere, yet acted on", record(progress.StateClaimedElsewhere, nil), snapshot(nil), Issuance{}, expectation{State: progress.StateClaimedElsewhere}, nil,
+		{"claimed elsewhere, yet acted on", record(progress.StateClaimedElsewhere, nil), snapshot(nil), simulation.Issuance{}, expectation{State: progress.StateClaimedElsewhere}, nil,
 			[]string{"claimed elsewhere, yet the adapter acted on it"}},
 		{"uploaded but recorded failed", record(progress.StateFailed, func(r *progress.Record) {
 			r.LastError = reasonCARefused
@@ -319,7 +320,7 @@ func TestVerify(t *testing.T) {
 func TestExpect(t *testing.T) {
 	t.Parallel()
 	got := map[string]string{}
-	for _, s := range []Scenario{Online, Slow, Silent, Wrong, Elsewhere} {
+	for _, s := range []simulation.Scenario{simulation.Online, simulation.Slow, simulation.Silent, simulation.Wrong, simulation.Elsewhere} {
 		for _, refused := range []bool{false, true} {
 			got[fmt.Sprintf("%s refused=%t", s, refused)] = expect(s, refused, false).String()
 		}
@@ -356,7 +357,7 @@ func TestInjectorIsSeeded(t *testing.T) {
 		Faults  []cpemulator.Fault
 	}
 	play := func(seed uint64) trace {
-		co := DefaultCampaign(200, seed)
+		co := Default(200, seed)
 		co.RefusalRate, co.APIErrorRate = 0.3, 0.3
 		inj := newInjector(co)
 		var tr trace
@@ -393,7 +394,7 @@ func TestInjectorIsSeeded(t *testing.T) {
 
 func TestFaultBound(t *testing.T) {
 	t.Parallel()
-	co := DefaultCampaign(1, 1)
+	co := Default(1, 1)
 	co.MaxFaultsPerProcess = 2
 	inj := newInjector(co)
 	inj.published(cpemulator.EncodeNotificationBinary("C0", "p"))
