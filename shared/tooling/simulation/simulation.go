@@ -1,9 +1,12 @@
 // Package simulation runs the whole adapter in one process with no cloud
 // account: the Certificate Provisioning API emulator and its simulated clients,
 // the three functions' handlers, an in-process Pub/Sub delivery, the embedded
-// task dispatcher, the in-memory store and a CA. It is the local run, the load
-// benchmark, the poll schedule comparison and the fault campaign: the same
-// pipeline code as in production, only the endpoints differ.
+// task dispatcher, the in-memory store and a CA. It is the local run and the
+// load benchmark, and what the poll schedule comparison (shared/tooling/
+// schedule) and the fault campaign (shared/tooling/campaign) run on: the same
+// pipeline code as in production, only the endpoints differ. A run keeps
+// time on the real clock or on a virtual one (Options.Clock,
+// shared/tooling/clock).
 package simulation
 
 import (
