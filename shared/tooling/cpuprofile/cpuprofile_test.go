@@ -31,10 +31,13 @@ func cpuProfile(t *testing.T, types []*profile.ValueType, samples []*profile.Sam
 
 func TestByLabel(t *testing.T) {
 	t.Parallel()
-	types := []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}}
+	// Fresh value types per case: writing a profile sets their string indexes.
+	types := func() []*profile.ValueType {
+		return []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}}
+	}
 	tests := []struct {
 		name    string
-		types   []*profile.ValueType
+		types   func() []*profile.ValueType
 		samples []*profile.Sample
 		want    map[string]float64
 		wantErr bool
@@ -47,12 +50,12 @@ func TestByLabel(t *testing.T) {
 			{Value: []int64{1, 25e7}},
 		}, map[string]float64{"ClaimProcess": 1.5, "IssueCertificate": 2, "other": 0.5}, false},
 		{"no samples", types, nil, map[string]float64{}, false},
-		{"no cpu sample type", []*profile.ValueType{{Type: "samples", Unit: "count"}}, []*profile.Sample{{Value: []int64{1}}}, nil, true},
+		{"no cpu sample type", func() []*profile.ValueType { return []*profile.ValueType{{Type: "samples", Unit: "count"}} }, []*profile.Sample{{Value: []int64{1}}}, nil, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := cpuprofile.ByLabel(bytes.NewReader(cpuProfile(t, tc.types, tc.samples)), cpuprofile.LabelKey)
+			got, err := cpuprofile.ByLabel(bytes.NewReader(cpuProfile(t, tc.types(), tc.samples)), cpuprofile.LabelKey)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("ByLabel: %v, want error %t", err, tc.wantErr)
 			}
