@@ -23,6 +23,8 @@
 #   7. the three functions, built as the buildpack builds them, must start with
 #      terraform.tfvars.example's adapter_config and secret_env as tofu
 #      evaluates them (functions/bundle TestExampleDeploymentStarts).
+# With CERTPROV_TERRAFORM_OUT set, the evaluations of 6 and 7 are copied there
+# (bundle.json, example.json) for .ci/run's test step.
 # OpenTofu and the provider are built once and cached (.ci/tofu/build-*.sh).
 # Nothing is written into the repository: tofu works on a copy of terraform/.
 set -euo pipefail
@@ -288,8 +290,10 @@ EOF
 )
 # console prints a quoted string; base64 keeps HCL's escaping out of the way.
 tr -d '"\n' <"$work/bundle.json" | base64 -d >"$work/bundle-terraform.json"
-(cd "$repo" && CERTPROV_TERRAFORM_BUNDLE="$work/bundle-terraform.json" \
-  go test -count=1 -v -run '^TestTerraformRendersSameBundle$' ./functions/bundle)
+if [[ -z "${CERTPROV_TERRAFORM_OUT:-}" ]]; then # else .ci/run's test step runs it
+  (cd "$repo" && CERTPROV_TERRAFORM_BUNDLE="$work/bundle-terraform.json" \
+    go test -count=1 -v -run '^TestTerraformRendersSameBundle$' ./functions/bundle)
+fi
 
 step "the functions start with terraform.tfvars.example's adapter_config and secrets"
 # What terraform gives the functions from the example: CERTPROV_CONFIG and,
@@ -300,7 +304,17 @@ base64encode(jsonencode({adapter_config = var.adapter_config, secret_env = local
 EOF
 )
 tr -d '"\n' <"$work/example-env.b64" | base64 -d >"$work/example-env.json"
-(cd "$repo" && CERTPROV_TERRAFORM_EXAMPLE="$work/example-env.json" \
-  go test -count=1 -v -run '^TestExampleDeploymentStarts$' ./functions/bundle)
+if [[ -z "${CERTPROV_TERRAFORM_OUT:-}" ]]; then # else .ci/run's test step runs it
+  (cd "$repo" && CERTPROV_TERRAFORM_EXAMPLE="$work/example-env.json" \
+    go test -count=1 -v -run '^TestExampleDeploymentStarts$' ./functions/bundle)
+fi
+
+# .ci/run hands both evaluations to the README's test command, where
+# CERTPROV_INTEGRATION=require makes their tests fail, not skip, without them.
+if [[ -n "${CERTPROV_TERRAFORM_OUT:-}" ]]; then
+  mkdir -p "$CERTPROV_TERRAFORM_OUT"
+  cp "$work/bundle-terraform.json" "$CERTPROV_TERRAFORM_OUT/bundle.json"
+  cp "$work/example-env.json" "$CERTPROV_TERRAFORM_OUT/example.json"
+fi
 
 step "done"

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
 )
 
 // terraformExample is what .ci/tofu.sh has tofu evaluate from
@@ -49,7 +52,7 @@ func placeholderSecret(name string) string {
 func TestExampleDeploymentStarts(t *testing.T) {
 	file := os.Getenv("CERTPROV_TERRAFORM_EXAMPLE")
 	if file == "" {
-		t.Skip("CERTPROV_TERRAFORM_EXAMPLE not set; .ci/tofu.sh sets it")
+		testenv.Unavailable(t, "terraform's evaluation of the example (CERTPROV_TERRAFORM_EXAMPLE, written by .ci/tofu.sh)", errors.New("not set"))
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {

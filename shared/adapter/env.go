@@ -164,7 +164,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
-	sealer, err := Sealer(lookup, cfg.Adapter)
+	sealer, err := Sealer(cfg.SealingKey, cfg.Adapter)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -231,11 +231,11 @@ func Lazy(fn string) func(context.Context) (*pipeline.Pipeline, *slog.Logger, er
 	}
 }
 
-// Sealer reads RECORD_SEALING_KEY (a secret: 32 random bytes, base64). It is
-// required, in every function, when a CA connection puts a challenge password
-// into the CSR, so that the password never reaches Firestore in clear.
-func Sealer(lookup config.Lookup, a config.Adapter) (*seal.Sealer, error) {
-	key, _ := lookup("RECORD_SEALING_KEY")
+// Sealer builds the sealer of RECORD_SEALING_KEY (a secret: 32 random bytes,
+// base64). The key is required, in every function, when a CA connection puts a
+// challenge password into the CSR, so that the password never reaches
+// Firestore in clear.
+func Sealer(key string, a config.Adapter) (*seal.Sealer, error) {
 	if key == "" {
 		for _, ref := range sortedRefs(a) {
 			if hasChallenge(a.CAConnections[ref]) {

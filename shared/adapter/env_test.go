@@ -58,14 +58,13 @@ func TestSealerRequiredWithChallenge(t *testing.T) {
 	t.Parallel()
 	withChallenge := config.Adapter{CAConnections: map[string]config.CAConnection{"s": {Type: "scep", Settings: json.RawMessage(`{"challenge":{"type":"static"}}`)}}}
 	noChallenge := config.Adapter{CAConnections: map[string]config.CAConnection{"s": {Type: "scep", Settings: json.RawMessage(`{"challenge":{"type":"none"}}`)}, "d": {Type: "dev"}}}
-	empty := config.MapLookup(nil)
-	if _, err := Sealer(empty, withChallenge); err == nil || !strings.Contains(err.Error(), `caConnections["s"]`) {
+	if _, err := Sealer("", withChallenge); err == nil || !strings.Contains(err.Error(), `caConnections["s"]`) {
 		t.Errorf("no key with a challenge: %v", err)
 	}
-	if s, err := Sealer(empty, noChallenge); err != nil || s != nil {
+	if s, err := Sealer("", noChallenge); err != nil || s != nil {
 		t.Errorf("no key, no challenge: %v %v", s, err)
 	}
-	if _, err := Sealer(config.MapLookup(map[string]string{"RECORD_SEALING_KEY": "short"}), noChallenge); err == nil {
+	if _, err := Sealer("short", noChallenge); err == nil {
 		t.Error("a bad key was accepted")
 	}
 }

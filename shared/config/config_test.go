@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 )
 
 var types = []string{"dev", "scep"}
@@ -22,7 +24,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(DefaultPoll, c.Poll); diff != "" {
+	if diff := cmp.Diff(pipeline.DefaultPoll, c.Poll); diff != "" {
 		t.Errorf("poll schedule (-want +got):\n%s", diff)
 	}
 	for _, tc := range []struct{ name, got, want string }{

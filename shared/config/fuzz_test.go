@@ -78,7 +78,7 @@ func settingsStrings(data []byte) []string {
 // credentials, secret names, keys), which the config parser never needs to
 // show.
 func FuzzParseAdapter(f *testing.F) {
-	examples, err := filepath.Glob("../ca/e2e/testdata/*.json")
+	examples, err := filepath.Glob("../tooling/ca/e2e/testdata/*.json")
 	if err != nil || len(examples) == 0 {
 		f.Fatalf("no example configs: %v", err)
 	}

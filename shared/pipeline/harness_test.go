@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
-	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/profile"
@@ -119,7 +118,7 @@ func newHarness(t *testing.T, emuOpts cpemulator.Options) *harness {
 		Profiles:    testProfiles(),
 		Allowed:     func(c string) bool { return c == customer },
 		CallerID:    "certprov-test",
-		Schedule:    config.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.2, Deadline: time.Hour},
+		Schedule:    pipeline.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.2, Deadline: time.Hour},
 		MaxAttempts: 5,
 		Lease:       time.Minute,
 		Now:         h.clk.Now,

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/profile"
@@ -79,7 +78,7 @@ type Pipeline struct {
 	CallerID string
 	// Project is the Google Cloud project, for trace names in logs.
 	Project  string
-	Schedule config.PollSchedule
+	Schedule PollSchedule
 	// TTL is how long finished records are kept.
 	TTL time.Duration
 	// MaxAttempts is the task queues' max attempts: the last attempt turns a
@@ -133,16 +132,16 @@ func (p *Pipeline) init() {
 			p.Log = logging.Discard
 		}
 		if p.Lease <= 0 {
-			p.Lease = 2 * time.Minute
+			p.Lease = DefaultLease
 		}
 		if p.MaxAttempts <= 0 {
-			p.MaxAttempts = config.DefaultTasksMaxAttempts
+			p.MaxAttempts = DefaultMaxAttempts
 		}
 		if p.Schedule.Initial <= 0 {
-			p.Schedule = config.DefaultPoll
+			p.Schedule = DefaultPoll
 		}
 		if p.TTL <= 0 {
-			p.TTL = config.DefaultRecordTTL
+			p.TTL = DefaultTTL
 		}
 	})
 }
@@ -211,7 +210,7 @@ func (p *Pipeline) enqueueIssue(ctx context.Context, r *progress.Record, at time
 }
 
 // pollDelay is the wait before poll n (0-based) of r at now, by the schedule
-// (config.PollSchedule.Delay), counting from when signData was asked for.
+// (PollSchedule.Delay), counting from when signData was asked for.
 func (p *Pipeline) pollDelay(r *progress.Record, n int, now time.Time) time.Duration {
 	var elapsed time.Duration
 	for i := len(r.History) - 1; i >= 0; i-- {

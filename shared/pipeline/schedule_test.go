@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
@@ -13,7 +13,7 @@ import (
 // and a client that answers late is still found on the next late poll.
 func TestPollsFollowTheSchedule(t *testing.T) {
 	t.Parallel()
-	sched := config.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: 10 * time.Second, LateAfter: 10 * time.Minute, LateInterval: 5 * time.Minute, Deadline: time.Hour}
+	sched := pipeline.PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: 10 * time.Second, LateAfter: 10 * time.Minute, LateInterval: 5 * time.Minute, Deadline: time.Hour}
 	tests := []struct {
 		name      string
 		spec      cpemulator.ClientSpec

@@ -28,8 +28,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chromeos-certprov/adapter/shared/adapter"
-	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/tooling/scenario"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 	"github.com/chromeos-certprov/adapter/shared/tooling/standins"
 )
@@ -45,97 +44,26 @@ func main() {
 }
 
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	fs := flag.NewFlagSet("standins", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		clients   = fs.Int("clients", 100, "number of simulated clients to enroll")
-		report    = fs.String("report", "", "write the JSON report to this file")
-		slow      = fs.Float64("slow", 0, "share of slow clients, which sign within -slow-delay")
-		silent    = fs.Float64("silent", 0, "share of silent clients, which never sign (failed at the poll deadline)")
-		wrong     = fs.Float64("wrong", 0, "share of clients that sign wrongly (failed: signature does not verify)")
-		elsewhere = fs.Float64("elsewhere", 0, "share of processes already claimed by another adapter")
-		errorRate = fs.Float64("api-error-rate", 0, "share of API requests answered 429/503 before acting")
-		lostRate  = fs.Float64("api-lost-rate", 0, "share of API requests that act but answer 503 (a timeout after the work)")
-		fast      = fs.String("fast-delay", "1s-5s", "when online clients sign, a range MIN-MAX")
-		slowDelay = fs.String("slow-delay", "30s-10m", "when slow clients sign, a range MIN-MAX")
-		scale     = fs.Float64("time-scale", 1, "divide every client delay and the poll schedule by this factor")
-		deadline  = fs.Duration("deadline", 0, "poll deadline, after which silent clients are failed (default: POLL_DEADLINE, or 15m as in the local run; production's default is 24h)")
-		arrival   = fs.Float64("arrival", 0, "new clients per second (0: all at once)")
-		seed      = fs.Uint64("seed", 1, "random seed of the client mix and the faults")
-		timeout   = fs.Duration("timeout", 0, "end the run after this long; unfinished processes are reported (default: the deadline plus 5 minutes)")
-		byFn      = fs.Bool("cpu-by-function", true, "sample a CPU profile to split this process's CPU by function")
-		logs      = fs.Bool("logs", false, "print the functions' JSON logs (at info) to stderr")
-		quiet     = fs.Bool("quiet", false, "no progress lines")
-		load      = fs.Bool("load", false, "the load benchmark's client mix at 1,000 clients: defaults become -clients 1000 -slow 0.15 -silent 0.05 -time-scale 60 -deadline 30m -arrival 250 (as the local run's -load, with fewer clients); flags given explicitly win")
-		warmup    = fs.Int("warmup", 1000, "warm the emulators up first with batches of this many unmeasured enrollments, until their CPU per enrollment levels off (0: no warm-up, for emulators already warm)")
-		shards    = fs.Int("push-shards", standins.DefaultPushShards, "spread the notifications over this many topics, each with its own push subscription (the Pub/Sub emulator pushes two messages at a time per subscription)")
-		rate      = fs.Float64("queue-rate", 0, "max dispatches per second of each Cloud Tasks queue (default: Cloud Tasks' ceiling of 500/s, times -time-scale)")
-		conc      = fs.Int("queue-concurrency", 1000, "max concurrent dispatches of each Cloud Tasks queue")
-	)
+	fs, sc, own := flags(stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2, nil
 	}
 	if fs.NArg() > 0 {
 		return 2, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *load {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, v := range map[string]string{"clients": "1000", "slow": "0.15", "silent": "0.05", "time-scale": "60", "deadline": "30m", "arrival": "250"} {
-			if !set[name] {
-				_ = fs.Set(name, v)
-			}
-		}
-	}
-	for name, v := range map[string]float64{"slow": *slow, "silent": *silent, "wrong": *wrong, "elsewhere": *elsewhere, "api-error-rate": *errorRate, "api-lost-rate": *lostRate} {
-		if v < 0 || v > 1 {
-			return 2, fmt.Errorf("-%s %g: want a share from 0 to 1", name, v)
-		}
-	}
-	if *slow+*silent+*wrong+*elsewhere > 1 {
-		return 2, errors.New("-slow, -silent, -wrong and -elsewhere add up to more than 1")
-	}
-	if *scale <= 0 {
-		return 2, fmt.Errorf("-time-scale %g: want a positive factor", *scale)
-	}
-	if *clients <= 0 {
-		return 2, fmt.Errorf("-clients %d: want a positive number", *clients)
-	}
-	fastR, err := parseRange(*fast)
-	if err != nil {
-		return 2, fmt.Errorf("-fast-delay: %w", err)
-	}
-	slowR, err := parseRange(*slowDelay)
-	if err != nil {
-		return 2, fmt.Errorf("-slow-delay: %w", err)
-	}
-	env, err := config.Load(config.MapLookup(pollEnv()), adapter.ConnectorTypes())
+	so, err := sc.Options(os.LookupEnv, stderr)
 	if err != nil {
 		return 2, err
 	}
-	sched := env.Poll
-	if *deadline > 0 {
-		sched.Deadline = *deadline
-	} else if _, ok := os.LookupEnv("POLL_DEADLINE"); !ok {
-		sched.Deadline = localDeadline
-	}
-	if *shards < 1 || *rate < 0 || *conc < 1 {
+	if own.shards < 1 || own.rate < 0 || own.conc < 1 {
 		return 2, errors.New("-push-shards and -queue-concurrency must be positive, -queue-rate 0 or more")
 	}
-	if *warmup < 0 {
-		return 2, fmt.Errorf("-warmup %d: want 0 or more", *warmup)
+	if own.warmup < 0 {
+		return 2, fmt.Errorf("-warmup %d: want 0 or more", own.warmup)
 	}
-	o := standins.LoadOptions{Warmup: *warmup, PushShards: *shards, MaxDispatchesPerSecond: *rate, MaxConcurrentDispatches: int32(*conc), Options: simulation.Options{
-		Clients: *clients, Slow: *slow, Silent: *silent, Wrong: *wrong, Elsewhere: *elsewhere,
-		ErrorRate: *errorRate, LostRate: *lostRate,
-		FastDelay: fastR.Scale(*scale), SlowDelay: slowR.Scale(*scale),
-		Schedule: sched.Scale(*scale), TimeScale: *scale, Arrival: *arrival, Seed: *seed,
-		Timeout: *timeout, ProgressEvery: time.Second, CPUByFunction: *byFn,
-	}}
-	if !*quiet {
-		o.Progress = stderr
-	}
-	if *logs {
+	so.Timeout = own.timeout
+	o := standins.LoadOptions{Warmup: own.warmup, PushShards: own.shards, MaxDispatchesPerSecond: own.rate, MaxConcurrentDispatches: int32(own.conc), Options: so}
+	if sc.Logs {
 		o.LogLevel = "info"
 	}
 	// functions-framework-go prints to os.Stdout as it serves, and the
@@ -143,7 +71,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	// stderr with -logs and are dropped otherwise (as the local run does).
 	if f, ok := stdout.(*os.File); ok && f == os.Stdout {
 		os.Stdout = os.Stderr
-		if !*logs {
+		if !sc.Logs {
 			if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
 				os.Stdout = null
 			}
@@ -155,7 +83,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		return 1, err
 	}
 	defer emus.Stop()
-	if !*quiet && len(emus.Started) > 0 {
+	if !sc.Quiet && len(emus.Started) > 0 {
 		fmt.Fprintf(stderr, "started emulators: %s (firestore %s, pubsub %s, cloud tasks %s)\n",
 			strings.Join(emus.Started, ", "), emus.Hosts.Firestore, emus.Hosts.PubSub, emus.Hosts.Tasks)
 	}
@@ -164,9 +92,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		return 1, err
 	}
 	printSummary(stdout, res)
-	if *report != "" {
+	if sc.Report != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(*report, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(sc.Report, append(b, '\n'), 0o644); err != nil {
 			return 1, fmt.Errorf("-report: %w", err)
 		}
 	}
@@ -176,38 +104,27 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	return 0, nil
 }
 
-// localDeadline is the poll deadline of a run on this machine unless
-// POLL_DEADLINE or -deadline says otherwise, as in the local run.
-const localDeadline = 15 * time.Minute
-
-// pollEnv is the environment config.Load needs to read the poll schedule the
-// user set (POLL_*); the rest is filled in and not used.
-func pollEnv() map[string]string {
-	m := map[string]string{}
-	for _, name := range []string{"POLL_INITIAL_DELAY", "POLL_MULTIPLIER", "POLL_MAX_DELAY", "POLL_JITTER", "POLL_DEADLINE"} {
-		if v, ok := os.LookupEnv(name); ok {
-			m[name] = v
-		}
-	}
-	m["GOOGLE_CLOUD_PROJECT"] = "standins"
-	m["CLOUD_TASKS_EMULATOR_HOST"] = "emulator"
-	m["CERTPROV_API_EMULATOR_HOST"] = "emulator"
-	m["CERTPROV_CONFIG"] = `{"allowedCustomers":["standins"],"caConnections":{"x":{"type":"dev"}}}`
-	return m
+// ownFlags are the stand-ins run's own flags, beside the scenario's.
+type ownFlags struct {
+	timeout        time.Duration
+	warmup, shards int
+	rate           float64
+	conc           int
 }
 
-func parseRange(s string) (simulation.Range, error) {
-	a, b := s, s
-	// The separator is the first '-' after the first character.
-	if i := strings.IndexByte(s[min(1, len(s)):], '-'); i >= 0 {
-		a, b = s[:i+1], s[i+2:]
-	}
-	lo, err1 := time.ParseDuration(a)
-	hi, err2 := time.ParseDuration(b)
-	if err1 != nil || err2 != nil || lo < 0 || hi < lo {
-		return simulation.Range{}, fmt.Errorf("%q is not a range such as 1s-5s", s)
-	}
-	return simulation.Range{Min: lo, Max: hi}, nil
+// flags declares the stand-ins run's flags: the scenario's (shared with
+// functions/cmd/local) and its own.
+func flags(stderr io.Writer) (*flag.FlagSet, *scenario.Scenario, *ownFlags) {
+	fs := flag.NewFlagSet("standins", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sc := scenario.Flags(fs)
+	o := &ownFlags{}
+	fs.DurationVar(&o.timeout, "timeout", 0, "end the run after this long; unfinished processes are reported (default: the deadline plus 5 minutes)")
+	fs.IntVar(&o.warmup, "warmup", 1000, "warm the emulators up first with batches of this many unmeasured enrollments, until their CPU per enrollment levels off (0: no warm-up, for emulators already warm)")
+	fs.IntVar(&o.shards, "push-shards", standins.DefaultPushShards, "spread the notifications over this many topics, each with its own push subscription (the Pub/Sub emulator pushes two messages at a time per subscription)")
+	fs.Float64Var(&o.rate, "queue-rate", 0, "max dispatches per second of each Cloud Tasks queue (default: Cloud Tasks' ceiling of 500/s, times -time-scale)")
+	fs.IntVar(&o.conc, "queue-concurrency", 1000, "max concurrent dispatches of each Cloud Tasks queue")
+	return fs, sc, o
 }
 
 // printSummary prints what the local run prints, in the same lines, and then

@@ -1,36 +1,35 @@
 package main
 
 import (
+	"flag"
+	"io"
 	"testing"
-	"time"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/scenario"
 )
 
-func TestParseRange(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		want    simulation.Range
-		wantErr bool
-	}{
-		{in: "1s-5s", want: simulation.Range{Min: time.Second, Max: 5 * time.Second}},
-		{in: "200ms-1s", want: simulation.Range{Min: 200 * time.Millisecond, Max: time.Second}},
-		{in: "30s", want: simulation.Range{Min: 30 * time.Second, Max: 30 * time.Second}},
-		{in: "0s-0s", want: simulation.Range{}},
-		{in: "5s-1s", wantErr: true},
-		{in: "-1s", wantErr: true},
-		{in: "soon", wantErr: true},
-		{in: "", wantErr: true},
-	} {
-		got, err := parseRange(tc.in)
-		if (err != nil) != tc.wantErr {
-			t.Errorf("parseRange(%q) error %v, want error %v", tc.in, err, tc.wantErr)
-			continue
+// TestScenarioFlags: this command registers every scenario flag as
+// scenario.Flags declares it (name, default, usage), as the other run
+// (functions/cmd/local, functions/cmd/standins) does, so one command line
+// means the same clients in both.
+func TestScenarioFlags(t *testing.T) {
+	t.Parallel()
+	fs, _, _ := flags(io.Discard)
+	ref := flag.NewFlagSet("scenario", flag.ContinueOnError)
+	scenario.Flags(ref)
+	n := 0
+	ref.VisitAll(func(want *flag.Flag) {
+		n++
+		got := fs.Lookup(want.Name)
+		if got == nil {
+			t.Errorf("-%s: not registered", want.Name)
+			return
 		}
-		if diff := cmp.Diff(tc.want, got); diff != "" {
-			t.Errorf("parseRange(%q) (-want +got):\n%s", tc.in, diff)
+		if got.DefValue != want.DefValue || got.Usage != want.Usage {
+			t.Errorf("-%s: default %q, usage %q; want %q, %q", want.Name, got.DefValue, got.Usage, want.DefValue, want.Usage)
 		}
+	})
+	if n < 18 {
+		t.Errorf("scenario.Flags declares %d flags, want the 18 shared ones", n)
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/notification"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
@@ -169,8 +168,8 @@ func Default(enrollments int, seed uint64) Options {
 // reach its late phase and then the deadline. The deadline leaves room for
 // a sweep to resume a process whose task was dropped (sweepAfter) before
 // the CA's deadline, which also counts from the signature.
-func campaignPoll() config.PollSchedule {
-	p := config.DefaultPoll
+func campaignPoll() pipeline.PollSchedule {
+	p := pipeline.DefaultPoll
 	p.Deadline = 30 * time.Minute
 	return p
 }
@@ -182,7 +181,7 @@ func campaignPoll() config.PollSchedule {
 // grow past the lease.
 var campaignTiming = struct {
 	fast, slow     simulation.Range
-	poll           config.PollSchedule
+	poll           pipeline.PollSchedule
 	lease, apiCall time.Duration
 	taskMaxBackoff time.Duration
 	pubsubBackoff  simulation.Range

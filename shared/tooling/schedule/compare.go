@@ -9,7 +9,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
@@ -17,7 +17,7 @@ import (
 // Spec names a poll schedule to compare, in real time.
 type Spec struct {
 	Name string
-	Poll config.PollSchedule
+	Poll pipeline.PollSchedule
 }
 
 // String describes the schedule.
@@ -42,8 +42,8 @@ func (s Spec) String() string {
 // 10-second interval, the first phase of the default alone, and the
 // previous default (a single phase capped at a minute).
 func Specs() []Spec {
-	d := config.DefaultPoll
-	fixed := config.PollSchedule{Initial: 10 * time.Second, Multiplier: 1, Max: 10 * time.Second, Deadline: d.Deadline}
+	d := pipeline.DefaultPoll
+	fixed := pipeline.PollSchedule{Initial: 10 * time.Second, Multiplier: 1, Max: 10 * time.Second, Deadline: d.Deadline}
 	firstPhase := d
 	firstPhase.LateAfter, firstPhase.LateInterval = 0, 0
 	previous := firstPhase

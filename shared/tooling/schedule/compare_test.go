@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 	"github.com/chromeos-certprov/adapter/shared/tooling/schedule"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
@@ -41,11 +41,11 @@ func TestCompare(t *testing.T) {
 		Clients: 30, Slow: 0.2, Silent: 0.1, Seed: 1, TimeScale: scale, Clock: v,
 		FastDelay: simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(scale),
 		SlowDelay: simulation.Range{Min: 30 * time.Second, Max: 5 * time.Minute}.Scale(scale),
-		Schedule:  config.DefaultPoll.Scale(scale),
+		Schedule:  pipeline.DefaultPoll.Scale(scale),
 	}
 	o.Schedule.Deadline = 30 * time.Minute / scale
 	specs := schedule.Specs()
-	rows, err := schedule.Compare(context.Background(), o, specs, config.DefaultPoll.Deadline, nil, nil)
+	rows, err := schedule.Compare(context.Background(), o, specs, pipeline.DefaultPoll.Deadline, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestCompare(t *testing.T) {
 		if r.Name != specs[i].Name || !r.OK {
 			t.Errorf("row %d: %s ok=%t outcomes %+v", i, r.Name, r.OK, r.Outcomes)
 		}
-		if want := specs[i].Poll.PollsUntil(config.DefaultPoll.Deadline); r.SilentPolls != want {
+		if want := specs[i].Poll.PollsUntil(pipeline.DefaultPoll.Deadline); r.SilentPolls != want {
 			t.Errorf("%s: %d silent polls to the deadline, want %d", r.Name, r.SilentPolls, want)
 		}
 		if r.Outcomes.Uploaded+r.Outcomes.Failed != o.Clients {

@@ -74,7 +74,7 @@ type Options struct {
 	// FastDelay and SlowDelay are when online and slow clients sign.
 	FastDelay, SlowDelay Range
 	// Schedule is the poll schedule; its Deadline ends silent clients.
-	Schedule config.PollSchedule
+	Schedule pipeline.PollSchedule
 	// TimeScale is the factor by which the caller divided the client delays
 	// and the poll schedule (0 or 1: real time). The report gives the
 	// latencies both as measured and multiplied back (see Report).
@@ -256,7 +256,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 func (o *Options) defaults() {
 	if o.Schedule.Initial <= 0 {
-		o.Schedule = config.DefaultPoll
+		o.Schedule = pipeline.DefaultPoll
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = o.Schedule.Deadline + 5*time.Minute
@@ -383,7 +383,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 	if sealer == nil {
 		key := make([]byte, 32)
 		crand.Read(key)
-		if sealer, err = adapter.Sealer(func(string) (string, bool) { return base64.StdEncoding.EncodeToString(key), true }, cfg); err != nil {
+		if sealer, err = adapter.Sealer(base64.StdEncoding.EncodeToString(key), cfg); err != nil {
 			return nil, fmt.Errorf("simulation: %w", err)
 		}
 	}
@@ -410,8 +410,8 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		CallerID:         "certprov-local",
 		RefuseIncomplete: cfg.RefuseIncomplete(),
 		Schedule:         o.Schedule,
-		TTL:              config.DefaultRecordTTL,
-		MaxAttempts:      config.DefaultTasksMaxAttempts,
+		TTL:              pipeline.DefaultTTL,
+		MaxAttempts:      pipeline.DefaultMaxAttempts,
 		Lease:            o.Lease,
 		Log:              o.Log,
 		Crash:            o.Crash,
@@ -453,7 +453,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 				last, done := o.TaskAttempt(q, body, tasks.RetryCount(r))
 				aw := &attemptWriter{ResponseWriter: rw, code: http.StatusOK}
 				if last {
-					r.Header.Set(tasks.HeaderRetryCount, strconv.Itoa(config.DefaultTasksMaxAttempts-1))
+					r.Header.Set(tasks.HeaderRetryCount, strconv.Itoa(pipeline.DefaultMaxAttempts-1))
 					aw.dropped = &w.lastDropped
 				}
 				rw = aw
@@ -472,7 +472,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		tasks.QueuePoll:  count(1, adapter.Poll(get)),
 		tasks.QueueIssue: count(2, adapter.Issue(get)),
 	}, embedded.Options{
-		MaxAttempts:   config.DefaultTasksMaxAttempts,
+		MaxAttempts:   pipeline.DefaultMaxAttempts,
 		MinBackoff:    100 * time.Millisecond,
 		MaxBackoff:    o.TaskMaxBackoff,
 		Concurrency:   o.Concurrency,
@@ -516,7 +516,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 					if rec.Code/100 == 2 {
 						return
 					}
-					if attempt >= config.DefaultTasksMaxAttempts {
+					if attempt >= pipeline.DefaultMaxAttempts {
 						w.pubsub.deadLettered.Add(1)
 						return
 					}

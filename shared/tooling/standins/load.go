@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpuprofile"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
@@ -281,7 +281,7 @@ func warmUp(ctx context.Context, hosts Hosts, o LoadOptions) ([]float64, error) 
 			Options: simulation.Options{
 				Clients:   o.Warmup,
 				FastDelay: simulation.Range{Max: 200 * time.Millisecond},
-				Schedule:  config.PollSchedule{Initial: 100 * time.Millisecond, Multiplier: 1.5, Max: time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
+				Schedule:  pipeline.PollSchedule{Initial: 100 * time.Millisecond, Multiplier: 1.5, Max: time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
 				Timeout:   3 * time.Minute,
 				Seed:      o.Seed + uint64(i) + 1,
 			},
@@ -315,7 +315,7 @@ func warmUp(ctx context.Context, hosts Hosts, o LoadOptions) ([]float64, error) 
 
 func (o *LoadOptions) defaults() {
 	if o.Schedule.Initial <= 0 {
-		o.Schedule = config.DefaultPoll
+		o.Schedule = pipeline.DefaultPoll
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = o.Schedule.Deadline + 5*time.Minute

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 	"github.com/chromeos-certprov/adapter/shared/tooling/standins"
 	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
@@ -21,7 +21,7 @@ func TestLoadOverRealStandIns(t *testing.T) {
 		Options: simulation.Options{
 			Clients:   n,
 			FastDelay: simulation.Range{Min: 100 * time.Millisecond, Max: 800 * time.Millisecond},
-			Schedule:  config.PollSchedule{Initial: 300 * time.Millisecond, Multiplier: 1.5, Max: 2 * time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
+			Schedule:  pipeline.PollSchedule{Initial: 300 * time.Millisecond, Multiplier: 1.5, Max: 2 * time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
 			Timeout:   3 * time.Minute,
 			Seed:      7,
 		},

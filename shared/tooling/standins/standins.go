@@ -42,6 +42,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/profile"
 	"github.com/chromeos-certprov/adapter/shared/store/firestore"
 	tcloud "github.com/chromeos-certprov/adapter/shared/tasks/cloudtasks"
@@ -64,7 +65,7 @@ type Options struct {
 	// Emulator options for the API emulator (Publish is set by Start).
 	Emulator cpemulator.Options
 	// Schedule is the poll schedule given to the functions.
-	Schedule config.PollSchedule
+	Schedule pipeline.PollSchedule
 	// Dir holds the development CA's files.
 	Dir string
 	// LogLevel of the functions' logs (stdout); default "warn".

@@ -13,7 +13,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
-	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	tcloud "github.com/chromeos-certprov/adapter/shared/tasks/cloudtasks"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
@@ -34,7 +34,7 @@ func TestEnrollOverRealStandIns(t *testing.T) {
 	project := fmt.Sprintf("standins%d", time.Now().UnixNano()%1e9)
 	env, err := standins.Start(ctx, hosts, standins.Options{
 		Project: project, Customer: "C0standins", Dir: t.TempDir(),
-		Schedule: config.PollSchedule{Initial: 300 * time.Millisecond, Multiplier: 1.5, Max: 2 * time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
+		Schedule: pipeline.PollSchedule{Initial: 300 * time.Millisecond, Multiplier: 1.5, Max: 2 * time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
@@ -102,7 +103,7 @@ func options(clients int, a *config.Adapter, sec func(string) (string, error)) s
 		Adapter:        a,
 		Secrets:        sec,
 		FastDelay:      simulation.Range{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond},
-		Schedule:       config.PollSchedule{Initial: 50 * time.Millisecond, Multiplier: 1.5, Max: 200 * time.Millisecond, Jitter: 0.2, Deadline: 30 * time.Second},
+		Schedule:       pipeline.PollSchedule{Initial: 50 * time.Millisecond, Multiplier: 1.5, Max: 200 * time.Millisecond, Jitter: 0.2, Deadline: 30 * time.Second},
 		Lease:          time.Second,
 		TaskMaxBackoff: 1500 * time.Millisecond,
 		Timeout:        60 * time.Second,

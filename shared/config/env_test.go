@@ -7,54 +7,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 )
-
-func TestPollDelay(t *testing.T) {
-	t.Parallel()
-	s := PollSchedule{Initial: 2 * time.Second, Multiplier: 1.5, Max: 10 * time.Second, Jitter: 0.2, LateAfter: 10 * time.Minute, LateInterval: 5 * time.Minute, Deadline: 24 * time.Hour}
-	tests := []struct {
-		name    string
-		n       int
-		elapsed time.Duration
-		u       float64
-		want    time.Duration
-	}{
-		{"first poll, mean jitter", 0, 0, 0.5, 2 * time.Second},
-		{"first poll, least jitter", 0, 0, 0, 1600 * time.Millisecond},
-		{"first poll, most jitter", 0, 0, 1, 2400 * time.Millisecond},
-		{"grows by the multiplier", 2, 5 * time.Second, 0.5, 4500 * time.Millisecond},
-		{"capped at Max", 10, 2 * time.Minute, 0.5, 10 * time.Second},
-		{"late phase", 60, 10 * time.Minute, 0.5, 5 * time.Minute},
-		{"late phase jittered", 60, time.Hour, 0, 4 * time.Minute},
-	}
-	for _, tc := range tests {
-		if got := s.Delay(tc.n, tc.elapsed, tc.u); got != tc.want {
-			t.Errorf("%s: Delay(%d, %s, %g) = %s, want %s", tc.name, tc.n, tc.elapsed, tc.u, got, tc.want)
-		}
-	}
-	one := s
-	one.LateAfter = 0
-	if got := one.Delay(500, 20*time.Hour, 0.5); got != 10*time.Second {
-		t.Errorf("LateAfter 0 keeps the first phase: got %s", got)
-	}
-}
-
-func TestPollsUntil(t *testing.T) {
-	t.Parallel()
-	fixed := PollSchedule{Initial: 10 * time.Second, Multiplier: 1, Max: 10 * time.Second, Deadline: time.Hour}
-	if got := fixed.PollsUntil(time.Hour); got != 360 {
-		t.Errorf("fixed 10s for an hour: %d polls, want 360", got)
-	}
-	// 2, 3, 4.5, 6.75 s, then every 10 s to 10 min (63 polls), then every 5 min (286).
-	late := DefaultPoll
-	got := late.PollsUntil(24 * time.Hour)
-	if got < 345 || got > 352 {
-		t.Errorf("default schedule to 24h: %d polls, want about 349", got)
-	}
-	if all := late.Scale(60); all.PollsUntil(24*time.Hour/60) != got {
-		t.Errorf("scaling the schedule changes its poll count: %d != %d", all.PollsUntil(24*time.Hour/60), got)
-	}
-}
 
 func TestPollScheduleFromEnv(t *testing.T) {
 	t.Parallel()
@@ -73,7 +28,7 @@ func TestPollScheduleFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultPoll
+	want := pipeline.DefaultPoll
 	want.LateAfter, want.Max = 0, time.Minute
 	if diff := cmp.Diff(want, c.Poll); diff != "" {
 		t.Errorf("POLL_LATE_AFTER=0 (-want +got):\n%s", diff)
@@ -105,7 +60,7 @@ func TestLeaseFromEnv(t *testing.T) {
 	t.Parallel()
 	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "proj", "CERTPROV_CONFIG": goodAdapter, "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"}
 	testDurationSetting(t, base, func(c *Config) time.Duration { return c.Lease }, []durationCase{
-		{"default", nil, DefaultLease, ""},
+		{"default", nil, pipeline.DefaultLease, ""},
 		{"longer", []string{"LEASE", "5m"}, 5 * time.Minute, ""},
 		{"shorter than two API call deadlines", []string{"LEASE", "30s"}, 0, "LEASE 30s: must be at least 1m0s"},
 		{"not a duration", []string{"LEASE", "long"}, 0, "LEASE: \"long\" is not a positive duration"},
@@ -156,4 +111,47 @@ func TestSweepBudgetFromEnv(t *testing.T) {
 		{"a longer function timeout", []string{"SWEEP_BUDGET", "290s"}, 290 * time.Second, ""},
 		{"inside the margin", []string{"SWEEP_BUDGET", "5s"}, 0, "SWEEP_BUDGET 5s: must be at least 10s"},
 	})
+}
+
+// TestLoadPoll: the local runs read the poll schedule alone, with its own
+// checks, and no other setting's problem.
+func TestLoadPoll(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    pipeline.PollSchedule
+		wantErr []string
+	}{
+		{"defaults", nil, pipeline.DefaultPoll, nil},
+		{"other settings are not read", map[string]string{"LEASE": "soon", "GOOGLE_CLOUD_PROJECT": ""}, pipeline.DefaultPoll, nil},
+		{"set", map[string]string{"POLL_INITIAL_DELAY": "50ms", "POLL_MAX_DELAY": "200ms", "POLL_LATE_AFTER": "0"},
+			func() pipeline.PollSchedule {
+				p := pipeline.DefaultPoll
+				p.Initial, p.Max, p.LateAfter = 50*time.Millisecond, 200*time.Millisecond, 0
+				return p
+			}(), nil},
+		{"every problem", map[string]string{"POLL_INITIAL_DELAY": "1m", "POLL_JITTER": "1", "POLL_DEADLINE": "-1h"}, pipeline.PollSchedule{},
+			[]string{"POLL_MAX_DELAY 10s is shorter than POLL_INITIAL_DELAY 1m0s", `POLL_JITTER: "1" is not a number from 0 to 0.9`, `POLL_DEADLINE: "-1h" is not a positive duration`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := LoadPoll(MapLookup(tc.env))
+			if tc.wantErr != nil {
+				for _, w := range tc.wantErr {
+					if err == nil || !strings.Contains(err.Error(), w) {
+						t.Errorf("error %v does not mention %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("schedule (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

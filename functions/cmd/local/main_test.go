@@ -1,0 +1,64 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"testing"
+
+	"github.com/chromeos-certprov/adapter/shared/tooling/scenario"
+)
+
+// TestScenarioFlags: this command registers every scenario flag as
+// scenario.Flags declares it (name, default, usage), as the other run
+// (functions/cmd/local, functions/cmd/standins) does, so one command line
+// means the same clients in both.
+func TestScenarioFlags(t *testing.T) {
+	t.Parallel()
+	fs, _, _ := flags(io.Discard)
+	ref := flag.NewFlagSet("scenario", flag.ContinueOnError)
+	scenario.Flags(ref)
+	n := 0
+	ref.VisitAll(func(want *flag.Flag) {
+		n++
+		got := fs.Lookup(want.Name)
+		if got == nil {
+			t.Errorf("-%s: not registered", want.Name)
+			return
+		}
+		if got.DefValue != want.DefValue || got.Usage != want.Usage {
+			t.Errorf("-%s: default %q, usage %q; want %q, %q", want.Name, got.DefValue, got.Usage, want.DefValue, want.Usage)
+		}
+	})
+	if n < 18 {
+		t.Errorf("scenario.Flags declares %d flags, want the 18 shared ones", n)
+	}
+}
+
+// TestDocumentedCommandLines: the command lines the README and .ci/run give
+// parse, and mean what they say.
+func TestDocumentedCommandLines(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args    []string
+		clients int
+		report  string
+	}{
+		{[]string{"-clients", "200", "-report", "r.json"}, 200, "r.json"},               // README, "Try it"
+		{[]string{"-clients", "200", "-report", "out.json", "-quiet"}, 200, "out.json"}, // .ci/run
+		{[]string{"-load", "-seed", "1", "-report", "load.json"}, 10000, "load.json"},   // README, Performance
+	} {
+		fs, sc, _ := flags(io.Discard)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		o, err := sc.Options(func(string) (string, bool) { return "", false }, io.Discard)
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if o.Clients != tc.clients || sc.Report != tc.report {
+			t.Errorf("%q: %d clients, report %q; want %d, %q", tc.args, o.Clients, sc.Report, tc.clients, tc.report)
+		}
+	}
+}
