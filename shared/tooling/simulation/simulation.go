@@ -333,7 +333,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		apiTimeout, httpTimeout = 10*time.Minute, 10*time.Minute
 	}
 
-	// The API emulator, served over real HTTP on a loopback port.
+	// The API emulator.
 	var deliver func(data []byte)
 	w.emu = cpemulator.New(cpemulator.Options{
 		Publish: func(_ context.Context, data []byte, _ map[string]string) error {
@@ -546,8 +546,28 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		clk.AfterFunc(o.SweepEvery, sweep)
 	}
 
-	// The clients.
+	// The clients. While they arrive, a progress line says how many have.
+	arrived := make(chan struct{})
+	if o.Progress != nil && o.ProgressEvery > 0 {
+		go func() {
+			tick := time.NewTicker(o.ProgressEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-arrived:
+					return
+				case <-tick.C:
+					at := fmt.Sprintf("%6.1fs", time.Since(start).Seconds())
+					if virtual {
+						at += fmt.Sprintf(" (clock %6.1fs)", clk.Now().Sub(simStart).Seconds())
+					}
+					fmt.Fprintf(o.Progress, "%s  %d of %d clients arrived\n", at, w.emu.Len(), o.Clients)
+				}
+			}
+		}()
+	}
 	clients, err := AddClients(ctx, w.emu, Customer, *o, rng.rng, &rng.mu)
+	close(arrived)
 	if err != nil {
 		return nil, fmt.Errorf("simulation: %w", err)
 	}
