@@ -109,6 +109,7 @@ func newHarness(t *testing.T, emuOpts cpemulator.Options) *harness {
 		t.Fatal(err)
 	}
 	h.store = memory.New()
+	h.store.SetClock(h.clk.Now) // UpdatedAt on the harness clock, as the sweep reads it
 	h.q = &queue{names: map[string]bool{}}
 	h.p = &pipeline.Pipeline{
 		Store:       h.store,
