@@ -174,7 +174,7 @@ func campaignPoll() pipeline.PollSchedule {
 	return p
 }
 
-// campaignTiming is the campaign's time base in real time; Campaign divides
+// campaignTiming is the campaign's time base in production time; Run divides
 // it by TimeScale. The ratios follow production: the lease (2 minutes there)
 // is four API timeouts, task backoff (2s to 5 minutes) and Pub/Sub's
 // redelivery backoff (10s to 10 minutes, terraform's claim_retry_backoff)
