@@ -80,3 +80,25 @@ resource "google_firestore_index" "stale" {
     order      = "ASCENDING"
   }
 }
+
+# The operator CLI's queries (store/firestore List and ByProcessID, for
+# certprov list and status): an equality filter on one of these fields,
+# optionally createdAt >= T, ORDER BY createdAt DESC. Firestore merges these
+# indexes when a query combines several equality filters.
+resource "google_firestore_index" "operator" {
+  for_each = toset(["state", "customer", "profileRef", "processId"])
+
+  project     = var.project_id
+  database    = google_firestore_database.progress.name
+  collection  = var.firestore_collection
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = each.value
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "createdAt"
+    order      = "DESCENDING"
+  }
+}

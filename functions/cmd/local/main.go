@@ -14,9 +14,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/config"
@@ -175,11 +176,4 @@ func printSummary(w io.Writer, r *simulation.Report) {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

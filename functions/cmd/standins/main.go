@@ -22,9 +22,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -232,13 +233,8 @@ func sortedInts64(m map[string]int64) string {
 func sortedFloats(m map[string]float64) string { return sorted(m, "%.2f") }
 
 func sorted(m map[string]float64, format string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(&b, " %s "+format, k, m[k])
 	}
 	return b.String()

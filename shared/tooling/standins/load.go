@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"reflect"
 	"runtime/metrics"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -385,14 +386,9 @@ func wait(ctx context.Context, env *Env, clients []simulation.Client, o *LoadOpt
 }
 
 func stateCounts(c map[cpemulator.State]int) string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, string(k))
-	}
-	sort.Strings(keys)
 	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%d ", k, c[cpemulator.State(k)])
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		fmt.Fprintf(&b, "%s=%d ", k, c[k])
 	}
 	return b.String()
 }

@@ -1,0 +1,15 @@
+package adapter
+
+import (
+	"context"
+
+	"github.com/chromeos-certprov/adapter/shared/config"
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
+)
+
+// BuildCAsFor builds the CA connections as function fn does at start
+// ("ClaimProcess", "PollSignature", "IssueCertificate"; "" builds all):
+// the others get a placeholder that knows the reference exists.
+func BuildCAsFor(ctx context.Context, a config.Adapter, secrets func(string) (string, error), fn string) (map[string]pipeline.Issuer, error) {
+	return buildCAs(ctx, a, secrets, func(typ string) bool { return buildsType(fn, typ) })
+}
