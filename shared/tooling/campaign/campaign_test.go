@@ -16,7 +16,7 @@ import (
 )
 
 // TestCampaign runs the fault campaign of 2,000 enrollments on the virtual
-// clock (seconds of CPU; the 10,000-enrollment one is `go run
+// clock (about 10 s; the 10,000-enrollment one is `go run
 // ./functions/cmd/campaign -enrollments 10000`): every kind of fault is
 // injected, and no process breaks an invariant or ends otherwise than its
 // scenario and its injected faults call for. It asserts invariants and
