@@ -88,7 +88,7 @@ func (p *Pipeline) claim(ctx context.Context, data []byte, attempt int) error {
 	default:
 		p.logger(ctx).Info("state transition", slog.String("state", string(progress.StateReceived)), slog.String("format", string(format)))
 	}
-	if err := p.crash("claim:after-create"); err != nil {
+	if err := p.crash(ctx, key, "claim:after-create"); err != nil {
 		return err
 	}
 	if owned {
@@ -205,7 +205,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attem
 			return nil
 		})
 	}
-	if err := p.crash("claim:before-claim"); err != nil {
+	if err := p.crash(ctx, rec.Key, "claim:before-claim"); err != nil {
 		return nil, err
 	}
 	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
@@ -225,7 +225,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attem
 		return nil, p.claimAPIError(ctx, rec, attempt, "claim", err)
 	}
 	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
-	if err := p.crash("claim:after-claim"); err != nil {
+	if err := p.crash(ctx, rec.Key, "claim:after-claim"); err != nil {
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
@@ -305,7 +305,7 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record, attem
 // callSignData calls signData for a record in SIGNING whose lease this
 // delivery holds, then records the operation.
 func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
-	if err := p.crash("sign:before-signData"); err != nil {
+	if err := p.crash(ctx, rec.Key, "sign:before-signData"); err != nil {
 		return nil, err
 	}
 	data, err := p.plain(rec.Key, rec.SignData)
@@ -331,7 +331,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record, attem
 		_, ferr := p.fail(ctx, rec, attempt, "signData: "+err.Error(), "The certificate provisioning service refused to ask this device for its signature. Contact your administrator.")
 		return nil, ferr
 	}
-	if err := p.crash("sign:after-signData"); err != nil {
+	if err := p.crash(ctx, rec.Key, "sign:after-signData"); err != nil {
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {

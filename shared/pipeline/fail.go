@@ -109,7 +109,7 @@ const MsgFailureUnreported = "failure not reported to the device"
 // answer is retried by the queue, and on the last attempt (or after a
 // refusal) a fresh task takes over, up to maxReportHandoffs, then the sweep.
 func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
-	if err := p.crash("fail:before-setFailure"); err != nil {
+	if err := p.crash(ctx, rec.Key, "fail:before-setFailure"); err != nil {
 		return nil, err
 	}
 	if !everClaimed(rec) {
@@ -153,7 +153,7 @@ func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, atte
 			return nil, p.handOffReport(ctx, rec, err)
 		}
 	}
-	if err := p.crash("fail:after-setFailure"); err != nil {
+	if err := p.crash(ctx, rec.Key, "fail:after-setFailure"); err != nil {
 		return nil, err
 	}
 	next, err := p.transition(ctx, rec.Key, []progress.State{progress.StateFailing}, progress.StateFailed, func(r *progress.Record) error {

@@ -118,6 +118,7 @@ func newHarness(t *testing.T, emuOpts cpemulator.Options) *harness {
 		t.Fatal(err)
 	}
 	h.store = memory.New()
+	h.store.SetClock(h.clk.Now) // UpdatedAt on the harness clock, as the sweep reads it
 	h.q = &queue{names: map[string]bool{}}
 	h.p = &pipeline.Pipeline{
 		Store:       h.store,
@@ -331,7 +332,7 @@ var errCrash = errors.New("crash")
 func (h *harness) crashOnce(point string) *int {
 	var mu sync.Mutex
 	hits := new(int)
-	h.p.Crash = func(at string) error {
+	h.p.Crash = func(_ context.Context, _, at string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if at == point && *hits == 0 {

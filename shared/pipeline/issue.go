@@ -101,7 +101,7 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, attempt int)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.crash("issue:before-ca"); err != nil {
+	if err := p.crash(ctx, rec.Key, "issue:before-ca"); err != nil {
 		return nil, err
 	}
 	var validity time.Duration
@@ -121,7 +121,7 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, attempt int)
 	if err != nil {
 		return p.caFailure(ctx, rec, err, attempt)
 	}
-	if err := p.crash("issue:after-ca"); err != nil {
+	if err := p.crash(ctx, rec.Key, "issue:after-ca"); err != nil {
 		return nil, err
 	}
 	// Nothing is uploaded that was not checked.
@@ -275,7 +275,7 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, attempt int
 
 // uploadLeased uploads the stored certificate under this delivery's lease.
 func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
-	if err := p.crash("upload:before-upload"); err != nil {
+	if err := p.crash(ctx, rec.Key, "upload:before-upload"); err != nil {
 		return nil, err
 	}
 	err := p.API.UploadCertificate(ctx, rec.ProcessName, rec.CertificatePEM)
@@ -309,7 +309,7 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, attem
 			return p.fail(ctx, rec, attempt, "uploadCertificate: "+err.Error(), "The certificate could not be delivered to this device. Try again later; if it repeats, contact your administrator.")
 		}
 	}
-	if err := p.crash("upload:after-upload"); err != nil {
+	if err := p.crash(ctx, rec.Key, "upload:after-upload"); err != nil {
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {

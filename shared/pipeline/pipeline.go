@@ -109,9 +109,10 @@ type Pipeline struct {
 	// whenever they carry a challenge password. Required with a Challenger.
 	Sealer *seal.Sealer
 	// Crash, when set, is called at every point where an instance could die
-	// (before and after each external call and store write); a non-nil error
+	// (before and after each external call and store write) with the step's
+	// context, the progress record's key and the point; a non-nil error
 	// aborts the step there as a crash would. For the fault campaign and tests.
-	Crash func(point string) error
+	Crash func(ctx context.Context, key, point string) error
 
 	once sync.Once
 }
@@ -153,11 +154,11 @@ func IsCrash(err error) bool {
 	return errors.As(err, &c)
 }
 
-func (p *Pipeline) crash(point string) error {
+func (p *Pipeline) crash(ctx context.Context, key, point string) error {
 	if p.Crash == nil {
 		return nil
 	}
-	if err := p.Crash(point); err != nil {
+	if err := p.Crash(ctx, key, point); err != nil {
 		return &crashError{point: point}
 	}
 	return nil

@@ -195,7 +195,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt i
 			}
 			return err
 		}
-		if err := p.crash("poll:after-advance"); err != nil {
+		if err := p.crash(ctx, rec.Key, "poll:after-advance"); err != nil {
 			return err
 		}
 		return p.enqueuePoll(ctx, next, next.NextPollAt)
@@ -234,7 +234,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt i
 		}
 		return err
 	}
-	if err := p.crash("poll:after-signed"); err != nil {
+	if err := p.crash(ctx, rec.Key, "poll:after-signed"); err != nil {
 		return err
 	}
 	return p.enqueueIssue(ctx, next, time.Time{})

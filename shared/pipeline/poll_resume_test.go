@@ -83,7 +83,7 @@ func TestDuplicatePollWhoseWinnerCrashes(t *testing.T) {
 			}
 			h.clk.advanceTo(task.ScheduleTime)
 			var crashed sync.Once
-			h.p.Crash = func(at string) error {
+			h.p.Crash = func(_ context.Context, _, at string) error {
 				if at != tc.point {
 					return nil
 				}

@@ -5,11 +5,12 @@
 // those of issue 11 (lost claim answers, refused repeat claims, setFailure
 // failing and contention on a task's last attempt, garbage CA answers), then
 // checks every process against the invariants, "every failure reported"
-// among them. It prints the fault counts,
+// among them. It runs on a virtual clock (shared/tooling/clock): the
+// minutes it simulates take the CPU time they need. It prints the fault counts,
 // the outcomes, the API calls and every violation with the process's history,
 // and exits non-zero on any violation or unfinished process.
 //
-//	go run ./functions/cmd/campaign -enrollments 2000 -seed 1 -report campaign.json
+//	go run ./functions/cmd/campaign -enrollments 10000 -seed 1 -report campaign.json
 package main
 
 import (
@@ -26,7 +27,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
-	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/campaign"
 )
 
 func main() {
@@ -40,10 +41,10 @@ func main() {
 }
 
 // parse reads the flags into campaign options; report is the -report file.
-func parse(args []string, stderr io.Writer) (co simulation.CampaignOptions, report string, quiet bool, err error) {
+func parse(args []string, stderr io.Writer) (co campaign.Options, report string, quiet bool, err error) {
 	fs := flag.NewFlagSet("campaign", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	d := simulation.DefaultCampaign(2000, 1)
+	d := campaign.Default(2000, 1)
 	fs.IntVar(&co.Enrollments, "enrollments", d.Enrollments, "number of simulated clients to enroll")
 	fs.Uint64Var(&co.Seed, "seed", d.Seed, "random seed of the client mix, the fault plans and the CA outage timeline")
 	fs.StringVar(&report, "report", "", "write the JSON report to this file")
@@ -66,14 +67,15 @@ func parse(args []string, stderr io.Writer) (co simulation.CampaignOptions, repo
 	fs.Float64Var(&co.ContentionLastRate, "contention-last-rate", d.ContentionLastRate, "share of processes whose issuance meets contention (a crashed attempt's lease) on a task's last attempt")
 	fs.Float64Var(&co.CAMalformedRate, "ca-malformed-rate", d.CAMalformedRate, "share of issuances whose CA answer is garbage (a transient \"malformed answer\")")
 	fs.Float64Var(&co.GarbageCertRate, "garbage-cert-rate", d.GarbageCertRate, "share of processes the CA answers with a certificate for another key (the check must refuse it)")
-	fs.DurationVar(&co.CAOutageGap.Min, "ca-outage-gap-min", d.CAOutageGap.Min, "least time between CA outages (real time, scaled)")
-	fs.DurationVar(&co.CAOutageGap.Max, "ca-outage-gap-max", d.CAOutageGap.Max, "most time between CA outages (real time, scaled)")
-	fs.DurationVar(&co.CAOutageLength.Min, "ca-outage-min", d.CAOutageLength.Min, "shortest CA outage (real time, scaled)")
-	fs.DurationVar(&co.CAOutageLength.Max, "ca-outage-max", d.CAOutageLength.Max, "longest CA outage (real time, scaled)")
+	fs.DurationVar(&co.CAOutageGap.Min, "ca-outage-gap-min", d.CAOutageGap.Min, "least time between CA outages (production time, divided by -time-scale)")
+	fs.DurationVar(&co.CAOutageGap.Max, "ca-outage-gap-max", d.CAOutageGap.Max, "most time between CA outages (production time, divided by -time-scale)")
+	fs.DurationVar(&co.CAOutageLength.Min, "ca-outage-min", d.CAOutageLength.Min, "shortest CA outage (production time, divided by -time-scale)")
+	fs.DurationVar(&co.CAOutageLength.Max, "ca-outage-max", d.CAOutageLength.Max, "longest CA outage (production time, divided by -time-scale)")
 	fs.IntVar(&co.MaxFaultsPerProcess, "max-faults-per-process", d.MaxFaultsPerProcess, "bound on crashes, store faults, lost answers and timeouts per process (0: none)")
 	fs.Float64Var(&co.TimeScale, "time-scale", d.TimeScale, "divide client delays, the poll schedule, the lease, the API timeout and task backoff by this factor")
 	fs.Float64Var(&co.Arrival, "arrival", d.Arrival, "new clients per second (0: all at once)")
-	fs.DurationVar(&co.Timeout, "timeout", 0, "end the run after this long (default: from the arrival time and the poll deadline)")
+	fs.DurationVar(&co.Timeout, "timeout", 0, "end the run after this long on its clock (default: from the arrival time and the poll deadline)")
+	fs.BoolVar(&co.RealClock, "real-clock", false, "run on the real clock (as long as the campaign simulates) instead of the virtual one")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
 	logs := fs.Bool("logs", false, "print the adapter's JSON logs to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -103,7 +105,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		co.Progress, co.ProgressEvery = stderr, 5*time.Second
 	}
 	start := time.Now()
-	r, err := simulation.Campaign(ctx, co)
+	r, err := campaign.Run(ctx, co)
 	if err != nil {
 		return 2, err
 	}
@@ -120,8 +122,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	return 0, nil
 }
 
-func printReport(w io.Writer, r *simulation.CampaignReport, took time.Duration) {
-	fmt.Fprintf(w, "fault campaign: %d enrollments, seed %d, time scale %g, %.1fs\n", r.Enrollments, r.Seed, r.TimeScale, took.Seconds())
+func printReport(w io.Writer, r *campaign.Report, took time.Duration) {
+	fmt.Fprintf(w, "fault campaign: %d enrollments, seed %d, time scale %g, %.1fs (%.0fs on its clock)\n", r.Enrollments, r.Seed, r.TimeScale, took.Seconds(), r.ClockSeconds)
 	f := r.Faults
 	fmt.Fprintf(w, "faults injected:\n")
 	fmt.Fprintf(w, "  API: %d requests; before acting 503 %d, 429 %d, 500 %d (%.2f%% of requests); lost answers %d; timeouts %d before acting, %d after\n",

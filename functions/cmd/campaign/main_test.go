@@ -14,25 +14,25 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/campaign"
 )
 
 func TestParse(t *testing.T) {
 	t.Parallel()
-	def := simulation.DefaultCampaign(2000, 1)
+	def := campaign.Default(2000, 1)
 	tests := []struct {
 		name   string
 		args   []string
-		want   simulation.CampaignOptions
+		want   campaign.Options
 		report string
 		quiet  bool
 	}{
 		{"defaults: the documented campaign", nil, def, "", false},
 		{"the README's command", []string{"-enrollments", "2000", "-seed", "1", "-report", "r.json"}, def, "r.json", false},
 		{"overrides", []string{"-enrollments", "300", "-seed", "7", "-api-error-rate", "0.1", "-crash-rate", "0", "-time-scale", "40",
-			"-ca-outage-min", "1s", "-max-faults-per-process", "5", "-timeout", "2m", "-quiet"}, func() simulation.CampaignOptions {
-			o := simulation.DefaultCampaign(300, 7)
-			o.APIErrorRate, o.CrashRate, o.TimeScale = 0.1, 0, 40
+			"-ca-outage-min", "1s", "-max-faults-per-process", "5", "-timeout", "2m", "-real-clock", "-quiet"}, func() campaign.Options {
+			o := campaign.Default(300, 7)
+			o.APIErrorRate, o.CrashRate, o.TimeScale, o.RealClock = 0.1, 0, 40, true
 			o.CAOutageLength.Min, o.MaxFaultsPerProcess, o.Timeout = time.Second, 5, 2*time.Minute
 			return o
 		}(), "", true},
@@ -44,7 +44,7 @@ func TestParse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmpopts.IgnoreUnexported(simulation.CampaignOptions{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmpopts.IgnoreUnexported(campaign.Options{})); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
 			if report != tc.report || quiet != tc.quiet {
@@ -92,7 +92,7 @@ func TestSmallCampaign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r simulation.CampaignReport
+	var r campaign.Report
 	if err := json.Unmarshal(data, &r); err != nil {
 		t.Fatalf("report: %v", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/scenario"
+	"github.com/chromeos-certprov/adapter/shared/tooling/schedule"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
@@ -68,7 +69,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if local.compare {
 		// The first schedule is the default: its run is the report's main figures.
 		var reports []*simulation.Report
-		rows, err := simulation.CompareSchedules(ctx, o, simulation.Schedules(), pipeline.DefaultPoll.Deadline, o.Progress, func(_ simulation.ScheduleSpec, rep *simulation.Report) { reports = append(reports, rep) })
+		rows, err := schedule.Compare(ctx, o, schedule.Specs(), pipeline.DefaultPoll.Deadline, o.Progress, func(_ schedule.Spec, rep *simulation.Report) { reports = append(reports, rep) })
 		if err != nil {
 			return 1, err
 		}

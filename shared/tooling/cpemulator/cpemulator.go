@@ -131,6 +131,11 @@ type Options struct {
 	// Now is the clock; default time.Now. Tests pass a settable clock so a
 	// client's SignDelay elapses without sleeping.
 	Now func() time.Time
+	// Sleep, when set, is how a timed-out request is held (TimeoutHold):
+	// it waits d on the emulator's clock or until ctx ends. Default a real
+	// timer. A virtual clock passes its own, so that the hold takes clock
+	// time while the rest of the run goes on.
+	Sleep func(ctx context.Context, d time.Duration) error
 
 	// RefuseRepeatClaims makes a repeat claim by the caller instance id that
 	// already holds the process fail with 400 FAILED_PRECONDITION, as a claim
@@ -365,6 +370,10 @@ func (e *Emulator) hold(r *http.Request) {
 	d := e.opts.TimeoutHold
 	if d <= 0 {
 		d = time.Minute
+	}
+	if e.opts.Sleep != nil {
+		_ = e.opts.Sleep(r.Context(), d) // an error: the client gave up
+		return
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -91,3 +91,23 @@ func TestTimeoutHoldEndsWith504(t *testing.T) {
 		})
 	}
 }
+
+// With Options.Sleep, a held request waits on the emulator's clock (a
+// virtual clock's Sleep), for TimeoutHold, and is then answered 504.
+func TestTimeoutHoldSleepsOnTheClock(t *testing.T) {
+	t.Parallel()
+	var slept []time.Duration
+	f := newFixture(t, Options{Fault: onceFault(MethodClaim, FaultTimeout), TimeoutHold: time.Hour,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			slept = append(slept, d)
+			return nil // the clock moved on at once
+		}})
+	name := f.add(ClientSpec{Key: ECP256})
+	code, status, _ := apiStatus(t, claimAs("a")(f, name))
+	if code != 504 || status != "DEADLINE_EXCEEDED" {
+		t.Errorf("held request answered %d %s, want 504 DEADLINE_EXCEEDED", code, status)
+	}
+	if len(slept) != 1 || slept[0] != time.Hour {
+		t.Errorf("slept %v, want the hour of TimeoutHold once", slept)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
 
@@ -43,7 +44,8 @@ type Client struct {
 
 // AddClients creates o.Clients processes on emu for customer, in the mix of
 // scenarios o asks for, at o.Arrival clients per second (0: at once). rng
-// draws the mix and the delays; mu, when not nil, guards rng. Under a context
+// draws the mix and the delays; mu, when not nil, guards rng. Arrivals wait
+// on o.Clock (which, if virtual, the caller holds). Under a context
 // from WithSCEPClients the processes are SCEP ones.
 func AddClients(ctx context.Context, emu *cpemulator.Emulator, customer string, o Options, rng *rand.Rand, mu *sync.Mutex) ([]Client, error) {
 	if mu == nil {
@@ -54,15 +56,17 @@ func AddClients(ctx context.Context, emu *cpemulator.Emulator, customer string, 
 	mu.Unlock()
 	clients := make([]Client, 0, o.Clients)
 	var errs []error
-	start := time.Now()
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	start := clk.Now()
 	for i := range o.Clients {
 		if o.Arrival > 0 && i > 0 {
 			due := start.Add(time.Duration(float64(i) / o.Arrival * float64(time.Second)))
-			if d := time.Until(due); d > 0 {
-				select {
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				case <-time.After(d):
+			if d := due.Sub(clk.Now()); d > 0 {
+				if err := clk.Sleep(ctx, d); err != nil {
+					return nil, err
 				}
 			}
 		}
@@ -77,14 +81,14 @@ func AddClients(ctx context.Context, emu *cpemulator.Emulator, customer string, 
 		mu.Lock()
 		switch s {
 		case Online:
-			spec.SignDelay = o.FastDelay.pick(rng)
+			spec.SignDelay = o.FastDelay.Pick(rng)
 		case Slow:
-			spec.SignDelay = o.SlowDelay.pick(rng)
+			spec.SignDelay = o.SlowDelay.Pick(rng)
 		case Silent:
 			spec.Behaviour = cpemulator.Silent
 		case Wrong:
 			spec.Behaviour = cpemulator.Wrong
-			spec.SignDelay = o.FastDelay.pick(rng)
+			spec.SignDelay = o.FastDelay.Pick(rng)
 		case Elsewhere:
 			spec.ClaimedBy = "another-adapter"
 		}

@@ -3,6 +3,7 @@ package simulation
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 )
@@ -12,7 +13,7 @@ import (
 // find it.
 func TestPushBodyHasTheRealShape(t *testing.T) {
 	t.Parallel()
-	body := pushBody([]byte("note"), 7, 3)
+	body := pushBody([]byte("note"), 7, 3, time.Now())
 	var raw struct {
 		Message         map[string]json.RawMessage `json:"message"`
 		DeliveryAttempt *int                       `json:"deliveryAttempt"`

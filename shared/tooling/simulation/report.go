@@ -10,6 +10,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpuprofile"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tooling/tasks/embedded"
 )
@@ -256,7 +257,8 @@ func (r *Report) Finish() {
 	}
 }
 
-func (w *world) report(o *Options) *Report {
+// Report summarises the run o described.
+func (w *World) Report(o *Options) *Report {
 	ctx := context.Background()
 	r := Summarize(ctx, o.TimeScale, w.clients, w.emu, w.store.Peek, w.cas)
 	r.Store = w.store.Stats()
@@ -273,7 +275,7 @@ func (w *world) report(o *Options) *Report {
 	r.WallSeconds = w.wall.Seconds()
 	r.CPUSeconds = w.cpu.Seconds()
 	r.FunctionCPUSeconds = w.fnCPU
-	r.PeakRSSMiB = PeakRSSMiB()
+	r.PeakRSSMiB = cpuprofile.PeakRSSMiB()
 	r.PeakHeapMiB = w.heapPeak
 	for i, name := range functionNames {
 		r.Invocations[name] = w.invoked[i].Load()
@@ -374,4 +376,26 @@ func percentiles(v []float64) Percentiles {
 		return v[max(0, min(i, len(v)-1))]
 	}
 	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), N: len(v)}
+}
+
+// ScheduleResult is one row of the poll schedule comparison
+// (shared/tooling/schedule). Latencies are unscaled.
+type ScheduleResult struct {
+	Name              string      `json:"name"`
+	Schedule          string      `json:"schedule"`
+	AddedLatency      Percentiles `json:"added_latency_ms"`
+	TimeToCertificate Percentiles `json:"time_to_certificate_ms"`
+	// OperationsGet per enrollment over the run (its deadline: RunDeadline).
+	OperationsGet float64 `json:"operations_get_per_enrollment"`
+	// OperationsGetSigned per client that signed (online and slow).
+	OperationsGetSigned float64 `json:"operations_get_per_signed_client"`
+	// SilentPolls is what a client that never signs costs until Deadline
+	// (computed from the schedule); OperationsGetAtDeadline is the run's
+	// per-enrollment figure with its silent clients costing that.
+	RunDeadline             string   `json:"run_deadline"`
+	Deadline                string   `json:"deadline"`
+	SilentPolls             int      `json:"silent_polls_at_deadline"`
+	OperationsGetAtDeadline float64  `json:"operations_get_per_enrollment_at_deadline"`
+	Outcomes                Outcomes `json:"outcomes"`
+	OK                      bool     `json:"ok"`
 }

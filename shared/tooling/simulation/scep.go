@@ -50,9 +50,9 @@ func applySCEPClients(ctx context.Context, spec *cpemulator.ClientSpec) {
 // certificate uploaded, the failure message the device showed, how often the
 // client was asked to sign.
 func RunWithEmulator(ctx context.Context, o Options) (*Report, *cpemulator.Emulator, error) {
-	w, err := run(ctx, &o)
+	w, err := Execute(ctx, &o)
 	if err != nil {
 		return nil, nil, err
 	}
-	return w.report(&o), w.emu, nil
+	return w.Report(&o), w.emu, nil
 }

@@ -1,9 +1,12 @@
 // Package simulation runs the whole adapter in one process with no cloud
 // account: the Certificate Provisioning API emulator and its simulated clients,
 // the three functions' handlers, an in-process Pub/Sub delivery, the embedded
-// task dispatcher, the in-memory store and a CA. It is the local run, the load
-// benchmark, the poll schedule comparison and the fault campaign: the same
-// pipeline code as in production, only the endpoints differ.
+// task dispatcher, the in-memory store and a CA. It is the local run and the
+// load benchmark, and what the poll schedule comparison (shared/tooling/
+// schedule) and the fault campaign (shared/tooling/campaign) run on: the same
+// pipeline code as in production, only the endpoints differ. A run keeps
+// time on the real clock or on a virtual one (Options.Clock,
+// shared/tooling/clock).
 package simulation
 
 import (
@@ -33,7 +36,9 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpuprofile"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 	"github.com/chromeos-certprov/adapter/shared/tooling/tasks/embedded"
 )
@@ -44,7 +49,8 @@ const Customer = "C0local"
 // Range is a uniform random duration range.
 type Range struct{ Min, Max time.Duration }
 
-func (r Range) pick(rng *rand.Rand) time.Duration {
+// Pick draws a duration from r.
+func (r Range) Pick(rng *rand.Rand) time.Duration {
 	if r.Max <= r.Min {
 		return r.Min
 	}
@@ -125,7 +131,8 @@ type Options struct {
 	// production; 0: no sweep.
 	SweepAfter, SweepEvery time.Duration
 	// Crash, when set, replaces CrashRate: it is the pipeline's crash hook.
-	Crash func(point string) error
+	// In a task attempt, ctx answers InTaskAttempt.
+	Crash func(ctx context.Context, key, point string) error
 	// Lease of the pipeline's steps with side effects; default 5s.
 	Lease time.Duration
 	// Concurrency of the task dispatcher; default 64.
@@ -138,34 +145,43 @@ type Options struct {
 	// PubSubBackoff bounds the wait before a notification is delivered
 	// again (it doubles from Min); default 100ms to 5s.
 	PubSubBackoff Range
+	// Clock is the run's time source; nil: the real clock. With a
+	// *clock.Virtual, client delays, the poll schedule, leases, task backoff,
+	// Pub/Sub redelivery, the sweep and the API's timeouts all play out on
+	// it: the run takes the CPU time it needs, not the time it simulates.
+	// The caller starts the clock (before the run) and stops it (after).
+	Clock clock.Clock
 	// CPUByFunction samples a CPU profile during the run to attribute CPU
 	// time to the three functions (Report.FunctionCPUSeconds). Only one run
 	// per process may profile at a time.
 	CPUByFunction bool
 
-	// store, when set, is the store of the run (the fault campaign reads
+	// Store, when set, is the store of the run (the fault campaign reads
 	// records while the run goes on).
-	store *memory.Store
-	// published, when set, sees every notification as the API publishes it,
+	Store *memory.Store
+	// Published, when set, sees every notification as the API publishes it,
 	// in the order the processes were created (the fault campaign numbers
 	// the processes by it).
-	published func(data []byte)
+	Published func(data []byte)
 }
 
-// world is a running simulation: what the report and the campaign inspect.
-type world struct {
-	emu      *cpemulator.Emulator
-	store    *memory.Store
-	clients  []Client
-	cas      *CARecorder
-	disp     *embedded.Dispatcher
-	pubsub   pubsubStats
-	invoked  [3]atomic.Int64
-	wall     time.Duration
-	cpu      time.Duration
-	fnCPU    map[string]float64
-	heapPeak float64
-	dropped  atomic.Int64
+// World is a finished simulation: what the report and the fault campaign
+// inspect.
+type World struct {
+	emu     *cpemulator.Emulator
+	store   *memory.Store
+	clients []Client
+	cas     *CARecorder
+	disp    *embedded.Dispatcher
+	pubsub  pubsubStats
+	invoked [3]atomic.Int64
+	wall    time.Duration
+	// simulated is the clock time the run took (wall on the real clock).
+	simulated time.Duration
+	cpu       time.Duration
+	fnCPU     map[string]float64
+	heapPeak  float64
+	dropped   atomic.Int64
 	// lastDropped counts the attempts presented as last (TaskAttempt) that
 	// failed: their task was dropped.
 	lastDropped atomic.Int64
@@ -231,11 +247,11 @@ func (l *lockedRand) Float64() float64 {
 
 // Run runs a simulation to its end and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
-	w, err := run(ctx, &o)
+	w, err := Execute(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
-	return w.report(&o), nil
+	return w.Report(&o), nil
 }
 
 func (o *Options) defaults() {
@@ -263,9 +279,14 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
 }
 
-func run(ctx context.Context, o *Options) (*world, error) {
+// Execute runs a simulation to its end, as Run does, and returns its world
+// for inspection. It fills in o's defaults.
+func Execute(ctx context.Context, o *Options) (*World, error) {
 	if o.Clients <= 0 {
 		return nil, errors.New("simulation: clients must be positive")
 	}
@@ -278,7 +299,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		return nil, fmt.Errorf("simulation: adapter config: %w", err)
 	}
 	rng := &lockedRand{rng: rand.New(rand.NewPCG(o.Seed, 0x5eed))}
-	w := &world{store: o.store, cas: NewCARecorder()}
+	w := &World{store: o.Store, cas: NewCARecorder()}
 	if w.store == nil {
 		w.store = memory.New()
 	}
@@ -287,14 +308,32 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	var stopCPU func() map[string]float64
 	if o.CPUByFunction {
 		var err error
-		if stopCPU, err = startCPUProfile(); err != nil {
+		if stopCPU, err = cpuprofile.Start(); err != nil {
 			return nil, fmt.Errorf("simulation: %w", err)
 		}
 	}
-	start := time.Now()
-	cpuStart := ProcessCPU()
+	clk := o.Clock
+	_, virtual := clk.(*clock.Virtual)
+	// The run holds the clock while it works, and sleeps on it.
+	release := clk.Hold()
+	defer func() { release() }()
+	start, simStart := time.Now(), clk.Now()
+	cpuStart := cpuprofile.ProcessCPU()
+	// On a virtual clock a timed-out API request is held for the API
+	// timeout of clock time and answered 504 DEADLINE_EXCEEDED; the
+	// adapter's own (real) timeout only guards against a hung run.
+	apiTimeout, httpTimeout, emuSleep, hold := o.APITimeout, 30*time.Second, clk.Sleep, time.Duration(0)
+	if !virtual {
+		emuSleep = nil
+	} else {
+		hold = o.APITimeout
+		if hold <= 0 {
+			hold = 30 * time.Second
+		}
+		apiTimeout, httpTimeout = 10*time.Minute, 10*time.Minute
+	}
 
-	// The API emulator, served over real HTTP on a loopback port.
+	// The API emulator.
 	var deliver func(data []byte)
 	w.emu = cpemulator.New(cpemulator.Options{
 		Publish: func(_ context.Context, data []byte, _ map[string]string) error {
@@ -307,21 +346,30 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Fault:             o.APIFault,
 		RefuseRepeatClaim: o.RefuseRepeatClaim,
 		Seed:              o.Seed,
+		Now:               clk.Now,
+		Sleep:             emuSleep,
+		TimeoutHold:       hold,
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("simulation: listen: %w", err)
-	}
-	srv := &http.Server{Handler: w.emu}
-	go srv.Serve(ln)
-	defer srv.Close()
-	api, err := cpapi.New(ctx, cpapi.Options{
-		EmulatorHost: ln.Addr().String(),
+	// On the real clock over real HTTP on a loopback port; on a virtual
+	// clock in process (the same handler, without the sockets).
+	host, transport := "emulator.invalid", http.RoundTripper(inProcess{w.emu})
+	if !virtual {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("simulation: listen: %w", err)
+		}
+		srv := &http.Server{Handler: w.emu}
+		go srv.Serve(ln)
+		defer srv.Close()
 		// At most 256 connections: thousands of clients at once would
 		// otherwise open a socket each and exhaust the file descriptors
 		// (ulimit -n is often 1024).
-		HTTPClient: &http.Client{Transport: &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second},
-		Timeout:    o.APITimeout,
+		host, transport = ln.Addr().String(), &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}
+	}
+	api, err := cpapi.New(ctx, cpapi.Options{
+		EmulatorHost: host,
+		HTTPClient:   &http.Client{Transport: transport, Timeout: httpTimeout},
+		Timeout:      apiTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -350,6 +398,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		cas[ref] = w.cas.Wrap(c)
 	}
 
+	w.store.SetClock(clk.Now)
 	w.store.SetFault(o.StoreFault)
 	w.store.SetAfterCommitFault(o.StoreAfterCommitFault)
 	p := &pipeline.Pipeline{
@@ -368,9 +417,10 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Crash:            o.Crash,
 		Sealer:           sealer,
 		SweepAfter:       o.SweepAfter,
+		Now:              clk.Now,
 	}
 	if p.Crash == nil && o.CrashRate > 0 {
-		p.Crash = func(string) error {
+		p.Crash = func(context.Context, string, string) error {
 			if rng.Float64() < o.CrashRate {
 				return errors.New("crash")
 			}
@@ -411,8 +461,11 @@ func run(ctx context.Context, o *Options) (*world, error) {
 					defer func() { done(aw.code) }()
 				}
 			}
+			if functionQueues[i] != "" {
+				r = r.WithContext(context.WithValue(r.Context(), taskAttemptKey{}, true))
+			}
 			w.invoked[i].Add(1)
-			labelled(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })
+			cpuprofile.InFunction(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })
 		})
 	}
 	w.disp = embedded.New(map[tasks.Queue]http.Handler{
@@ -425,6 +478,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		Concurrency:   o.Concurrency,
 		DuplicateRate: o.DuplicateRate,
 		Seed:          int64(o.Seed),
+		Clock:         clk,
 	})
 	defer w.disp.Close()
 	p.Tasks = w.disp
@@ -439,8 +493,8 @@ func run(ctx context.Context, o *Options) (*world, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deliver = func(data []byte) {
-		if o.published != nil {
-			o.published(data)
+		if o.Published != nil {
+			o.Published(data)
 		}
 		copies := 1
 		if o.DuplicateRate > 0 && rng.Float64() < o.DuplicateRate {
@@ -449,7 +503,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		}
 		for range copies {
 			pubsubWG.Add(1)
-			go func() {
+			clk.Go(func() {
 				defer pubsubWG.Done()
 				n := msgN.Add(1)
 				backoff := o.PubSubBackoff.Min
@@ -457,8 +511,8 @@ func run(ctx context.Context, o *Options) (*world, error) {
 					w.invoked[0].Add(1)
 					w.pubsub.deliveries.Add(1)
 					rec := httptest.NewRecorder()
-					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody(data, n, attempt))).WithContext(runCtx)
-					labelled(runCtx, functionNames[0], func(ctx context.Context) { claim(rec, req.WithContext(ctx)) })
+					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody(data, n, attempt, clk.Now()))).WithContext(runCtx)
+					cpuprofile.InFunction(runCtx, functionNames[0], func(ctx context.Context) { claim(rec, req.WithContext(ctx)) })
 					if rec.Code/100 == 2 {
 						return
 					}
@@ -466,67 +520,96 @@ func run(ctx context.Context, o *Options) (*world, error) {
 						w.pubsub.deadLettered.Add(1)
 						return
 					}
-					select {
-					case <-runCtx.Done():
+					if clk.Sleep(runCtx, backoff) != nil {
 						return
-					case <-time.After(backoff):
 					}
 					backoff = min(2*backoff, max(o.PubSubBackoff.Max, o.PubSubBackoff.Min))
 				}
-			}()
+			})
 		}
 	}
 
 	// The sweep, as the scheduler runs it.
 	if o.SweepEvery > 0 && o.SweepAfter > 0 {
+		var sweep func()
+		sweep = func() {
+			if runCtx.Err() != nil {
+				return
+			}
+			w.invoked[1].Add(1)
+			var res pipeline.SweepResult
+			var err error
+			cpuprofile.InFunction(runCtx, functionNames[1], func(ctx context.Context) { res, err = p.Sweep(ctx) })
+			w.sweeps.add(res, err)
+			clk.AfterFunc(o.SweepEvery, sweep)
+		}
+		clk.AfterFunc(o.SweepEvery, sweep)
+	}
+
+	// The clients. While they arrive, a progress line says how many have.
+	arrived := make(chan struct{})
+	if o.Progress != nil && o.ProgressEvery > 0 {
 		go func() {
-			tick := time.NewTicker(o.SweepEvery)
+			tick := time.NewTicker(o.ProgressEvery)
 			defer tick.Stop()
 			for {
 				select {
-				case <-runCtx.Done():
+				case <-arrived:
 					return
 				case <-tick.C:
-					w.invoked[1].Add(1)
-					var res pipeline.SweepResult
-					var err error
-					labelled(runCtx, functionNames[1], func(ctx context.Context) { res, err = p.Sweep(ctx) })
-					w.sweeps.add(res, err)
+					at := fmt.Sprintf("%6.1fs", time.Since(start).Seconds())
+					if virtual {
+						at += fmt.Sprintf(" (clock %6.1fs)", clk.Now().Sub(simStart).Seconds())
+					}
+					fmt.Fprintf(o.Progress, "%s  %d of %d clients arrived\n", at, w.emu.Len(), o.Clients)
 				}
 			}
 		}()
 	}
-
-	// The clients.
 	clients, err := AddClients(ctx, w.emu, Customer, *o, rng.rng, &rng.mu)
+	close(arrived)
 	if err != nil {
 		return nil, fmt.Errorf("simulation: %w", err)
 	}
 	w.clients = clients
 
-	// Wait until every process is finished, or the timeout.
-	deadline := time.Now().Add(o.Timeout)
+	// Wait until every process is finished, or the timeout (clock time).
+	// A virtual clock looks every second of its time: a scan costs a read
+	// of every pending record, and virtual seconds pass quickly.
+	deadline := clk.Now().Add(o.Timeout)
 	lastProgress := time.Now()
+	look := 100 * time.Millisecond
+	if virtual {
+		look = time.Second
+	}
 	pending := make([]Client, len(clients))
 	copy(pending, clients)
 	counts := statusCounts{}
 	for {
 		pending = w.sweep(ctx, pending, counts)
-		w.heapPeak = max(w.heapPeak, heapMiB())
+		w.heapPeak = max(w.heapPeak, cpuprofile.HeapMiB())
 		if o.Progress != nil && time.Since(lastProgress) >= o.ProgressEvery {
 			lastProgress = time.Now()
-			fmt.Fprintf(o.Progress, "%6.1fs  %s\n", time.Since(start).Seconds(), counts)
+			if virtual {
+				fmt.Fprintf(o.Progress, "%6.1fs (clock %6.1fs)  %s\n", time.Since(start).Seconds(), clk.Now().Sub(simStart).Seconds(), counts)
+			} else {
+				fmt.Fprintf(o.Progress, "%6.1fs  %s\n", time.Since(start).Seconds(), counts)
+			}
 		}
-		if len(pending) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		if len(pending) == 0 || clk.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		if err := clk.Sleep(ctx, look); err != nil {
+			break
+		}
 	}
 	w.wall = time.Since(start)
-	w.cpu = ProcessCPU() - cpuStart
+	w.simulated = clk.Now().Sub(simStart)
+	w.cpu = cpuprofile.ProcessCPU() - cpuStart
 	if stopCPU != nil {
 		w.fnCPU = stopCPU()
 	}
+	release()
 	cancel()
 	w.disp.Close()
 	pubsubWG.Wait()
@@ -535,7 +618,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 
 // sweep returns the clients of pending whose process has not ended, and
 // counts every client's state in counts (terminal ones stay counted).
-func (w *world) sweep(ctx context.Context, pending []Client, counts statusCounts) []Client {
+func (w *World) sweep(ctx context.Context, pending []Client, counts statusCounts) []Client {
 	for k := range counts {
 		if !k.Terminal() {
 			delete(counts, k)
@@ -557,6 +640,34 @@ func (w *world) sweep(ctx context.Context, pending []Client, counts statusCounts
 	return out
 }
 
+// inProcess serves HTTP requests with a handler in the caller's goroutine.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	if r.Body == nil {
+		r.Body = http.NoBody
+	}
+	r.RequestURI = req.URL.RequestURI()
+	r.RemoteAddr = "127.0.0.1:1"
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	if err := req.Context().Err(); err != nil {
+		return nil, err
+	}
+	return rec.Result(), nil
+}
+
+// taskAttemptKey marks the context of a task attempt's handler.
+type taskAttemptKey struct{}
+
+// InTaskAttempt reports whether ctx is a task attempt's (not a Pub/Sub
+// delivery's or a sweep's).
+func InTaskAttempt(ctx context.Context) bool {
+	v, _ := ctx.Value(taskAttemptKey{}).(bool)
+	return v
+}
+
 // functionNames index the invocation counters.
 var functionNames = [3]string{"ClaimProcess", "PollSignature", "IssueCertificate"}
 
@@ -565,9 +676,9 @@ var functionQueues = [3]tasks.Queue{"", tasks.QueuePoll, tasks.QueueIssue}
 
 // pushBody is the n-th message's attempt-th push request body, as Pub/Sub
 // sends it to a subscription with a dead-letter policy.
-func pushBody(data []byte, n int64, attempt int) []byte {
+func pushBody(data []byte, n int64, attempt int, now time.Time) []byte {
 	body, _ := json.Marshal(adapter.Push{
-		Message:         adapter.PushMessage{Data: data, MessageID: fmt.Sprint(n), PublishTime: time.Now()},
+		Message:         adapter.PushMessage{Data: data, MessageID: fmt.Sprint(n), PublishTime: now},
 		Subscription:    "projects/local/subscriptions/certprov-claim",
 		DeliveryAttempt: attempt,
 	})
@@ -585,3 +696,24 @@ func Default() config.Adapter {
 		Profiles: defaultProfiles(),
 	}
 }
+
+// Clients are the run's clients, in creation order.
+func (w *World) Clients() []Client { return w.clients }
+
+// Emulator is the run's API emulator.
+func (w *World) Emulator() *cpemulator.Emulator { return w.emu }
+
+// Store is the run's store.
+func (w *World) Store() *memory.Store { return w.store }
+
+// CAs records what the CA issued.
+func (w *World) CAs() *CARecorder { return w.cas }
+
+// Wall is how long the run took; Simulated how much time passed on its
+// clock (the same on the real clock).
+func (w *World) Wall() time.Duration      { return w.wall }
+func (w *World) Simulated() time.Duration { return w.simulated }
+
+// LastAttemptsDropped is the attempts presented as a task's last
+// (Options.TaskAttempt) that failed: their task was dropped.
+func (w *World) LastAttemptsDropped() int64 { return w.lastDropped.Load() }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpuprofile"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 	"github.com/chromeos-certprov/adapter/shared/tooling/tasks/embedded"
 )
@@ -166,12 +167,12 @@ func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
 	}
 	var stopCPU func() map[string]float64
 	if o.CPUByFunction {
-		if stopCPU, err = simulation.StartFunctionCPU(); err != nil {
+		if stopCPU, err = cpuprofile.Start(); err != nil {
 			return nil, err
 		}
 	}
 	start := time.Now()
-	cpuStart := simulation.ProcessCPU()
+	cpuStart := cpuprofile.ProcessCPU()
 
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed))
 	clients, err := simulation.AddClients(ctx, env.Emu, env.Customer, o.Options, rng, nil)
@@ -191,7 +192,7 @@ func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
 
 	heapPeak := wait(ctx, env, clients, &o, start)
 	wall := time.Since(start)
-	cpu := simulation.ProcessCPU() - cpuStart
+	cpu := cpuprofile.ProcessCPU() - cpuStart
 	var fnCPU map[string]float64
 	if stopCPU != nil {
 		fnCPU = stopCPU()
@@ -233,7 +234,7 @@ func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
 	r.WallSeconds = wall.Seconds()
 	r.CPUSeconds = cpu.Seconds()
 	r.FunctionCPUSeconds = fnCPU
-	r.PeakRSSMiB = simulation.PeakRSSMiB()
+	r.PeakRSSMiB = cpuprofile.PeakRSSMiB()
 	r.PeakHeapMiB = heapPeak
 	r.Finish()
 	res.Report = r

@@ -21,6 +21,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/store"
 	"github.com/chromeos-certprov/adapter/shared/store/firestore"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/cpuprofile"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
@@ -196,7 +197,7 @@ func (e *Env) registerMeasured(ctx context.Context) error {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		simulation.InFunction(r.Context(), ClaimProcess, func(ctx context.Context) { claim(sw, r.WithContext(ctx)) })
+		cpuprofile.InFunction(r.Context(), ClaimProcess, func(ctx context.Context) { claim(sw, r.WithContext(ctx)) })
 		end(sw.code)
 	}); err != nil {
 		return fmt.Errorf("standins: register %s: %w", ClaimProcess, err)
@@ -209,7 +210,7 @@ func (e *Env) registerMeasured(ctx context.Context) error {
 				m.lag(i, time.Since(time.Unix(0, int64(eta*1e9))))
 			}
 			sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-			simulation.InFunction(r.Context(), name, func(ctx context.Context) { h.ServeHTTP(sw, r.WithContext(ctx)) })
+			cpuprofile.InFunction(r.Context(), name, func(ctx context.Context) { h.ServeHTTP(sw, r.WithContext(ctx)) })
 			end(sw.code)
 		}); err != nil {
 			return fmt.Errorf("standins: register %s: %w", name, err)

@@ -54,7 +54,7 @@ func TestCrashAfterCAAnswered(t *testing.T) {
 			// Die after the CA's answer, as many times as there are processes.
 			var mu sync.Mutex
 			crashes := 0
-			o.Crash = func(point string) error {
+			o.Crash = func(_ context.Context, _, point string) error {
 				mu.Lock()
 				defer mu.Unlock()
 				if point == crashAfterCA && crashes < o.Clients {

@@ -125,7 +125,7 @@ func withFaults(o simulation.Options, skip ...string) simulation.Options {
 	o.LostRate = 0.05
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(o.Seed, 0xc4a54))
-	o.Crash = func(point string) error {
+	o.Crash = func(_ context.Context, _, point string) error {
 		for _, s := range skip {
 			if point == s {
 				return nil

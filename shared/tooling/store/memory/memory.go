@@ -41,6 +41,9 @@ type Store struct {
 	before, after atomic.Pointer[Fault]
 
 	reads, writes, txns, conflicts, aborted atomic.Int64
+
+	// now is the clock of UpdatedAt; nil: time.Now.
+	now atomic.Pointer[func() time.Time]
 }
 
 type entry struct {
@@ -53,6 +56,23 @@ type entry struct {
 // New returns an empty store.
 func New() *Store {
 	return &Store{recs: map[string]*entry{}}
+}
+
+// SetClock makes now the clock that stamps UpdatedAt (nil: time.Now), for a
+// run on a virtual clock: the sweep compares UpdatedAt with its own clock.
+func (s *Store) SetClock(now func() time.Time) {
+	if now == nil {
+		s.now.Store(nil)
+		return
+	}
+	s.now.Store(&now)
+}
+
+func (s *Store) clock() time.Time {
+	if f := s.now.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
 }
 
 // SetFault installs f to run before every operation (nil removes it). An
@@ -140,7 +160,7 @@ func (s *Store) Create(_ context.Context, rec *progress.Record) (*progress.Recor
 	c := rec.Clone()
 	c.Version = 1
 	if c.UpdatedAt.IsZero() {
-		c.UpdatedAt = time.Now().UTC()
+		c.UpdatedAt = s.clock().UTC()
 	}
 	store.Normalize(c)
 	e := &entry{}
@@ -191,7 +211,7 @@ func (s *Store) Update(_ context.Context, key string, fn func(r *progress.Record
 	cur.Key = key
 	cur.Version++
 	if cur.UpdatedAt.Equal(before) {
-		cur.UpdatedAt = time.Now().UTC()
+		cur.UpdatedAt = s.clock().UTC()
 	}
 	store.Normalize(cur)
 	e.rec.Store(cur.Clone())

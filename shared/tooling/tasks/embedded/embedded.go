@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 )
 
 // Options tune the dispatcher. Zero values take the defaults.
@@ -52,6 +53,10 @@ type Options struct {
 	Seed int64
 	// Logger, if set, gets a warning for every dropped task.
 	Logger *slog.Logger
+	// Clock schedules the attempts (default the real clock). With a virtual
+	// clock, every attempt runs holding it, so that time moves to the next
+	// due attempt only when no handler is running.
+	Clock clock.Clock
 }
 
 // Stats counts what the dispatcher did.
@@ -78,8 +83,8 @@ type Dispatcher struct {
 
 	ctx    context.Context // canceled by Close; the context of every request
 	cancel context.CancelFunc
-	wake   chan struct{} // a new head of the heap
-	work   chan *entry   // due attempts, for the workers
+	clk    clock.Clock
+	work   chan held // due attempts, for the workers
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
@@ -88,8 +93,16 @@ type Dispatcher struct {
 	pending int           // accepted tasks not finished, plus injected duplicates in flight
 	idle    chan struct{} // closed when pending drops to 0
 	seq     uint64
+	timer   clock.Timer // fires when the head of the heap is due
+	timerAt time.Time   // when timer fires
 	stats   Stats
 	closed  bool
+}
+
+// held is a due attempt handed to a worker with a hold of the clock.
+type held struct {
+	e       *entry
+	release func()
 }
 
 // entry is one attempt waiting for its time.
@@ -120,12 +133,15 @@ func New(targets map[tasks.Queue]http.Handler, opts Options) *Dispatcher {
 		opts.Concurrency = 64
 	}
 	opts.DuplicateRate = min(max(opts.DuplicateRate, 0), 1)
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
 
 	d := &Dispatcher{
 		targets: make(map[tasks.Queue]http.Handler, len(targets)),
 		opts:    opts,
-		wake:    make(chan struct{}, 1),
-		work:    make(chan *entry),
+		clk:     opts.Clock,
+		work:    make(chan held),
 		names:   make(map[tasks.Queue]map[string]struct{}),
 		idle:    make(chan struct{}),
 	}
@@ -137,8 +153,7 @@ func New(targets map[tasks.Queue]http.Handler, opts Options) *Dispatcher {
 		}
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	d.wg.Add(1 + opts.Concurrency)
-	go d.schedule()
+	d.wg.Add(opts.Concurrency)
 	for range opts.Concurrency {
 		go d.worker()
 	}
@@ -161,7 +176,7 @@ func (d *Dispatcher) Enqueue(ctx context.Context, t tasks.Task) error {
 	}
 	eta := t.ScheduleTime
 	if eta.IsZero() {
-		eta = time.Now()
+		eta = d.clk.Now()
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -226,23 +241,41 @@ func (d *Dispatcher) Close() error {
 		return nil
 	}
 	d.closed = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
 	d.mu.Unlock()
 	d.cancel()
 	d.wg.Wait()
 	return nil
 }
 
-// push adds e to the heap and wakes the scheduler if e is the new head. d.mu is held.
+// push adds e to the heap and, if e is the new head, sets the timer for it.
+// d.mu is held.
 func (d *Dispatcher) push(e *entry) {
 	d.seq++
 	e.seq = d.seq
 	heap.Push(&d.due, e)
 	if d.due[0] == e {
-		select {
-		case d.wake <- struct{}{}:
-		default:
-		}
+		d.arm()
 	}
+}
+
+// arm sets the timer for the head of the heap, unless it is set for then or
+// earlier. d.mu is held.
+func (d *Dispatcher) arm() {
+	if len(d.due) == 0 || d.closed {
+		return
+	}
+	eta := d.due[0].eta
+	if d.timer != nil && !d.timerAt.After(eta) {
+		return
+	}
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.timerAt = eta
+	d.timer = d.clk.AfterFunc(eta.Sub(d.clk.Now()), d.dispatch)
 }
 
 // addPending and donePending track unfinished work for Wait. d.mu is held.
@@ -260,42 +293,29 @@ func (d *Dispatcher) donePending() {
 	}
 }
 
-// schedule hands due attempts to the workers in ETA order, sleeping on one
-// timer until the head of the heap is due.
-func (d *Dispatcher) schedule() {
-	defer d.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+// dispatch hands the due attempts to the workers in ETA order, each with a
+// hold of the clock, then sets the timer for the next one. It runs on the
+// clock's timer (holding a virtual clock).
+func (d *Dispatcher) dispatch() {
 	for {
 		d.mu.Lock()
-		var next *entry
-		wait := time.Duration(-1)
-		if len(d.due) > 0 {
-			if w := time.Until(d.due[0].eta); w <= 0 {
-				next = heap.Pop(&d.due).(*entry)
-			} else {
-				wait = w
-			}
+		if d.closed {
+			d.mu.Unlock()
+			return
 		}
+		d.timer = nil
+		if len(d.due) == 0 || d.due[0].eta.After(d.clk.Now()) {
+			d.arm()
+			d.mu.Unlock()
+			return
+		}
+		next := heap.Pop(&d.due).(*entry)
 		d.mu.Unlock()
-
-		if next != nil {
-			select {
-			case d.work <- next:
-				continue
-			case <-d.ctx.Done():
-				return
-			}
-		}
-		var tick <-chan time.Time
-		if wait > 0 {
-			timer.Reset(wait)
-			tick = timer.C
-		}
+		h := held{e: next, release: d.clk.Hold()}
 		select {
-		case <-tick:
-		case <-d.wake:
+		case d.work <- h:
 		case <-d.ctx.Done():
+			h.release()
 			return
 		}
 	}
@@ -305,8 +325,9 @@ func (d *Dispatcher) worker() {
 	defer d.wg.Done()
 	for {
 		select {
-		case e := <-d.work:
-			d.deliver(e)
+		case h := <-d.work:
+			d.deliver(h.e)
+			h.release()
 		case <-d.ctx.Done():
 			return
 		}
@@ -352,7 +373,7 @@ func (d *Dispatcher) deliver(e *entry) {
 		if code < 500 {
 			e.execs++
 		}
-		e.eta = time.Now().Add(d.backoff(e.retries))
+		e.eta = d.clk.Now().Add(d.backoff(e.retries))
 		d.push(e)
 		return
 	}

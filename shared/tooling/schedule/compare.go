@@ -1,4 +1,7 @@
-package simulation
+// Package schedule compares poll schedules: it runs the same simulated
+// clients once per schedule and reports, for each, the latency it adds and
+// the operations.get calls it costs (the local run's -compare-schedules).
+package schedule
 
 import (
 	"context"
@@ -8,16 +11,17 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
-// ScheduleSpec names a poll schedule to compare, in real time.
-type ScheduleSpec struct {
+// Spec names a poll schedule to compare, in real time.
+type Spec struct {
 	Name string
 	Poll pipeline.PollSchedule
 }
 
 // String describes the schedule.
-func (s ScheduleSpec) String() string {
+func (s Spec) String() string {
 	p := s.Poll
 	d := ""
 	if p.Multiplier == 1 || p.Initial == p.Max {
@@ -34,17 +38,17 @@ func (s ScheduleSpec) String() string {
 	return d
 }
 
-// Schedules are the schedules the local run compares: the default, a fixed
+// Specs are the schedules the local run compares: the default, a fixed
 // 10-second interval, the first phase of the default alone, and the
 // previous default (a single phase capped at a minute).
-func Schedules() []ScheduleSpec {
+func Specs() []Spec {
 	d := pipeline.DefaultPoll
 	fixed := pipeline.PollSchedule{Initial: 10 * time.Second, Multiplier: 1, Max: 10 * time.Second, Deadline: d.Deadline}
 	firstPhase := d
 	firstPhase.LateAfter, firstPhase.LateInterval = 0, 0
 	previous := firstPhase
 	previous.Max = time.Minute
-	return []ScheduleSpec{
+	return []Spec{
 		{Name: "default", Poll: d},
 		{Name: "fixed-10s", Poll: fixed},
 		{Name: "one-phase-10s", Poll: firstPhase},
@@ -52,39 +56,18 @@ func Schedules() []ScheduleSpec {
 	}
 }
 
-// ScheduleResult is one row of the comparison. Latencies are unscaled.
-type ScheduleResult struct {
-	Name              string      `json:"name"`
-	Schedule          string      `json:"schedule"`
-	AddedLatency      Percentiles `json:"added_latency_ms"`
-	TimeToCertificate Percentiles `json:"time_to_certificate_ms"`
-	// OperationsGet per enrollment over the run (its deadline: RunDeadline).
-	OperationsGet float64 `json:"operations_get_per_enrollment"`
-	// OperationsGetSigned per client that signed (online and slow).
-	OperationsGetSigned float64 `json:"operations_get_per_signed_client"`
-	// SilentPolls is what a client that never signs costs until Deadline
-	// (computed from the schedule); OperationsGetAtDeadline is the run's
-	// per-enrollment figure with its silent clients costing that.
-	RunDeadline             string   `json:"run_deadline"`
-	Deadline                string   `json:"deadline"`
-	SilentPolls             int      `json:"silent_polls_at_deadline"`
-	OperationsGetAtDeadline float64  `json:"operations_get_per_enrollment_at_deadline"`
-	Outcomes                Outcomes `json:"outcomes"`
-	OK                      bool     `json:"ok"`
-}
-
-// CompareSchedules runs o once per schedule, with the same seed and so the
+// Compare runs o once per schedule, with the same seed and so the
 // same clients and delays. o's delays and schedule deadline are already
 // divided by o.TimeScale; the specs are in real time and scaled here.
 // deadline is the production poll deadline the silent clients' cost is
 // extrapolated to. Each run's report is passed to each (may be nil).
-func CompareSchedules(ctx context.Context, o Options, specs []ScheduleSpec, deadline time.Duration, progress io.Writer, each func(ScheduleSpec, *Report)) ([]ScheduleResult, error) {
+func Compare(ctx context.Context, o simulation.Options, specs []Spec, deadline time.Duration, progress io.Writer, each func(Spec, *simulation.Report)) ([]simulation.ScheduleResult, error) {
 	scale := o.TimeScale
 	if scale <= 0 {
 		scale = 1
 	}
 	runDeadline := o.Schedule.Deadline
-	var out []ScheduleResult
+	var out []simulation.ScheduleResult
 	for _, s := range specs {
 		oi := o
 		oi.Schedule = s.Poll.Scale(scale)
@@ -92,14 +75,14 @@ func CompareSchedules(ctx context.Context, o Options, specs []ScheduleSpec, dead
 		if progress != nil {
 			fmt.Fprintf(progress, "schedule %s (%s)\n", s.Name, s)
 		}
-		r, err := Run(ctx, oi)
+		r, err := simulation.Run(ctx, oi)
 		if err != nil {
 			return nil, fmt.Errorf("schedule %s: %w", s.Name, err)
 		}
 		if each != nil {
 			each(s, r)
 		}
-		res := ScheduleResult{
+		res := simulation.ScheduleResult{
 			Name: s.Name, Schedule: s.String(),
 			AddedLatency: r.AddedLatencyUnscaled, TimeToCertificate: r.TimeToCertificateUnscaled,
 			OperationsGet: r.PerEnrollment.APICalls[cpemulator.MethodOperationsGet],
@@ -112,11 +95,11 @@ func CompareSchedules(ctx context.Context, o Options, specs []ScheduleSpec, dead
 		for sc, c := range r.PerScenario {
 			ops := c.APICalls[cpemulator.MethodOperationsGet] * float64(c.Clients)
 			switch sc {
-			case Online, Slow:
+			case simulation.Online, simulation.Slow:
 				signed += float64(c.Clients)
 				signedOps += ops
 				total += ops
-			case Silent:
+			case simulation.Silent:
 				total += float64(c.Clients) * float64(res.SilentPolls)
 			default:
 				total += ops

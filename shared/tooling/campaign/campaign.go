@@ -1,4 +1,11 @@
-package simulation
+// Package campaign is the fault campaign: it enrolls simulated clients
+// through the whole adapter (shared/tooling/simulation) on a virtual clock
+// while injecting faults at random into every process -- API errors, lost
+// answers and timeouts, crashes at every crash point, store faults before and
+// after commit, duplicate and dropped deliveries, CA outages, refusals and
+// garbage -- and checks every process against the invariants of
+// architecture.md and the ending its scenario and its faults call for.
+package campaign
 
 import (
 	"context"
@@ -8,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -22,15 +28,17 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
 
-// CampaignOptions configure a fault campaign (Campaign). Rates are
+// Options configure a fault campaign (Run). Rates are
 // probabilities per opportunity (per API request, per crash point passed, per
-// store operation); shares are fractions of Enrollments. DefaultCampaign
+// store operation); shares are fractions of Enrollments. Default
 // gives the documented mix.
-type CampaignOptions struct {
+type Options struct {
 	Enrollments int
 	// Seed makes the client mix, the per-process fault plans and the CA
 	// outage timeline repeatable. Which request of a process meets a fault
@@ -94,9 +102,9 @@ type CampaignOptions struct {
 	// GarbageCertRate: the CA answers the process with a certificate for
 	// another key; the pipeline's check must refuse it (FAILED).
 	GarbageCertRate float64
-	// CAOutageGap and CAOutageLength (real time, scaled by TimeScale) draw the
+	// CAOutageGap and CAOutageLength (clock time, scaled by TimeScale) draw the
 	// CA outage windows: during one every issuance fails transiently.
-	CAOutageGap, CAOutageLength Range
+	CAOutageGap, CAOutageLength simulation.Range
 	// MaxFaultsPerProcess bounds the faults injected into one process that
 	// cost it retries -- crashes, store faults, lost answers, timeouts and CA
 	// outage failures (an outage spares a process at its bound) -- so that
@@ -113,6 +121,10 @@ type CampaignOptions struct {
 	// API timeout and the task backoff, which are production-like in real
 	// time (see campaignTiming). Default 20.
 	TimeScale float64
+	// RealClock runs the campaign on the real clock instead of a virtual
+	// one (clock.Virtual): it then takes as long as it simulates. The tests
+	// that stall the pipeline on purpose use it.
+	RealClock bool
 	// Arrival is new clients per second (0: all at once).
 	Arrival float64
 	// Timeout ends the run; default: the arrival time plus three poll
@@ -128,14 +140,14 @@ type CampaignOptions struct {
 	stall func(point string)
 }
 
-// DefaultCampaign returns the campaign of issue 5: a mostly online mix with
+// Default returns the campaign of issue 5: a mostly online mix with
 // every ending, API errors at 5% plus lost answers and timeouts, crashes at
 // every point, store faults before and after commit, duplicates, CA outages
 // and refusals; and those of issue 11: lost claim answers, refused repeat
 // claims, setFailure failing and contention on a task's last attempt, and
 // garbage CA answers.
-func DefaultCampaign(enrollments int, seed uint64) CampaignOptions {
-	return CampaignOptions{
+func Default(enrollments int, seed uint64) Options {
+	return Options{
 		Enrollments: enrollments, Seed: seed,
 		Slow: 0.10, Silent: 0.03, Wrong: 0.03, Elsewhere: 0.03,
 		APIErrorRate: 0.05, LostRate: 0.01, TimeoutRate: 0.01,
@@ -143,8 +155,8 @@ func DefaultCampaign(enrollments int, seed uint64) CampaignOptions {
 		DuplicateRate: 0.05, RefusalRate: 0.03, DropRate: 0.005,
 		LostClaimRate: 0.03, RefuseRepeatClaimShare: 0.5, SetFailureLastRate: 0.2,
 		ContentionLastRate: 0.02, CAMalformedRate: 0.02, GarbageCertRate: 0.01,
-		CAOutageGap:         Range{Min: time.Minute, Max: 4 * time.Minute},
-		CAOutageLength:      Range{Min: 5 * time.Second, Max: 20 * time.Second},
+		CAOutageGap:         simulation.Range{Min: time.Minute, Max: 4 * time.Minute},
+		CAOutageLength:      simulation.Range{Min: 5 * time.Second, Max: 20 * time.Second},
 		MaxFaultsPerProcess: 3,
 		TimeScale:           20,
 		Arrival:             50,
@@ -162,33 +174,33 @@ func campaignPoll() pipeline.PollSchedule {
 	return p
 }
 
-// campaignTiming is the campaign's time base in real time; Campaign divides
+// campaignTiming is the campaign's time base in production time; Run divides
 // it by TimeScale. The ratios follow production: the lease (2 minutes there)
 // is four API timeouts, task backoff (2s to 5 minutes) and Pub/Sub's
 // redelivery backoff (10s to 10 minutes, terraform's claim_retry_backoff)
 // grow past the lease.
 var campaignTiming = struct {
-	fast, slow     Range
+	fast, slow     simulation.Range
 	poll           pipeline.PollSchedule
 	lease, apiCall time.Duration
 	taskMaxBackoff time.Duration
-	pubsubBackoff  Range
+	pubsubBackoff  simulation.Range
 	// The sweep: idle after sweepAfter (at least twice the poll schedule's
 	// longest gap, 6 minutes), run every sweepEvery.
 	sweepAfter, sweepEvery time.Duration
 }{
-	fast:           Range{Min: time.Second, Max: 5 * time.Second},
-	slow:           Range{Min: 30 * time.Second, Max: 5 * time.Minute},
+	fast:           simulation.Range{Min: time.Second, Max: 5 * time.Second},
+	slow:           simulation.Range{Min: 30 * time.Second, Max: 5 * time.Minute},
 	poll:           campaignPoll(),
 	lease:          80 * time.Second,
 	apiCall:        20 * time.Second,
 	taskMaxBackoff: 5 * time.Minute,
-	pubsubBackoff:  Range{Min: 10 * time.Second, Max: 10 * time.Minute},
+	pubsubBackoff:  simulation.Range{Min: 10 * time.Second, Max: 10 * time.Minute},
 	sweepAfter:     12 * time.Minute,
 	sweepEvery:     2 * time.Minute,
 }
 
-func (co *CampaignOptions) validate() error {
+func (co *Options) validate() error {
 	if co.Enrollments <= 0 {
 		return errors.New("campaign: enrollments must be positive")
 	}
@@ -218,7 +230,7 @@ func (co *CampaignOptions) validate() error {
 }
 
 // options turns the campaign into simulation options wired to inj.
-func (co *CampaignOptions) options(inj *injector) Options {
+func (co *Options) options(inj *injector) simulation.Options {
 	s := co.TimeScale
 	if s <= 0 {
 		s = 1
@@ -242,7 +254,7 @@ func (co *CampaignOptions) options(inj *injector) Options {
 			timeout += 2 * time.Minute
 		}
 	}
-	return Options{
+	return simulation.Options{
 		Clients: co.Enrollments,
 		Slow:    co.Slow, Silent: co.Silent, Wrong: co.Wrong, Elsewhere: co.Elsewhere,
 		FastDelay: t.fast.Scale(s), SlowDelay: t.slow.Scale(s),
@@ -259,32 +271,35 @@ func (co *CampaignOptions) options(inj *injector) Options {
 		TaskAttempt:           inj.taskAttempt,
 		RefuseRepeatClaim:     inj.refuseRepeatClaim,
 		CAAnswer:              inj.caAnswer,
-		store:                 inj.store,
+		Store:                 inj.store,
 		SweepAfter:            sweepAfter,
 		SweepEvery:            sweepEvery,
 		Lease:                 time.Duration(float64(t.lease) / s),
 		APITimeout:            time.Duration(float64(t.apiCall) / s),
 		TaskMaxBackoff:        time.Duration(float64(t.taskMaxBackoff) / s),
 		PubSubBackoff:         t.pubsubBackoff.Scale(s),
-		published:             inj.published,
+		Published:             inj.published,
 	}
 }
 
-// CampaignReport is what a campaign injected and found. JSON field names are
+// Report is what a campaign injected and found. JSON field names are
 // the campaign command's report contract.
-type CampaignReport struct {
+type Report struct {
 	Enrollments int     `json:"enrollments"`
 	Seed        uint64  `json:"seed"`
 	TimeScale   float64 `json:"time_scale"`
 	WallSeconds float64 `json:"wall_seconds"`
+	// ClockSeconds is the time the campaign simulated, on its clock (the
+	// wall time with RealClock).
+	ClockSeconds float64 `json:"clock_seconds"`
 	// Faults counts what was injected, by kind.
 	Faults FaultCounts `json:"faults"`
 	// Scenarios and Expected count the processes by scenario and by expected
 	// ending ("FAILED (CA refused)" for the refused ones that reach the CA).
-	Scenarios map[Scenario]int `json:"scenarios"`
-	Expected  map[string]int   `json:"expected"`
-	Outcomes  Outcomes         `json:"outcomes"`
-	APICalls  map[string]int   `json:"api_calls"`
+	Scenarios map[simulation.Scenario]int `json:"scenarios"`
+	Expected  map[string]int              `json:"expected"`
+	Outcomes  simulation.Outcomes         `json:"outcomes"`
+	APICalls  map[string]int              `json:"api_calls"`
 	// OwnClaimRefused is the processes that ended CLAIMED_ELSEWHERE because
 	// the API refused our own repeat claim (expected with
 	// RefuseRepeatClaimShare); OwnClaimRefusedErrors the ERROR logs
@@ -298,29 +313,29 @@ type CampaignReport struct {
 	LastAttemptsFailed int64 `json:"last_attempts_failed"`
 	// Violations are the processes that broke an invariant or did not end as
 	// expected, each with its history; empty means the campaign passed.
-	Violations []CampaignViolation `json:"violations"`
+	Violations []Violation `json:"violations"`
 	// Run is the simulation's own report (costs, latencies); its Unexpected
 	// and Violations are superseded by the campaign's checks and left empty.
-	Run *Report `json:"run"`
+	Run *simulation.Report `json:"run"`
 }
 
 // OK reports whether every process ended as expected with no violation.
-func (r *CampaignReport) OK() bool { return len(r.Violations) == 0 && r.Outcomes.Unfinished == 0 }
+func (r *Report) OK() bool { return len(r.Violations) == 0 && r.Outcomes.Unfinished == 0 }
 
-// CampaignViolation is one process's problems.
-type CampaignViolation struct {
-	Process  string   `json:"process"`
-	Index    int      `json:"index"`
-	Scenario Scenario `json:"scenario"`
-	Expected string   `json:"expected"`
-	Problems []string `json:"problems"`
+// Violation is one process's problems.
+type Violation struct {
+	Process  string              `json:"process"`
+	Index    int                 `json:"index"`
+	Scenario simulation.Scenario `json:"scenario"`
+	Expected string              `json:"expected"`
+	Problems []string            `json:"problems"`
 	// History is the process's record history, the API's view of it, what the
 	// CA did and the faults injected into it.
 	History []string `json:"history"`
 }
 
 // String prints the violation with its history.
-func (v CampaignViolation) String() string {
+func (v Violation) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "#%d %s (%s, expected %s):\n", v.Index, v.Process, v.Scenario, v.Expected)
 	for _, p := range v.Problems {
@@ -419,19 +434,30 @@ func (f FaultCounts) Kinds() map[string]int64 {
 	}
 }
 
-// Campaign enrolls co.Enrollments simulated clients through the whole
+// Run enrolls co.Enrollments simulated clients through the whole
 // adapter while injecting faults at random, then checks every process against
 // the invariants of architecture.md and the ending its scenario (and any CA
 // refusal injected into it) calls for.
-func Campaign(ctx context.Context, co CampaignOptions) (*CampaignReport, error) {
+func Run(ctx context.Context, co Options) (*Report, error) {
 	if err := co.validate(); err != nil {
 		return nil, err
 	}
 	inj := newInjector(co)
 	inj.store = memory.New()
 	o := co.options(inj)
-	inj.start = time.Now()
-	w, err := run(ctx, &o)
+	if !co.RealClock {
+		v := clock.NewVirtual(time.Now().UTC().Truncate(time.Second))
+		// Timers due within a millisecond run together, so that
+		// processes run concurrently as in production.
+		v.Quantum = time.Millisecond
+		defer v.Stop()
+		o.Clock = v
+	}
+	if o.Clock != nil {
+		inj.clk = o.Clock
+	}
+	inj.start = inj.clk.Now()
+	w, err := simulation.Execute(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +467,8 @@ func Campaign(ctx context.Context, co CampaignOptions) (*CampaignReport, error) 
 // injector decides and counts the faults. Each process has its own plan and
 // random stream, numbered by creation order.
 type injector struct {
-	co    CampaignOptions
+	co    Options
+	clk   clock.Clock
 	start time.Time
 
 	mu      sync.Mutex
@@ -449,11 +476,6 @@ type injector struct {
 	byID    map[string]*plan // process id
 	byReqID map[string]*plan // CA request id
 	refuse  *rand.Rand       // draws the refused processes, in creation order
-
-	// goroutines maps a goroutine to the plan of the process it works on:
-	// every step reads or writes the process's record before any crash
-	// point, and the crash hook names no process.
-	goroutines sync.Map
 
 	outages []window
 
@@ -465,8 +487,6 @@ type injector struct {
 	garbage *ca.Issued
 	// errors counts the pipeline's ERROR logs by process and message.
 	errors *errorLog
-	// inTask holds the goroutines running a task attempt.
-	inTask sync.Map
 
 	apiRequests, api503, api429, api500, lost, timeout, timeoutActed atomic.Int64
 	outageFailures, outageSpared, refusals, suppressed               atomic.Int64
@@ -504,9 +524,9 @@ type plan struct {
 	lastFailed []string
 }
 
-func newInjector(co CampaignOptions) *injector {
+func newInjector(co Options) *injector {
 	inj := &injector{
-		co: co, byID: map[string]*plan{}, byReqID: map[string]*plan{},
+		co: co, clk: clock.Real{}, byID: map[string]*plan{}, byReqID: map[string]*plan{},
 		refuse:  rand.New(rand.NewPCG(co.Seed, 0xca5e)),
 		kinds:   rand.New(rand.NewPCG(co.Seed, 0x11fa17)),
 		garbage: garbageCertificate(),
@@ -521,8 +541,8 @@ func newInjector(co CampaignOptions) *injector {
 	}
 	gap, length := co.CAOutageGap.Scale(s), co.CAOutageLength.Scale(s)
 	if length.Max > 0 && gap.Max > 0 {
-		for t := gap.pick(rng); t < 24*time.Hour; t += gap.pick(rng) {
-			d := length.pick(rng)
+		for t := gap.Pick(rng); t < 24*time.Hour; t += gap.Pick(rng) {
+			d := length.Pick(rng)
 			inj.outages = append(inj.outages, window{t, t + d})
 			t += d
 		}
@@ -592,7 +612,7 @@ func (inj *injector) note(p *plan, what string) {
 }
 
 func (inj *injector) stamp() string {
-	return fmt.Sprintf("+%dms ", time.Since(inj.start).Milliseconds())
+	return fmt.Sprintf("+%dms ", inj.clk.Now().Sub(inj.start).Milliseconds())
 }
 
 func (inj *injector) count(m map[string]int64, k string) {
@@ -656,7 +676,7 @@ func (inj *injector) caFault(req ca.Request) error {
 	inj.mu.Lock()
 	p := inj.byReqID[req.RequestID]
 	inj.mu.Unlock()
-	now := time.Since(inj.start)
+	now := inj.clk.Now().Sub(inj.start)
 	i := sort.Search(len(inj.outages), func(i int) bool { return inj.outages[i].to > now })
 	if i < len(inj.outages) && inj.outages[i].from <= now {
 		// A process at its fault bound is spared: the outage would cost it
@@ -685,7 +705,6 @@ func (inj *injector) storeFault(op, key string) error {
 	if p == nil {
 		return nil
 	}
-	inj.goroutines.Store(goid(), p)
 	if p.draw() < inj.co.StoreFaultRate && inj.take(p, "store "+op+": failed before commit") {
 		inj.count(inj.storeBefore, op)
 		return errors.New("injected store fault before commit")
@@ -731,18 +750,17 @@ func (inj *injector) taskFault(q tasks.Queue, body []byte) bool {
 	return true
 }
 
-// crash is the pipeline's crash hook.
-func (inj *injector) crash(point string) error {
+// crash is the pipeline's crash hook: key names the process, and ctx tells
+// whether the step runs in a task attempt (inTaskAttempt).
+func (inj *injector) crash(ctx context.Context, key, point string) error {
 	if inj.co.stall != nil {
 		inj.co.stall(point)
 	}
-	g := goid()
-	v, ok := inj.goroutines.Load(g)
-	if !ok {
+	p := inj.planByID(lastSegment(key))
+	if p == nil {
 		return nil
 	}
-	p := v.(*plan)
-	if point == "issue:before-ca" && inj.contend(p, g) {
+	if point == "issue:before-ca" && inj.contend(ctx, p) {
 		return errors.New("injected crash holding the lease")
 	}
 	if p.draw() < inj.co.CrashRate && inj.take(p, "crash at "+point) {
@@ -750,19 +768,6 @@ func (inj *injector) crash(point string) error {
 		return errors.New("injected crash")
 	}
 	return nil
-}
-
-// goid is the current goroutine's id, from the first line of its stack trace
-// ("goroutine 123 [running]:").
-func goid() uint64 {
-	var buf [64]byte
-	n := runtime.Stack(buf[:], false)
-	s := strings.TrimPrefix(string(buf[:n]), "goroutine ")
-	if i := strings.IndexByte(s, ' '); i > 0 {
-		id, _ := strconv.ParseUint(s[:i], 10, 64)
-		return id
-	}
-	return 0
 }
 
 // expectation is how a process must end.
@@ -799,13 +804,13 @@ const (
 // expect is the ending of a scenario's process. A CA refusal, or a garbage
 // certificate from the CA, turns an upload into a failure; the other
 // scenarios never reach the CA.
-func expect(s Scenario, refused, garbage bool) expectation {
+func expect(s simulation.Scenario, refused, garbage bool) expectation {
 	switch s {
-	case Silent:
+	case simulation.Silent:
 		return expectation{State: progress.StateFailed, Reason: reasonDeadline}
-	case Wrong:
+	case simulation.Wrong:
 		return expectation{State: progress.StateFailed, Reason: reasonBadSignature}
-	case Elsewhere:
+	case simulation.Elsewhere:
 		return expectation{State: progress.StateClaimedElsewhere}
 	}
 	if refused {
@@ -833,7 +838,7 @@ func claimRecorded(rec *progress.Record) bool {
 // verify checks one process against the invariants and its expected ending.
 // rec is nil when the process has no record; emu holds the API emulator's
 // recorded misuses of this process.
-func verify(rec *progress.Record, snap cpemulator.Snapshot, is Issuance, want expectation, emu []cpemulator.Violation) []string {
+func verify(rec *progress.Record, snap cpemulator.Snapshot, is simulation.Issuance, want expectation, emu []cpemulator.Violation) []string {
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	if snap.SignDataCalls > 1 {
@@ -847,7 +852,7 @@ func verify(rec *progress.Record, snap cpemulator.Snapshot, is Issuance, want ex
 	if snap.UploadCalls > 1 {
 		add("%d uploads (%d repeats of the same certificate)", snap.UploadCalls, snap.RepeatedUploads)
 	}
-	if snap.UploadedPEM != "" && len(is.Certs) > 0 && !slices.Contains(is.Certs, PEMFingerprint(snap.UploadedPEM)) {
+	if snap.UploadedPEM != "" && len(is.Certs) > 0 && !slices.Contains(is.Certs, simulation.PEMFingerprint(snap.UploadedPEM)) {
 		add("the uploaded certificate is not the one the CA issued")
 	}
 	for _, v := range emu {
@@ -901,33 +906,33 @@ func verify(rec *progress.Record, snap cpemulator.Snapshot, is Issuance, want ex
 }
 
 // evaluate checks every process and builds the report.
-func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *CampaignReport {
-	run := w.report(o)
+func (inj *injector) evaluate(ctx context.Context, w *simulation.World, o *simulation.Options) *Report {
+	run := w.Report(o)
 	run.Unexpected, run.Violations = nil, nil
-	r := &CampaignReport{
-		Enrollments: len(w.clients), Seed: inj.co.Seed, TimeScale: o.TimeScale,
-		WallSeconds: w.wall.Seconds(),
-		Scenarios:   run.Scenarios, Expected: map[string]int{}, Outcomes: run.Outcomes,
+	r := &Report{
+		Enrollments: len(w.Clients()), Seed: inj.co.Seed, TimeScale: o.TimeScale,
+		WallSeconds: w.Wall().Seconds(), ClockSeconds: w.Simulated().Seconds(),
+		Scenarios: run.Scenarios, Expected: map[string]int{}, Outcomes: run.Outcomes,
 		APICalls: run.APICalls, Run: run,
 	}
 	emuV := map[string][]cpemulator.Violation{}
-	for _, v := range w.emu.Violations() {
+	for _, v := range w.Emulator().Violations() {
 		emuV[v.Process] = append(emuV[v.Process], v)
 	}
 	inj.mu.Lock()
 	plans := append([]*plan(nil), inj.plans...)
 	inj.mu.Unlock()
-	for i, c := range w.clients {
+	for i, c := range w.Clients() {
 		var p *plan
 		if i < len(plans) && strings.HasSuffix(c.Key, ":"+plans[i].id) {
 			p = plans[i]
 		}
-		rec, err := w.store.Peek(ctx, c.Key)
+		rec, err := w.Store().Peek(ctx, c.Key)
 		if err != nil {
 			rec = nil
 		}
-		snap, _ := w.emu.Process(c.Name)
-		is := w.cas.Get(pipeline.RequestID(c.Key))
+		snap, _ := w.Emulator().Process(c.Name)
+		is := w.CAs().Get(pipeline.RequestID(c.Key))
 		want := expect(c.Scenario, p != nil && p.refused, p != nil && p.garbageCert)
 		if snap.RepeatClaimsRefused > 0 && !claimRecorded(rec) {
 			// Our claim went through but no delivery recorded it (its
@@ -962,7 +967,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 			if len(errs) > 0 {
 				h = append(h, fmt.Sprintf("ERROR logs: %v", errs))
 			}
-			r.Violations = append(r.Violations, CampaignViolation{
+			r.Violations = append(r.Violations, Violation{
 				Process: c.Name, Index: i, Scenario: c.Scenario, Expected: want.String(),
 				Problems: problems, History: h,
 			})
@@ -972,7 +977,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 		}
 	}
 	if n := run.PubSub.DeadLettered; n > 0 {
-		r.Violations = append(r.Violations, CampaignViolation{Index: -1, Problems: []string{fmt.Sprintf("%d Pub/Sub messages dead-lettered", n)}})
+		r.Violations = append(r.Violations, Violation{Index: -1, Problems: []string{fmt.Sprintf("%d Pub/Sub messages dead-lettered", n)}})
 	}
 	f := &r.Faults
 	f.APIRequests = inj.apiRequests.Load()
@@ -982,7 +987,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 	}
 	f.APILostResponse, f.APITimeout, f.APITimeoutAfterActing = inj.lost.Load(), inj.timeout.Load(), inj.timeoutActed.Load()
 	for _, win := range inj.outages {
-		if win.from < w.wall {
+		if win.from < w.Simulated() {
 			f.CAOutageWindows++
 		}
 	}
@@ -1000,7 +1005,7 @@ func (inj *injector) evaluate(ctx context.Context, w *world, o *Options) *Campai
 	f.CAMalformed, f.CAGarbageCerts = inj.caMalformed.Load(), inj.garbageCerts.Load()
 	r.OwnClaimRefusedErrors = inj.errors.total(pipeline.MsgOwnClaimRefused)
 	r.FailureUnreportedErrors = inj.errors.total(pipeline.MsgFailureUnreported)
-	r.LastAttemptsFailed = w.lastDropped.Load()
+	r.LastAttemptsFailed = w.LastAttemptsDropped()
 	return r
 }
 
@@ -1014,7 +1019,7 @@ func copyCounts(m map[string]int64) map[string]int64 {
 
 // describe is a process's history: its record, the API's view, the CA's and
 // the faults injected.
-func describe(rec *progress.Record, snap cpemulator.Snapshot, is Issuance, p *plan) []string {
+func describe(rec *progress.Record, snap cpemulator.Snapshot, is simulation.Issuance, p *plan) []string {
 	var h []string
 	if rec == nil {
 		h = append(h, "record: none")

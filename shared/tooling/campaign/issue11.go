@@ -1,4 +1,4 @@
-package simulation
+package campaign
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
+	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
 )
 
 // The faults of issue 11: lost claim answers, refused repeat claims,
@@ -84,11 +85,11 @@ func (inj *injector) issue11APIFault(p *plan, method string) (cpemulator.Fault, 
 	return 0, false
 }
 
-// contend crashes an issue attempt of p (on goroutine g, at issue:before-ca,
-// holding the lease) once, if p is to meet contention on a last attempt and
-// g runs a task attempt: the retry is then presented as the last attempt.
-func (inj *injector) contend(p *plan, g uint64) bool {
-	if _, ok := inj.inTask.Load(g); !ok {
+// contend crashes an issue attempt of p (at issue:before-ca, holding the
+// lease) once, if p is to meet contention on a last attempt and ctx is a
+// task attempt's: the retry is then presented as the last attempt.
+func (inj *injector) contend(ctx context.Context, p *plan) bool {
+	if !simulation.InTaskAttempt(ctx) {
 		return false
 	}
 	p.mu.Lock()
@@ -122,9 +123,6 @@ func (inj *injector) taskAttempt(q tasks.Queue, body []byte, retry int) (bool, f
 	if inj.store != nil {
 		rec, _ = inj.store.Peek(context.Background(), tb.Key)
 	}
-	g := goid()
-	inj.inTask.Store(g, p)
-	inj.goroutines.Store(g, p)
 	p.mu.Lock()
 	p.inTask++
 	faultsBefore := p.faults
@@ -136,7 +134,7 @@ func (inj *injector) taskAttempt(q tasks.Queue, body []byte, retry int) (bool, f
 		p.lastInFlight++
 	case p.contendNext:
 		p.contendNext = false
-		if !rec.State.Terminal() && time.Now().Before(rec.LeaseUntil) {
+		if !rec.State.Terminal() && inj.clk.Now().Before(rec.LeaseUntil) {
 			why = "contention"
 		}
 	}
@@ -148,7 +146,6 @@ func (inj *injector) taskAttempt(q tasks.Queue, body []byte, retry int) (bool, f
 		inj.note(p, fmt.Sprintf("%s attempt (retry %d) of %s presented as its last (%s), record %s", q, retry, tb.Key, why, rec.State))
 	}
 	return why != "", func(status int) {
-		inj.inTask.Delete(g)
 		// A failed last attempt is dropped: a problem unless the process
 		// has ended anyway (a concurrent delivery finished it) or another
 		// injected fault failed the attempt.
