@@ -30,6 +30,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
+	"github.com/chromeos-certprov/adapter/shared/directory"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
@@ -327,6 +328,12 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		return nil, err
 	}
 
+	// The emulator serves the Directory reads too (directory variables).
+	dir, err := directory.New(ctx, directory.Options{EmulatorHost: ln.Addr().String(), Timeout: o.APITimeout})
+	if err != nil {
+		return nil, err
+	}
+
 	secrets := o.Secrets
 	if secrets == nil {
 		secrets = func(name string) (string, error) { return "", fmt.Errorf("secret %s: none in a local run", name) }
@@ -357,6 +364,7 @@ func run(ctx context.Context, o *Options) (*world, error) {
 		API:              api,
 		CAs:              cas,
 		Profiles:         cfg.Profiles,
+		Directory:        dir,
 		Allowed:          cfg.Allowed,
 		CallerID:         "certprov-local",
 		RefuseIncomplete: cfg.RefuseIncomplete(),
