@@ -240,9 +240,9 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Action() string {
 	switch {
 	case e.Code == http.StatusForbidden && e.Kind == KindDevice:
-		return "The adapter's service account may not read ChromeOS devices in the Directory API: give it an admin role with the privilege Services > Chrome OS > Settings > Read (or use domain-wide delegation with the scope " + admin.AdminDirectoryDeviceChromeosReadonlyScope + ") and check that the Admin SDK API is enabled in its project."
+		return "The adapter's service account may not read ChromeOS devices in the Directory API: give its admin role the Chrome Management privilege Manage Devices for the devices' organizational units (or, with domain-wide delegation, authorize the scope " + admin.AdminDirectoryDeviceChromeosReadonlyScope + " and give DIRECTORY_SUBJECT that privilege), and check that the Admin SDK API is enabled in its project."
 	case e.Code == http.StatusForbidden:
-		return "The adapter's service account may not read users in the Directory API: give it an admin role with the privilege Admin API > Users > Read (or use domain-wide delegation with the scope " + admin.AdminDirectoryUserReadonlyScope + ") and check that the Admin SDK API is enabled in its project."
+		return "The adapter's service account may not read users in the Directory API: give its admin role the Admin API privilege Users > Read (or, with domain-wide delegation, authorize the scope " + admin.AdminDirectoryUserReadonlyScope + " and give DIRECTORY_SUBJECT that privilege), and check that the Admin SDK API is enabled in its project."
 	case e.Code == http.StatusNotFound && e.Kind == KindDevice:
 		return "The Directory API does not know this ChromeOS device (or the adapter's admin role does not cover its organizational unit): check that the device is enrolled and that the role's scope covers its organizational unit."
 	case e.Code == http.StatusNotFound:
