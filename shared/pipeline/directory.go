@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/directory"
@@ -88,6 +89,12 @@ func (p *Pipeline) directoryError(ctx context.Context, rec *progress.Record, err
 	}
 	p.logger(ctx).Error(MsgDirectoryRefused, slog.String("reason", err.Error()), slog.String("action", action))
 	return &planError{"directory: " + err.Error() + ": " + action, action}
+}
+
+// isDirectoryQuota reports whether err is the Directory API's 429.
+func isDirectoryQuota(err error) bool {
+	var e *directory.Error
+	return errors.As(err, &e) && e.Code == http.StatusTooManyRequests
 }
 
 // MsgDirectoryRefused is the ERROR logged when the Directory API refuses a

@@ -237,3 +237,32 @@ func TestDirectoryErrors(t *testing.T) {
 		})
 	}
 }
+
+// A Directory 429 on the claim's last delivery is quota, never the process's
+// failure (invariant 7): a fresh task carries the claim on, and it uploads.
+func TestDirectoryQuotaOnTheLastDeliveryIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	quota := true
+	h := newDirectoryHarness(t, cpemulator.Options{Fault: func(m, _ string) cpemulator.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if m == cpemulator.MethodDirectoryDevice && quota {
+			return cpemulator.FaultResourceExhausted
+		}
+		return cpemulator.NoFault
+	}})
+	h.p.Profiles["dir"] = profile.Profile{Subject: profile.Subject{CommonName: "${DEVICE_ASSET_ID}"}}
+	name, note := h.add(cpemulator.ClientSpec{Kind: cpemulator.Device, Key: cpemulator.ECP256, ProfileRef: "dir"})
+	if err := h.p.ClaimDelivery(context.Background(), note, h.p.MaxAttempts); err != nil {
+		t.Fatalf("ClaimDelivery on the last attempt: %v, want nil (a fresh task carries on)", err)
+	}
+	if rec := h.record(name); rec.State.Terminal() {
+		t.Fatalf("state %s after a Directory 429 (last error %q), want the claim carried on", rec.State, rec.LastError)
+	}
+	mu.Lock()
+	quota = false
+	mu.Unlock()
+	h.drain()
+	h.wantUploaded(name)
+}
