@@ -153,3 +153,12 @@ func (e *DirectoryValueError) Error() string {
 	return fmt.Sprintf("the certificate field %s (%s) needs ${%s}, which is empty for this device or user: fill in %s in the Admin console, or give the variable a fallback such as ${%s:DEVICE_SERIAL_NUMBER}",
 		e.Field, e.Template, e.Variable, e.Attribute, e.Variable)
 }
+
+// IsDirectoryVariable reports whether name (as in ${name}; a custom schema
+// field as USER_CUSTOM:Schema.field) is a well-formed directory variable.
+func IsDirectoryVariable(name string) bool {
+	if strings.HasPrefix(name, userCustomPrefix) {
+		return checkCustom(name) == ""
+	}
+	return isDirectoryVar(name)
+}
