@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/directory"
 	"github.com/chromeos-certprov/adapter/shared/profile"
 )
@@ -48,4 +49,20 @@ func (d directoryValues) User(_ context.Context, _ string, custom []string) (*di
 		u.Custom[sf] = d[profile.UserCustomVar(sf)]
 	}
 	return u, nil
+}
+
+// directoryNotes says which profiles read the Directory API, and what the
+// functions then need.
+func directoryNotes(a config.Adapter) []string {
+	var refs []string
+	for ref, p := range a.Profiles {
+		if p.Needs().Any() {
+			refs = append(refs, ref)
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	sort.Strings(refs)
+	return []string{fmt.Sprintf("profiles %s use directory variables: ClaimProcess and PollSignature need Directory API read access (an admin role with the device and user read privileges, or domain-wide delegation with DIRECTORY_SUBJECT; README, Directory variables)", strings.Join(refs, ", "))}
 }

@@ -30,3 +30,20 @@ func TestRenderDirectoryVariables(t *testing.T) {
 		}
 	}
 }
+
+// config check notes the profiles that read the directory, and the access
+// they need; a config without directory variables gets no such note.
+func TestConfigCheckNotesDirectoryVariables(t *testing.T) {
+	t.Parallel()
+	with := writeFile(t, "with.json", `{"allowedCustomers": ["C1"], "caConnections": {"a": {"type": "dev"}},
+		"profiles": {"p": {"subject": {"commonName": "${DEVICE_ASSET_ID:DEVICE_SERIAL_NUMBER}"}}, "q": {"subject": {"commonName": "x"}}}}`)
+	without := writeFile(t, "without.json", `{"allowedCustomers": ["C1"], "caConnections": {"a": {"type": "dev"}},
+		"profiles": {"q": {"subject": {"commonName": "${DEVICE_SERIAL_NUMBER}"}}}}`)
+	const note = "profiles p use directory variables: ClaimProcess and PollSignature need Directory API read access"
+	if r := runCLI(t, nil, "config", "check", "--config", with); r.code != exitOK || !strings.Contains(r.stdout, note) {
+		t.Errorf("with directory variables: exit %d, want %d and the note %q:\n%s%s", r.code, exitOK, note, r.stdout, r.stderr)
+	}
+	if r := runCLI(t, nil, "config", "check", "--config", without); r.code != exitOK || strings.Contains(r.stdout, "directory variables") {
+		t.Errorf("without directory variables: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
