@@ -9,15 +9,20 @@ import (
 // Directory variables: their values come from the Admin SDK Directory API,
 // looked up only for a process whose profile uses one (see Needs).
 const (
-	VarDeviceAssetID            = "DEVICE_ASSET_ID"
-	VarDeviceAnnotatedLocation  = "DEVICE_ANNOTATED_LOCATION"
-	VarDeviceAnnotatedUser      = "DEVICE_ANNOTATED_USER"
-	VarDeviceOrgUnitPath        = "DEVICE_ORG_UNIT_PATH"
-	VarUserOrgUnitPath          = "USER_ORG_UNIT_PATH"
-	VarUserEmployeeID           = "USER_EMPLOYEE_ID"
-	varUserCustom               = "USER_CUSTOM"
-	userCustomPrefix            = varUserCustom + ":"
-	deviceAttribute, userAttrib = "the ChromeOS device's ", "the user's "
+	VarDeviceAssetID           = "DEVICE_ASSET_ID"
+	VarDeviceAnnotatedLocation = "DEVICE_ANNOTATED_LOCATION"
+	VarDeviceAnnotatedUser     = "DEVICE_ANNOTATED_USER"
+	VarDeviceOrgUnitPath       = "DEVICE_ORG_UNIT_PATH"
+	VarUserOrgUnitPath         = "USER_ORG_UNIT_PATH"
+	VarUserEmployeeID          = "USER_EMPLOYEE_ID"
+	varUserCustom              = "USER_CUSTOM"
+	userCustomPrefix           = varUserCustom + ":"
+)
+
+// Whose attribute a directory variable is, in messages.
+const (
+	deviceAttribute = "the ChromeOS device's "
+	userAttrib      = "the user's "
 )
 
 // directoryVars maps each directory variable to the attribute an
