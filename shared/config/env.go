@@ -39,14 +39,11 @@ const MinLease = time.Minute
 
 // Config is everything the functions need.
 type Config struct {
-	Project          string
-	CallerInstanceID string
-	APIEndpoint      string
-	APIEmulatorHost  string // an API emulator's host:port, called without credentials
-	Emulated         bool   // APIEmulatorHost is set: no credentials
-	// DirectorySubject is the user the Directory API reads act as through
-	// domain-wide delegation ("": the service account's own admin role).
-	DirectorySubject    string
+	Project             string
+	CallerInstanceID    string
+	APIEndpoint         string
+	APIEmulatorHost     string // an API emulator's host:port, called without credentials
+	Emulated            bool   // APIEmulatorHost is set: no credentials
 	FirestoreDatabase   string
 	FirestoreCollection string
 	TasksEmulator       string
@@ -71,6 +68,10 @@ type Config struct {
 	// SealingKey is RECORD_SEALING_KEY (a secret), read by adapter.Sealer.
 	SealingKey string
 	Adapter    Adapter
+
+	// DirectorySubject is the user the Directory API reads act as through
+	// domain-wide delegation ("": the service account's own admin role).
+	DirectorySubject string
 
 	// configJSON and configFile are where Adapter comes from.
 	configJSON, configFile string
