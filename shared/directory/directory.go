@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -226,7 +228,9 @@ type Error struct {
 	// Code is the HTTP status, 0 for a transport failure.
 	Code      int
 	Transient bool
-	Err       error
+	// Delegation: the token of domain-wide delegation could not be had.
+	Delegation bool
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -239,6 +243,8 @@ func (e *Error) Unwrap() error { return e.Err }
 // device's failure message and the log.
 func (e *Error) Action() string {
 	switch {
+	case e.Delegation:
+		return "The adapter could not act as DIRECTORY_SUBJECT through domain-wide delegation (" + http.StatusText(e.Code) + "): check that its service account holds roles/iam.serviceAccountTokenCreator on itself, that its client ID is authorized in the Admin console (Security > Access and data control > API controls > Domain wide delegation) with the two Directory read-only scopes, and that DIRECTORY_SUBJECT is an active administrator."
 	case e.Code == http.StatusForbidden && e.Kind == KindDevice:
 		return "The adapter's service account may not read ChromeOS devices in the Directory API: give its admin role the Chrome Management privilege Manage Devices for the devices' organizational units (or, with domain-wide delegation, authorize the scope " + admin.AdminDirectoryDeviceChromeosReadonlyScope + " and give DIRECTORY_SUBJECT that privilege), and check that the Admin SDK API is enabled in its project."
 	case e.Code == http.StatusForbidden:
@@ -259,12 +265,24 @@ func wrap(kind, key string, err error) error {
 		e.Transient = ge.Code == http.StatusTooManyRequests || ge.Code == http.StatusRequestTimeout || ge.Code >= 500
 		return e
 	}
+	// Domain-wide delegation's token exchange fails before any request is
+	// sent, with an error that only its text classifies.
+	if m := delegationStatus.FindStringSubmatch(err.Error()); m != nil {
+		e.Code, _ = strconv.Atoi(m[1])
+		e.Delegation = true
+		e.Transient = e.Code == http.StatusTooManyRequests || e.Code == http.StatusRequestTimeout || e.Code >= 500
+		return e
+	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
 		e.Transient = true
 	}
 	return e
 }
+
+// delegationStatus matches the HTTP status that google.golang.org/api/impersonate
+// reports when signing the delegation JWT or exchanging it fails.
+var delegationStatus = regexp.MustCompile(`impersonate: status code (\d{3})`)
 
 // Transient reports whether err is worth retrying: 429, 408, 5xx, timeouts and
 // transport failures. Unknown errors count as transient.
