@@ -396,8 +396,8 @@ variable "secret_env" {
     connection's "challenge": {"type": "static", "secretEnv": "SCEP_CHALLENGE"})
     and RECORD_SEALING_KEY. functions lists
     which functions get the variable (and the accessor grant); by default only
-    issue. ClaimProcess builds SCEP connections (it puts the challenge into the
-    CSR), so a SCEP connection's secrets go to ["claim", "issue"];
+    issue. ClaimProcess builds SCEP connections with a challenge (it puts it into the
+    CSR), so such a connection's secrets go to ["claim", "issue"];
     RECORD_SEALING_KEY (32 random bytes, base64; required with a SCEP challenge)
     goes to all three. With create = true (the default) the secret is created
     empty; add its value with `gcloud secrets versions add SECRET_ID

@@ -3,7 +3,6 @@ package adapter
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,10 +13,6 @@ import (
 	gfirestore "cloud.google.com/go/firestore"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/ca/cas"
-	"github.com/chromeos-certprov/adapter/shared/ca/devca"
-	"github.com/chromeos-certprov/adapter/shared/ca/est"
-	"github.com/chromeos-certprov/adapter/shared/ca/scep"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/logging"
@@ -27,35 +22,9 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tasks/cloudtasks"
 )
 
-// Connector builds a CA connection from its settings. secrets reads a secret
-// by the name of the environment variable that holds it.
-type Connector func(ctx context.Context, settings json.RawMessage, secrets func(string) (string, error)) (pipeline.Issuer, error)
-
-// Connectors are the CA connector types, by the type name used in the config.
-var Connectors = map[string]Connector{
-	devca.Type: func(ctx context.Context, s json.RawMessage, sec func(string) (string, error)) (pipeline.Issuer, error) {
-		return devca.New(ctx, s, sec)
-	},
-	"cas": func(ctx context.Context, s json.RawMessage, sec func(string) (string, error)) (pipeline.Issuer, error) {
-		return cas.New(ctx, s, sec)
-	},
-	scep.Type: func(ctx context.Context, s json.RawMessage, sec func(string) (string, error)) (pipeline.Issuer, error) {
-		return scep.New(ctx, s, sec)
-	},
-	"est": func(ctx context.Context, s json.RawMessage, sec func(string) (string, error)) (pipeline.Issuer, error) {
-		return est.New(ctx, s, sec)
-	},
-}
-
-// ConnectorTypes lists the known connector types, sorted.
-func ConnectorTypes() []string {
-	types := make([]string, 0, len(Connectors))
-	for t := range Connectors {
-		types = append(types, t)
-	}
-	sort.Strings(types)
-	return types
-}
+// ConnectorTypes lists the CA connector types this adapter builds, sorted:
+// those registered by the connector packages connectors.go imports.
+func ConnectorTypes() []string { return ca.Types() }
 
 // EnvSecrets reads secrets from environment variables (Cloud Functions mounts
 // Secret Manager secrets there).
@@ -71,22 +40,24 @@ func EnvSecrets(lookup config.Lookup) func(string) (string, error) {
 
 // BuildCAs builds every configured CA connection, reporting every problem at once.
 func BuildCAs(ctx context.Context, a config.Adapter, secrets func(string) (string, error)) (map[string]pipeline.Issuer, error) {
-	return buildCAs(ctx, a, secrets, func(string) bool { return true })
+	return buildCAs(ctx, a, secrets, "")
 }
 
-// Which function builds which connectors: IssueCertificate talks to the CA and
-// builds them all; ClaimProcess builds only those that put a challenge
-// password into the CSR (SCEP), because it asks for the challenge before
-// signData; PollSignature builds none. The others get a placeholder that
-// knows the reference exists, so no function needs a secret it does not use.
-func buildsType(fn, typ string) bool {
+// builds reports whether function fn builds connection c. IssueCertificate
+// talks to the CA and builds them all; ClaimProcess builds only those that
+// need a challenge at claim time (ca.NeedsChallenge: SCEP with a challenge),
+// because it asks for the challenge before signData; PollSignature builds
+// none. The others get a placeholder that knows the reference exists, so no
+// function needs a secret it does not use. An unknown type is an error.
+func builds(fn string, c config.CAConnection) (bool, error) {
+	needsChallenge, err := ca.NeedsChallenge(c.Type, c.Settings)
 	switch fn {
 	case "", "IssueCertificate":
-		return true
+		return true, err
 	case "ClaimProcess":
-		return typ == scep.Type
+		return needsChallenge, err
 	}
-	return false
+	return false, err
 }
 
 // elsewhere stands for a CA connection built by another function.
@@ -101,26 +72,21 @@ func (e elsewhere) Issue(context.Context, ca.Request) (*ca.Issued, error) { retu
 
 func (e elsewhere) Roots(context.Context) ([]*x509.Certificate, error) { return nil, e.err() }
 
-func buildCAs(ctx context.Context, a config.Adapter, secrets func(string) (string, error), build func(typ string) bool) (map[string]pipeline.Issuer, error) {
+func buildCAs(ctx context.Context, a config.Adapter, secrets func(string) (string, error), fn string) (map[string]pipeline.Issuer, error) {
 	cas := map[string]pipeline.Issuer{}
 	var errs []error
-	refs := make([]string, 0, len(a.CAConnections))
-	for ref := range a.CAConnections {
-		refs = append(refs, ref)
-	}
-	sort.Strings(refs)
-	for _, ref := range refs {
+	for _, ref := range sortedRefs(a) {
 		c := a.CAConnections[ref]
-		newConnector, ok := Connectors[c.Type]
-		if !ok {
-			errs = append(errs, fmt.Errorf("caConnections[%q]: unknown type %q", ref, c.Type))
+		build, err := builds(fn, c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("caConnections[%q]: %w", ref, err))
 			continue
 		}
-		if !build(c.Type) {
+		if !build {
 			cas[ref] = elsewhere{ref: ref, typ: c.Type, fn: "this function"}
 			continue
 		}
-		issuer, err := newConnector(ctx, c.Settings, secrets)
+		issuer, err := ca.New(ctx, c.Type, c.Settings, ca.Deps{Secrets: secrets})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("caConnections[%q] (%s): %w", ref, c.Type, err))
 			continue
@@ -160,7 +126,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 	} else if enq, err = cloudtasks.New(ctx, tcfg); err != nil {
 		return nil, nil, err
 	}
-	cas, err := buildCAs(ctx, cfg.Adapter, EnvSecrets(lookup), func(typ string) bool { return buildsType(fn, typ) })
+	cas, err := buildCAs(ctx, cfg.Adapter, EnvSecrets(lookup), fn)
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
@@ -254,16 +220,8 @@ func Sealer(key string, a config.Adapter) (*seal.Sealer, error) {
 
 // hasChallenge reports whether a connection's CSRs carry a challenge password.
 func hasChallenge(c config.CAConnection) bool {
-	if c.Type != scep.Type {
-		return false
-	}
-	var s struct {
-		Challenge struct {
-			Type string `json:"type"`
-		} `json:"challenge"`
-	}
-	_ = json.Unmarshal(c.Settings, &s)
-	return s.Challenge.Type != "none"
+	needs, _ := ca.NeedsChallenge(c.Type, c.Settings)
+	return needs
 }
 
 func sortedRefs(a config.Adapter) []string {

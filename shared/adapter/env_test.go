@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 	"github.com/chromeos-certprov/adapter/shared/config"
@@ -19,6 +21,9 @@ func TestFunctionsBuildOnlyTheirConnectors(t *testing.T) {
 	a := config.Adapter{CAConnections: map[string]config.CAConnection{
 		"dev":  {Type: devca.Type, Settings: json.RawMessage(`{"certFile":"/x/ca.pem","keyEnv":"DEV_CA_KEY"}`)},
 		"scep": {Type: "scep", Settings: json.RawMessage(`{"url":"http://127.0.0.1:1/scep","challenge":{"type":"static","secretEnv":"SCEP_CHALLENGE"}}`)},
+		// No challenge: nothing to ask at claim time, so ClaimProcess does
+		// not build it and needs not its signer key (it did before).
+		"scep-none": {Type: "scep", Settings: json.RawMessage(`{"url":"http://127.0.0.1:1/scep","challenge":{"type":"none"},"signerKeyEnv":"SCEP_SIGNER_KEY"}`)},
 	}}
 	secrets := EnvSecrets(config.MapLookup(map[string]string{"SCEP_CHALLENGE": "s3cret"}))
 	tests := []struct {
@@ -26,12 +31,12 @@ func TestFunctionsBuildOnlyTheirConnectors(t *testing.T) {
 		wantErr      string
 		built, stubs []string
 	}{
-		{"PollSignature", "", nil, []string{"dev", "scep"}},
-		{"ClaimProcess", "", []string{"scep"}, []string{"dev"}},
+		{"PollSignature", "", nil, []string{"dev", "scep", "scep-none"}},
+		{"ClaimProcess", "", []string{"scep"}, []string{"dev", "scep-none"}},
 		{"IssueCertificate", "ca.pem", nil, nil},
 	}
 	for _, tc := range tests {
-		cas, err := buildCAs(context.Background(), a, secrets, func(typ string) bool { return buildsType(tc.fn, typ) })
+		cas, err := buildCAs(context.Background(), a, secrets, tc.fn)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%s: %v, want %q", tc.fn, err, tc.wantErr)
@@ -50,6 +55,22 @@ func TestFunctionsBuildOnlyTheirConnectors(t *testing.T) {
 			if _, ok := cas[ref].(elsewhere); ok {
 				t.Errorf("%s: %s was not built", tc.fn, ref)
 			}
+		}
+	}
+}
+
+// The adapter builds exactly the connector types whose packages it imports
+// (connectors.go), and an unknown type is refused with the known ones.
+func TestConnectorsRegistered(t *testing.T) {
+	t.Parallel()
+	if diff := cmp.Diff([]string{"cas", "dev", "est", "scep"}, ConnectorTypes()); diff != "" {
+		t.Errorf("ConnectorTypes (-want +got):\n%s", diff)
+	}
+	a := config.Adapter{CAConnections: map[string]config.CAConnection{"x": {Type: "acme"}}}
+	for _, fn := range []string{"ClaimProcess", "PollSignature", "IssueCertificate"} {
+		_, err := buildCAs(context.Background(), a, nil, fn)
+		if err == nil || !strings.Contains(err.Error(), `caConnections["x"]: unknown CA connector type "acme" (registered: cas, dev, est, scep)`) {
+			t.Errorf("%s: %v, want the unknown type refused", fn, err)
 		}
 	}
 }
@@ -107,6 +128,24 @@ func TestAPIOptionsFromEnvironment(t *testing.T) {
 		}
 		if got := apiOptions(cfg); got.Endpoint != tc.want.Endpoint || got.EmulatorHost != tc.want.EmulatorHost {
 			t.Errorf("%s: options %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Every connector the adapter ships reads its settings strictly: a misspelt
+// field and anything after the settings object are errors, whatever else
+// the settings lack.
+func TestEveryConnectorDecodesStrictly(t *testing.T) {
+	t.Parallel()
+	for _, typ := range ConnectorTypes() {
+		for _, tc := range []struct{ settings, want string }{
+			{`{"timout":"5s"}`, `unknown field "timout"`},
+			{`{} {}`, "trailing data"},
+		} {
+			_, err := ca.New(context.Background(), typ, json.RawMessage(tc.settings), ca.Deps{Secrets: EnvSecrets(config.MapLookup(nil))})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s settings %s: %v, want an error with %q", typ, tc.settings, err, tc.want)
+			}
 		}
 	}
 }

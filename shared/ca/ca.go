@@ -1,5 +1,7 @@
-// Package ca defines what the pipeline asks of a certificate authority and how a
-// CA connector reports failure: every error says whether a retry can help.
+// Package ca defines what the pipeline asks of a certificate authority (Issuer,
+// and the optional Challenger), how a CA connector reports failure (every
+// error says whether a retry can help), and the registry through which each
+// connector package under shared/ca makes its type known (Register, New).
 package ca
 
 import (

@@ -11,7 +11,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/chromeos-certprov/adapter/shared/profile"
+	"github.com/chromeos-certprov/adapter/shared/strictjson"
 )
 
 // Adapter is the adapter config (JSON, from CERTPROV_CONFIG or CERTPROV_CONFIG_FILE).
@@ -64,13 +64,8 @@ func (a *Adapter) Allowed(customer string) bool {
 // ParseAdapter decodes and validates an adapter config. Unknown fields are errors.
 func ParseAdapter(data []byte, connectorTypes []string) (Adapter, error) {
 	var a Adapter
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
+	if err := strictjson.Unmarshal(data, &a); err != nil {
 		return Adapter{}, fmt.Errorf("adapter config: %w", err)
-	}
-	if dec.More() {
-		return Adapter{}, errors.New("adapter config: trailing data after the JSON object")
 	}
 	return a, a.Validate(connectorTypes)
 }

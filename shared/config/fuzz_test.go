@@ -71,7 +71,7 @@ func settingsStrings(data []byte) []string {
 }
 
 // FuzzParseAdapter parses an adapter config. Seeds: the example configs of
-// every connector (shared/ca/e2e/testdata) and configs with secrets in
+// every connector (shared/tooling/ca/e2e/testdata) and configs with secrets in
 // their settings. It asserts no panic; that an accepted config encodes
 // and parses again to the same config (round trip); and that no error
 // quotes a value of a connector's settings (they hold URLs with

@@ -40,7 +40,13 @@ func (p *Pipeline) ClaimDelivery(ctx context.Context, data []byte, attempt int) 
 		return err
 	}
 	rec, gerr := p.Store.Get(ctx, progress.Key(ev.CustomerID, ev.ProcessID))
-	if gerr != nil || (rec.State != progress.StateReceived && rec.State != progress.StateClaimed) {
+	if gerr != nil {
+		p.logger(ctx).Warn("last delivery: could not read the record to report or hand on its failure; the sweep resumes it",
+			slog.String("process_id", ev.ProcessID), slog.String("customer", ev.CustomerID),
+			slog.String("reason", gerr.Error()), slog.String("delivery_error", err.Error()))
+		return err
+	}
+	if rec.State != progress.StateReceived && rec.State != progress.StateClaimed {
 		return err // later states have a durable poll task that carries on
 	}
 	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
@@ -70,12 +76,11 @@ func (p *Pipeline) claim(ctx context.Context, data []byte) error {
 	now := p.Now().UTC()
 	// The delivery that creates the record holds a lease on the claim, so a
 	// duplicate delivered meanwhile backs off instead of claiming too.
-	rec, err := p.Store.Create(ctx, &progress.Record{
-		Key: key, Customer: ev.CustomerID, ProcessID: ev.ProcessID, ProcessName: ev.Name(),
-		State: progress.StateReceived, CreatedAt: now, UpdatedAt: now,
-		History:    []progress.Change{{To: progress.StateReceived, At: now}},
-		LeaseUntil: now.Add(p.Lease), Attempts: 1,
-	})
+	fresh := progress.New(ev.CustomerID, ev.ProcessID, ev.Name(), now)
+	if err := progress.AcquireLease(fresh, newHolder("claim"), now, p.Lease); err != nil {
+		return fmt.Errorf("claim %s: %w", key, err)
+	}
+	rec, err := p.Store.Create(ctx, fresh)
 	owned := err == nil
 	switch {
 	case errors.Is(err, progress.ErrExists):
@@ -101,9 +106,24 @@ func (p *Pipeline) claim(ctx context.Context, data []byte) error {
 	return p.advance(ctx, rec, 0)
 }
 
-// withProcess returns ctx with a logger that names the process.
+// withProcess returns ctx with a logger that names the process, once: a ctx
+// whose logger names it already is returned as it is.
 func withProcess(ctx context.Context, l *slog.Logger, customer, process string) context.Context {
-	return logging.WithLogger(ctx, l.With(slog.String("process_id", process), slog.String("customer", customer)))
+	key := progress.Key(customer, process)
+	if named(ctx, key) {
+		return ctx
+	}
+	ctx = logging.WithLogger(ctx, l.With(slog.String("process_id", process), slog.String("customer", customer)))
+	return context.WithValue(ctx, namedKey{}, key)
+}
+
+// namedKey marks a context whose logger names a process (by its record key).
+type namedKey struct{}
+
+// named reports whether ctx's logger names the process of record key key.
+func named(ctx context.Context, key string) bool {
+	k, _ := ctx.Value(namedKey{}).(string)
+	return k == key
 }
 
 // advance drives rec forward from whatever state it is in, as far as this
@@ -153,14 +173,14 @@ func (p *Pipeline) advance(ctx context.Context, rec *progress.Record, retry int)
 // retryClaim takes over a claim whose first delivery died (its lease passed).
 func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
 	now := p.Now().UTC()
-	if now.Before(rec.LeaseUntil) {
+	if rec.Leased(now) {
 		return nil, errBusy
 	}
+	holder := newHolder("claim")
 	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateReceived, func(r *progress.Record) error {
-		if now.Before(r.LeaseUntil) {
-			return errBusy
+		if err := p.takeLease(r, holder, now); err != nil {
+			return err
 		}
-		r.LeaseUntil = now.Add(p.Lease)
 		r.Attempts++
 		return nil
 	})
@@ -214,7 +234,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 		return nil, err
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
-		r.LeaseUntil = time.Time{}
+		progress.ReleaseLease(r)
 		return nil
 	})
 }
@@ -224,7 +244,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record) (*pro
 // so that the next delivery may act at once.
 func (p *Pipeline) claimAPIError(ctx context.Context, rec *progress.Record, what string, err error) error {
 	if cpapi.Transient(err) {
-		p.freeLease(ctx, rec.Key, progress.StateReceived, what+": "+err.Error())
+		p.freeLease(ctx, rec, what+": "+err.Error())
 	}
 	return p.apiError(ctx, rec, what, err)
 }
@@ -261,14 +281,17 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record) (*pro
 		return nil, ferr
 	}
 	now := p.Now().UTC()
+	holder := newHolder("sign")
 	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateClaimed}, progress.StateSigning, func(r *progress.Record) error {
+		if err := p.takeLease(r, holder, now); err != nil {
+			return err
+		}
 		r.CAConnectionRef, r.ProfileRef = plan.caRef, plan.profileRef
 		r.SPKI, r.KeyType, r.SignatureAlgorithm = plan.spki, string(plan.keyType), plan.algorithm
 		r.SignData = stored
 		r.ChallengeExpiresAt = plan.challengeExpires
 		r.RequestID = RequestID(r.Key)
 		r.SignDataCalls++
-		r.LeaseUntil = now.Add(p.Lease)
 		r.Deadline = now.Add(p.Schedule.Deadline)
 		r.NextPollAt = now.Add(p.pollDelay(r, 0, now))
 		return nil
@@ -304,7 +327,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 			// a timeout or a broken connection the request may still be
 			// acting, so the lease stands until it passes.
 			if answered(err) {
-				p.freeLease(ctx, rec.Key, progress.StateSigning, "signData: "+err.Error())
+				p.freeLease(ctx, rec, "signData: "+err.Error())
 			} else {
 				p.note(ctx, rec.Key, "signData: "+err.Error())
 			}
@@ -318,7 +341,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {
 		r.OperationName = op
-		r.LeaseUntil = time.Time{}
+		progress.ReleaseLease(r)
 		return nil
 	})
 }
@@ -327,7 +350,7 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record) (*pro
 // around signData): it asks the process, not the client, whether signData
 // started.
 func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*progress.Record, error) {
-	if p.Now().Before(rec.LeaseUntil) {
+	if rec.Leased(p.Now()) {
 		return nil, errBusy
 	}
 	proc, err := p.API.Get(ctx, rec.ProcessName)
@@ -340,18 +363,18 @@ func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record) (*pr
 	if proc.SignData != "" || proc.Signature != "" {
 		// signData reached the client: poll the process itself for the signature.
 		return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {
-			r.LeaseUntil = time.Time{}
+			progress.ReleaseLease(r)
 			r.LastError = "signData's answer was lost; polling the process"
 			return nil
 		})
 	}
 	// The call never reached the API: take the lease and call it.
 	now := p.Now().UTC()
+	holder := newHolder("sign")
 	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StateSigning, func(r *progress.Record) error {
-		if now.Before(r.LeaseUntil) {
-			return errBusy
+		if err := p.takeLease(r, holder, now); err != nil {
+			return err
 		}
-		r.LeaseUntil = now.Add(p.Lease)
 		r.SignDataCalls++
 		// The client gets its whole deadline from the call that reaches it,
 		// however late (a sweep may resume a process hours later).

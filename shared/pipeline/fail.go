@@ -65,7 +65,7 @@ func (p *Pipeline) markFailing(ctx context.Context, rec *progress.Record, reason
 			return nil // keep the first decision
 		}
 		r.LastError, r.FailureMessage = reason, message
-		r.LeaseUntil = time.Time{}
+		progress.ReleaseLease(r)
 		return nil
 	})
 	if err != nil {
@@ -159,6 +159,9 @@ func (p *Pipeline) reportFailure(ctx context.Context, rec *progress.Record, retr
 		case cpapi.IsNotFound(gerr):
 			note = "; setFailure failed (" + err.Error() + "): the process no longer exists"
 		default:
+			if gerr != nil {
+				p.logger(ctx).Warn("setFailure did not go through and the process could not be read", slog.String("reason", gerr.Error()))
+			}
 			return nil, p.handOffReport(ctx, rec, err)
 		}
 	}

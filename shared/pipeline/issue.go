@@ -68,7 +68,7 @@ func (p *Pipeline) Issue(ctx context.Context, body []byte, retry int) error {
 // ISSUED, or nil when the CA answered "pending" and a later task asks again.
 func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
 	now := p.Now().UTC()
-	if rec.State == progress.StateIssuing && now.Before(rec.LeaseUntil) {
+	if rec.State == progress.StateIssuing && rec.Leased(now) {
 		return nil, errBusy
 	}
 	issuer, ok := p.CAs[rec.CAConnectionRef]
@@ -90,11 +90,11 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 	if !now.Before(caDeadline) && rec.State == progress.StateIssuing {
 		return p.fail(ctx, rec, "the CA had not issued by the deadline", "The certificate authority did not issue the certificate in time. Contact your administrator.")
 	}
+	holder := newHolder("issue")
 	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateSigned, progress.StateIssuing}, progress.StateIssuing, func(r *progress.Record) error {
-		if r.State == progress.StateIssuing && now.Before(r.LeaseUntil) {
-			return errBusy
+		if err := p.takeLease(r, holder, now); err != nil {
+			return err
 		}
-		r.LeaseUntil = now.Add(p.Lease)
 		r.IssueAttempts++
 		return nil
 	})
@@ -144,9 +144,10 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, retry int) (
 		r.CertificatePEM = leaf
 		r.IssuedAt = p.Now().UTC()
 		r.CADuration = caTime
-		// This delivery goes on to upload: the lease keeps a duplicate away.
-		r.LeaseUntil = p.Now().UTC().Add(p.Lease)
-		return nil
+		// This delivery goes on to upload: its lease, renewed, keeps a
+		// duplicate away (and if another delivery took the lease over
+		// meanwhile, that one stores the same certificate instead).
+		return p.takeLease(r, holder, p.Now().UTC())
 	})
 	if err != nil {
 		return nil, err
@@ -204,7 +205,9 @@ func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err erro
 			wait = ce.RetryAfter
 		}
 		next, uerr := p.transition(ctx, rec.Key, []progress.State{progress.StateIssuing}, progress.StateIssuing, func(r *progress.Record) error {
-			r.LeaseUntil = time.Time{}
+			if r.LeaseHolder == rec.LeaseHolder {
+				progress.ReleaseLease(r) // the call is over; a lease taken over meanwhile stays
+			}
 			r.LastError = "the CA answered pending: " + err.Error()
 			return nil
 		})
@@ -224,7 +227,7 @@ func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err erro
 		return p.fail(ctx, rec, "CA unavailable on the last attempt: "+err.Error(),
 			"The certificate authority could not be reached. The device will try again later.")
 	}
-	p.freeLease(ctx, rec.Key, progress.StateIssuing, "CA: "+err.Error()) // the call is over: a retry may go ahead
+	p.freeLease(ctx, rec, "CA: "+err.Error()) // the call is over: a retry may go ahead
 	return nil, fmt.Errorf("issue %s: %w", rec.Key, err)
 }
 
@@ -234,18 +237,15 @@ func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err erro
 // certificate is uploaded (never a second one).
 func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) (*progress.Record, error) {
 	now := p.Now().UTC()
-	if now.Before(rec.LeaseUntil) {
+	if rec.Leased(now) {
 		return nil, errBusy
 	}
 	// The lease first, then the process: an earlier upload whose answer was
 	// lost (its delivery then freed the lease) is visible by now, whereas a
 	// read before the lease could predate it and upload a second time.
+	holder := newHolder("upload")
 	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateIssued, func(r *progress.Record) error {
-		if now.Before(r.LeaseUntil) {
-			return errBusy
-		}
-		r.LeaseUntil = now.Add(p.Lease)
-		return nil
+		return p.takeLease(r, holder, now)
 	})
 	if err != nil {
 		return nil, err
@@ -253,14 +253,16 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, retry int) 
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
 		if isTransientAPI(err) && !p.lastAttempt(retry) {
-			p.freeLease(ctx, rec.Key, progress.StateIssued, "read process: "+err.Error())
+			p.freeLease(ctx, rec, "read process: "+err.Error())
 			return nil, fmt.Errorf("upload %s: read process: %w", rec.Key, err)
 		}
+		p.logger(ctx).Warn("could not read the process before uploading again; uploading the stored certificate",
+			slog.String("reason", err.Error()))
 	} else {
 		if proc.IssuedCertificate != "" {
 			return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
 				r.UploadedAt = now
-				r.LeaseUntil = time.Time{}
+				progress.ReleaseLease(r)
 				return nil
 			})
 		}
@@ -281,18 +283,21 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 		if isTransientAPI(err) && !p.lastAttempt(retry) {
 			// The call is over: the retry may go ahead at once (it reads
 			// the process before uploading again).
-			p.freeLease(ctx, rec.Key, progress.StateIssued, "uploadCertificate: "+err.Error())
+			p.freeLease(ctx, rec, "uploadCertificate: "+err.Error())
 			return nil, fmt.Errorf("upload %s: %w", rec.Key, err)
 		}
 		if isQuota(err) {
 			// A quota answer on the last attempt is not the process's
 			// failure (invariant 7): a fresh task uploads the stored
 			// certificate once the quota allows.
-			p.freeLease(ctx, rec.Key, progress.StateIssued, "uploadCertificate: "+err.Error())
+			p.freeLease(ctx, rec, "uploadCertificate: "+err.Error())
 			return nil, p.continueLater(ctx, rec, err)
 		}
 		// Refused: maybe the process failed meanwhile on Google's side.
-		if proc, gerr := p.API.Get(ctx, rec.ProcessName); gerr == nil {
+		if proc, gerr := p.API.Get(ctx, rec.ProcessName); gerr != nil {
+			p.logger(ctx).Warn("uploadCertificate was refused and the process could not be read", slog.String("reason", gerr.Error()),
+				slog.String("upload_error", err.Error()))
+		} else {
 			if proc.FailureMessage != "" {
 				return p.apiFailed(ctx, rec, proc.FailureMessage)
 			}
@@ -309,20 +314,25 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, retry
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
 		r.UploadedAt = p.Now().UTC()
-		r.LeaseUntil = time.Time{}
+		progress.ReleaseLease(r)
 		return nil
 	})
 }
 
-// freeLease ends this delivery's lease on a record in state after a call
-// that is over, so that the next delivery may act at once (invariant 9). It is
-// best effort: a failed write leaves the lease to expire, and is logged.
-func (p *Pipeline) freeLease(ctx context.Context, key string, state progress.State, lastError string) {
+// freeLease ends this delivery's lease on rec (as this delivery last wrote
+// it: its state and lease holder) after a call that is over, so that the next
+// delivery may act at once (invariant 9). A record that has moved on is left
+// alone, and so is a lease another delivery took over meanwhile. It is best
+// effort: a failed write leaves the lease to expire, and is logged.
+func (p *Pipeline) freeLease(ctx context.Context, rec *progress.Record, lastError string) {
+	key, state := rec.Key, rec.State
 	_, err := p.Store.Update(ctx, key, func(r *progress.Record) error {
 		if r.State != state {
 			return errMoved
 		}
-		r.LeaseUntil = time.Time{}
+		if r.LeaseHolder == rec.LeaseHolder {
+			progress.ReleaseLease(r)
+		}
 		r.LastError = lastError
 		r.UpdatedAt = p.Now().UTC()
 		return nil

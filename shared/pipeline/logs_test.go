@@ -3,6 +3,8 @@ package pipeline_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -34,6 +36,9 @@ func (s *syncBuffer) entries(t *testing.T) []map[string]any {
 	defer s.mu.Unlock()
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+		if err := noDuplicateKeys([]byte(line)); err != nil {
+			t.Errorf("log line has %v: %s", err, line)
+		}
 		var e map[string]any
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("log line is not JSON: %q: %v", line, err)
@@ -41,6 +46,76 @@ func (s *syncBuffer) entries(t *testing.T) []map[string]any {
 		out = append(out, e)
 	}
 	return out
+}
+
+// noDuplicateKeys reads one JSON value token by token and fails on a key
+// repeated within an object (json.Unmarshal keeps the last one silently, and
+// Cloud Logging shows only one).
+func noDuplicateKeys(line []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	type frame struct {
+		object  bool
+		keys    map[string]bool
+		wantKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				if top != nil && top.object {
+					top.wantKey = true // the object or array is the value
+				}
+				stack = append(stack, &frame{object: v == '{', keys: map[string]bool{}, wantKey: v == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		default:
+			if top == nil || !top.object {
+				continue
+			}
+			if top.wantKey {
+				k, _ := v.(string)
+				if top.keys[k] {
+					return fmt.Errorf("key %q twice", k)
+				}
+				top.keys[k] = true
+			}
+			top.wantKey = !top.wantKey
+		}
+	}
+}
+
+func TestNoDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		line    string
+		wantErr bool
+	}{
+		{`{"a":1,"b":{"a":2,"c":[{"a":3},{"a":4}]},"d":"a"}`, false},
+		{`{"a":"x","a":"y"}`, true},
+		{`{"g":{"a":1,"b":[1,2],"a":2}}`, true},
+		{`{"s":[{"a":1,"a":2}]}`, true},
+		{`{"o":{},"p":[],"o2":{"k":null},"k":true}`, false},
+		{`{"k":{"x":1},"k":2}`, true},
+	}
+	for _, tc := range tests {
+		if err := noDuplicateKeys([]byte(tc.line)); (err != nil) != tc.wantErr {
+			t.Errorf("%s: %v, want an error %v", tc.line, err, tc.wantErr)
+		}
+	}
 }
 
 // Every state transition is logged once, with the process, the customer, the

@@ -11,7 +11,6 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -52,19 +51,12 @@ type API interface {
 	SetFailure(ctx context.Context, name, message string) error
 }
 
-// Issuer is a CA connection.
-type Issuer interface {
-	// Issue requests a certificate; errors are *ca.Error with a kind. A retry
-	// with the same RequestID never yields a second certificate.
-	Issue(ctx context.Context, req ca.Request) (*ca.Issued, error)
-	// Roots are the CA certificates an issued leaf must chain to.
-	Roots(ctx context.Context) ([]*x509.Certificate, error)
-}
+// Issuer is a CA connection; the connectors and their registry are in ca.
+type Issuer = ca.Issuer
 
-// Challenger is a CA connection whose CSR carries a challenge password (SCEP).
-type Challenger interface {
-	Challenge(ctx context.Context, processKey string) (password string, expires time.Time, err error)
-}
+// Challenger is the capability of a CA connection whose CSR carries a
+// challenge password (SCEP), asked for at claim time.
+type Challenger = ca.Challenger
 
 // Pipeline holds what every step needs. Build it once per instance.
 type Pipeline struct {
@@ -246,13 +238,17 @@ func (p *Pipeline) transition(ctx context.Context, key string, from []progress.S
 }
 
 func (p *Pipeline) logTransition(ctx context.Context, r *progress.Record, from progress.State) {
-	attrs := []any{
-		slog.String("process_id", r.ProcessID),
-		slog.String("customer", r.Customer),
+	var attrs []any
+	if !named(ctx, r.Key) {
+		// Not every path names the process in its logger (withProcess)
+		// before a transition; the transition line always does, once.
+		attrs = append(attrs, slog.String("process_id", r.ProcessID), slog.String("customer", r.Customer))
+	}
+	attrs = append(attrs,
 		slog.String("state", string(r.State)),
 		slog.String("from_state", string(from)),
 		slog.Int64("elapsed_ms", p.Now().Sub(r.CreatedAt).Milliseconds()),
-	}
+	)
 	if r.CAConnectionRef != "" {
 		attrs = append(attrs, slog.String("ca_connection_ref", r.CAConnectionRef))
 	}
@@ -285,6 +281,20 @@ func stale(err error) (*progress.Record, bool) {
 
 // errBusy says another delivery holds the lease: retry later.
 var errBusy = errors.New("another delivery is working on this process; retry later")
+
+// takeLease gives the lease on r to holder for p.Lease from now, inside a
+// transition, or returns errBusy (wrapping progress.ErrLeaseHeld) while
+// another delivery's lease is live.
+func (p *Pipeline) takeLease(r *progress.Record, holder string, now time.Time) error {
+	if err := progress.AcquireLease(r, holder, now, p.Lease); err != nil {
+		return fmt.Errorf("%w: %w", errBusy, err)
+	}
+	return nil
+}
+
+// newHolder names a lease holder: the step and a random id, fresh for each
+// delivery that takes a lease.
+func newHolder(step string) string { return fmt.Sprintf("%s-%016x", step, rand.Uint64()) }
 
 func (p *Pipeline) logger(ctx context.Context) *slog.Logger { return logging.FromOr(ctx, p.Log) }
 

@@ -325,7 +325,12 @@ func TestSweepStopsBeforeItsDeadline(t *testing.T) {
 		names = append(names, name)
 	}
 	h.q.drop()
-	h.clk.advance(h.p.SweepAfter + time.Second)
+	// A minute past SweepAfter, not a second: the memory store stamps the
+	// real time on a write that leaves UpdatedAt as it was (the claim's
+	// transitions all happen at one virtual instant), and the harness clock
+	// starts at the real time truncated to the second, so a record's
+	// UpdatedAt may be up to a second (plus the test's own run time) later.
+	h.clk.advance(h.p.SweepAfter + time.Minute)
 	h.p.SweepBudget = time.Second // inside the margin
 	res, err := h.p.Sweep(context.Background())
 	if err != nil {

@@ -1,6 +1,3 @@
-// Package progress defines the record that tracks one certificate provisioning
-// process through the pipeline, its states, and the compare-and-set transitions
-// between them. Stores persist Records; the pipeline advances them.
 package progress
 
 import (
@@ -95,7 +92,11 @@ type Record struct {
 	UploadedAt time.Time     `firestore:"uploadedAt" json:"uploadedAt"`
 	// LeaseUntil guards a step with an external side effect (signData, the CA):
 	// while it is in the future another delivery backs off instead of acting.
+	// Written only by AcquireLease and ReleaseLease.
 	LeaseUntil time.Time `firestore:"leaseUntil" json:"leaseUntil"`
+	// LeaseHolder names the delivery that holds the lease until LeaseUntil;
+	// empty on a record written by an earlier release (an unknown holder).
+	LeaseHolder string `firestore:"leaseHolder,omitempty" json:"leaseHolder,omitempty"`
 	// Attempts counts deliveries that found work to do.
 	Attempts  int    `firestore:"attempts" json:"attempts"`
 	LastError string `firestore:"lastError,omitempty" json:"lastError,omitempty"`
@@ -111,6 +112,18 @@ type Record struct {
 	Sweeps int `firestore:"sweeps" json:"sweeps,omitempty"`
 	// ExpireAt is the Firestore TTL field: set when the record becomes terminal.
 	ExpireAt *time.Time `firestore:"expireAt" json:"expireAt,omitempty"`
+}
+
+// New returns the record of a process just notified, for a store to create:
+// RECEIVED at now, with the delivery that creates it counted as its first
+// attempt. The caller takes the claim's lease on it (AcquireLease).
+func New(customer, processID, processName string, now time.Time) *Record {
+	return &Record{
+		Key: Key(customer, processID), Customer: customer, ProcessID: processID, ProcessName: processName,
+		State: StateReceived, CreatedAt: now, UpdatedAt: now,
+		History:  []Change{{To: StateReceived, At: now}},
+		Attempts: 1,
+	}
 }
 
 // Change is one state change, kept in the record's history.
@@ -168,11 +181,16 @@ func (e *StateError) Error() string {
 }
 
 // Transition moves the record from one of the states in from to state to, in one
-// transaction, applying mutate to the record first. It returns a *StateError
+// transaction, applying mutate to the record first. Every edge from a state of
+// from to to must be in the state machine (Allowed); otherwise nothing is read
+// or written and the error wraps ErrNotInMachine. It returns a *StateError
 // (with the current record) when the record is in no state of from: that is how
 // a duplicate delivery learns it has nothing to do. When to is terminal the TTL
-// field is set to now+ttl.
+// field is set to now+ttl and the lease is released.
 func Transition(ctx context.Context, s Updater, key string, from []State, to State, now time.Time, ttl time.Duration, mutate func(r *Record) error) (*Record, error) {
+	if err := checkEdges(from, to); err != nil {
+		return nil, fmt.Errorf("progress transition %s: %w", key, err)
+	}
 	rec, err := s.Update(ctx, key, func(r *Record) error {
 		if !slices.Contains(from, r.State) {
 			return &StateError{Key: key, Want: from, Current: r.Clone()}
@@ -189,7 +207,7 @@ func Transition(ctx context.Context, s Updater, key string, from []State, to Sta
 		if to.Terminal() {
 			exp := now.Add(ttl)
 			r.ExpireAt = &exp
-			r.LeaseUntil = time.Time{}
+			ReleaseLease(r)
 		}
 		return nil
 	})

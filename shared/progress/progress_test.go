@@ -37,7 +37,7 @@ func TestTransition(t *testing.T) {
 		{"terminal sets TTL", []State{StateReceived}, StateClaimedElsewhere, false, StateClaimedElsewhere, true},
 	}
 	for _, tc := range tests {
-		s := &oneRecord{r: &Record{Key: "c:p", State: StateReceived, LeaseUntil: now}}
+		s := &oneRecord{r: &Record{Key: "c:p", State: StateReceived, LeaseUntil: now, LeaseHolder: "d-1"}}
 		got, err := Transition(context.Background(), s, "c:p", tc.from, tc.to, now, time.Hour, nil)
 		var se *StateError
 		if tc.wantErr {
@@ -53,8 +53,8 @@ func TestTransition(t *testing.T) {
 		if diff := cmp.Diff(want, got.History); diff != "" || got.State != tc.wantState {
 			t.Errorf("%s: state %s, history (-want +got):\n%s", tc.name, got.State, diff)
 		}
-		if tc.wantTTL != (got.ExpireAt != nil) || (tc.wantTTL && (!got.ExpireAt.Equal(now.Add(time.Hour)) || !got.LeaseUntil.IsZero())) {
-			t.Errorf("%s: expireAt %v leaseUntil %v", tc.name, got.ExpireAt, got.LeaseUntil)
+		if tc.wantTTL != (got.ExpireAt != nil) || (tc.wantTTL && (!got.ExpireAt.Equal(now.Add(time.Hour)) || !got.LeaseUntil.IsZero() || got.LeaseHolder != "")) {
+			t.Errorf("%s: expireAt %v lease until %v held by %q", tc.name, got.ExpireAt, got.LeaseUntil, got.LeaseHolder)
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
-	"github.com/chromeos-certprov/adapter/shared/ca/scep"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 )
@@ -151,8 +150,8 @@ func checkAdapter(ctx context.Context, e env, data []byte, source string, secret
 
 // checkSecretEnv checks terraform's secret_env against what the config
 // reads: every secret a connection reads is mounted into IssueCertificate,
-// and into ClaimProcess for a SCEP connection (the claim fetches the
-// challenge); RECORD_SEALING_KEY into all three when a challenge needs it.
+// and into ClaimProcess where the claim builds it (a SCEP connection with a
+// challenge: the claim fetches the challenge); RECORD_SEALING_KEY into all three when a challenge needs it.
 func checkSecretEnv(a config.Adapter, reads map[string][]string, sealing bool, secretEnv map[string][]string) []string {
 	var out []string
 	need := func(name, why string, fns ...string) {
@@ -169,7 +168,7 @@ func checkSecretEnv(a config.Adapter, reads map[string][]string, sealing bool, s
 	}
 	for _, ref := range sortedKeys(reads) {
 		fns := []string{"issue"}
-		if a.CAConnections[ref].Type == scep.Type {
+		if adapter.Builds("ClaimProcess", a.CAConnections[ref]) {
 			fns = []string{"claim", "issue"}
 		}
 		for _, name := range reads[ref] {

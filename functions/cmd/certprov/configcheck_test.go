@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chromeos-certprov/adapter/shared/config"
 )
 
 // devConfig is a working config: a development CA generated at start.
@@ -52,7 +55,7 @@ func TestConfigCheck(t *testing.T) {
 				`caConnections["x"].type: unknown connector type "nope" (known: cas, dev, est, scep)`,
 				`profiles["p"]: subject.commonName and subjectAltNames are both empty: the certificate would name no one`,
 				`caConnections["d"] (dev): dev CA settings: validity "soon" is not a positive duration`,
-				`caConnections["x"]: unknown type "nope"`,
+				`caConnections["x"]: unknown CA connector type "nope" (registered: cas, dev, est, scep)`,
 			}, AllowedCustomers: []string{}, CAConnections: []connectionReport{{Ref: "d", Type: "dev"}, {Ref: "x", Type: "nope"}}, Profiles: []string{"p"}},
 		},
 		{
@@ -155,5 +158,31 @@ func TestConfigCheckConnect(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "CA connection s (scep): ok; UNREACHABLE: ") {
 		t.Errorf("no UNREACHABLE line:\n%s", r.stdout)
+	}
+}
+
+// The claim reads a SCEP connection's secrets only where it builds it: with a
+// challenge. A challenge-free one's secrets (its signer key) go to issue alone.
+func TestSecretEnvFollowsWhatTheClaimBuilds(t *testing.T) {
+	t.Parallel()
+	scepWith := func(challenge string) config.CAConnection {
+		return config.CAConnection{Type: "scep", Settings: json.RawMessage(`{"url":"http://ca.example/scep","challenge":` + challenge + `,"signerKeyEnv":"SIGNER"}`)}
+	}
+	tests := []struct {
+		name string
+		conn config.CAConnection
+		want []string
+	}{
+		{"no challenge", scepWith(`{"type":"none"}`), nil},
+		{"static challenge", scepWith(`{"type":"static","secretEnv":"SCEP_CHALLENGE"}`), []string{
+			`secret_env.SIGNER.functions lacks "claim": caConnections["s"] reads it there`,
+		}},
+	}
+	for _, tc := range tests {
+		a := config.Adapter{CAConnections: map[string]config.CAConnection{"s": tc.conn}}
+		got := checkSecretEnv(a, map[string][]string{"s": {"SIGNER"}}, false, map[string][]string{"SIGNER": {"issue"}})
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: checkSecretEnv (-want +got):\n%s", tc.name, diff)
+		}
 	}
 }

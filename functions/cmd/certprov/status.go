@@ -34,14 +34,17 @@ type statusView struct {
 	Deadline        *time.Time `json:"deadline,omitempty"`
 	NextPollAt      *time.Time `json:"nextPollAt,omitempty"`
 	LeaseUntil      *time.Time `json:"leaseUntil,omitempty"`
-	PollCount       int        `json:"pollCount"`
-	Attempts        int        `json:"attempts"`
-	SignDataCalls   int        `json:"signDataCalls"`
-	IssueAttempts   int        `json:"issueAttempts"`
-	Sweeps          int        `json:"sweeps"`
-	ReportHandoffs  int        `json:"reportHandoffs"`
-	LastError       string     `json:"lastError,omitempty"`
-	FailureMessage  string     `json:"failureMessage,omitempty"`
+	// LeaseHolder is the delivery holding the lease (none on a record of a
+	// release before lease holders).
+	LeaseHolder    string `json:"leaseHolder,omitempty"`
+	PollCount      int    `json:"pollCount"`
+	Attempts       int    `json:"attempts"`
+	SignDataCalls  int    `json:"signDataCalls"`
+	IssueAttempts  int    `json:"issueAttempts"`
+	Sweeps         int    `json:"sweeps"`
+	ReportHandoffs int    `json:"reportHandoffs"`
+	LastError      string `json:"lastError,omitempty"`
+	FailureMessage string `json:"failureMessage,omitempty"`
 	// FailureReported: the device was told (setFailure accepted, or the API
 	// had failed the process itself).
 	FailureReported bool         `json:"failureReported"`
@@ -66,7 +69,8 @@ func newStatusView(r *progress.Record) statusView {
 		v.CADuration = span(r.CADuration)
 	}
 	if !r.State.Terminal() {
-		v.Deadline, v.NextPollAt, v.LeaseUntil = at(r.Deadline), at(r.NextPollAt), at(r.LeaseUntil)
+		v.Deadline, v.NextPollAt = at(r.Deadline), at(r.NextPollAt)
+		v.LeaseUntil, v.LeaseHolder = at(r.LeaseUntil), r.LeaseHolder
 	}
 	if r.ExpireAt != nil {
 		v.ExpireAt = at(*r.ExpireAt)
@@ -158,6 +162,9 @@ func (v statusView) write(w io.Writer) {
 	tm("deadline", v.Deadline)
 	tm("next poll", v.NextPollAt)
 	tm("lease until", v.LeaseUntil)
+	if v.LeaseHolder != "" {
+		line("lease holder", "%s", v.LeaseHolder)
+	}
 	line("polls", "%d", v.PollCount)
 	line("attempts", "%d (signData calls %d, CA attempts %d)", v.Attempts, v.SignDataCalls, v.IssueAttempts)
 	line("sweeps", "%d (report hand-offs %d)", v.Sweeps, v.ReportHandoffs)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chromeos-certprov/adapter/shared/tooling/sourcebundle"
 )
 
 // helperEnv makes the test binary act as a function binary (see TestMain).
@@ -119,29 +121,6 @@ func TestSummarise(t *testing.T) {
 	}
 }
 
-func TestMatch(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		pattern, name string
-		want          bool
-	}{
-		{"go.mod", "go.mod", true},
-		{"go.mod", "shared/go.mod", false},
-		{"functions/**/*.go", "functions/claim/claim.go", true},
-		{"functions/**/*.go", "functions/x.go", true},
-		{"functions/**/*.go", "functions/claim/claim.go.orig", false},
-		{"**/*_test.go", "shared/a/x_test.go", true},
-		{"**/testdata/**", "shared/ca/testdata/a/b.go", true},
-		{"functions/cmd/**", "functions/cmdx/main.go", false},
-		{"shared/*.go", "shared/a/b.go", false},
-	}
-	for _, tc := range tests {
-		if got := match(tc.pattern, tc.name); got != tc.want {
-			t.Errorf("match(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
-		}
-	}
-}
-
 // TestBundle renders the repository's bundle: the three function packages and
 // the module files, no tests, no commands, and a root package importing them.
 func TestBundle(t *testing.T) {
@@ -150,18 +129,15 @@ func TestBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := findRoot(wd)
+	root, err := sourcebundle.FindRoot(wd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := loadSpec(root)
+	b, err := sourcebundle.Render(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := bundleFiles(root, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, content := b.Files, b.RootContent
 	for _, want := range []string{"go.mod", "go.sum", "functions/claim/claim.go", "functions/poll/poll.go", "functions/issue/issue.go"} {
 		if !slices.Contains(files, want) {
 			t.Errorf("bundle lacks %s", want)
@@ -171,10 +147,6 @@ func TestBundle(t *testing.T) {
 		if strings.HasSuffix(f, "_test.go") || strings.HasPrefix(f, "functions/cmd/") {
 			t.Errorf("bundle holds %s", f)
 		}
-	}
-	content, err := rootContent(root, s)
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, pkg := range []string{"/functions/claim", "/functions/poll", "/functions/issue", "functions-framework-go/functions"} {
 		if !strings.Contains(content, pkg+`"`) {

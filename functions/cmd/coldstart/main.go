@@ -28,6 +28,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/tooling/sourcebundle"
 )
 
 func main() {
@@ -64,7 +66,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if err != nil {
 		return 1, err
 	}
-	root, err := findRoot(wd)
+	root, err := sourcebundle.FindRoot(wd)
 	if err != nil {
 		return 1, err
 	}

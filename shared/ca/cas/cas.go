@@ -50,7 +50,6 @@
 package cas
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -60,16 +59,17 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	privateca "cloud.google.com/go/security/privateca/apiv1"
 	"cloud.google.com/go/security/privateca/apiv1/privatecapb"
 	"github.com/chromeos-certprov/adapter/shared/ca"
+	"github.com/chromeos-certprov/adapter/shared/strictjson"
 	"github.com/google/uuid"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/option"
@@ -79,6 +79,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
+
+// Type is the connector type name in the adapter config.
+const Type = "cas"
+
+func init() { ca.Register(Type, ca.Connector{New: ca.Adapt(New)}) }
 
 // DefaultLifetime is the certificate lifetime when neither the settings nor
 // the request give one.
@@ -161,13 +166,8 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 
 func parseSettings(raw json.RawMessage) (*Settings, error) {
 	var s Settings
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := strictjson.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("cas settings: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("cas settings: unexpected data after the settings object")
 	}
 	var errs []error
 	pm := poolRE.FindStringSubmatch(s.CAPool)
@@ -364,27 +364,13 @@ func parseIssued(c *privatecapb.Certificate) (*ca.Issued, error) {
 	return &ca.Issued{Leaf: leaf[0], Chain: chain}, nil
 }
 
+// parsePEMs reads the certificates of CAS's PEM strings, in order; none is
+// an empty chain.
 func parsePEMs(pems []string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for _, p := range pems {
-		rest := []byte(p)
-		for {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			if b.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, c)
-		}
+	if len(pems) == 0 {
+		return nil, nil
 	}
-	return out, nil
+	return ca.ParseChain([]byte(strings.Join(pems, "\n")))
 }
 
 const (

@@ -366,7 +366,7 @@ func TestSettings(t *testing.T) {
 		{name: "minimal", settings: `{"caPool":"` + pool + `"}`},
 		{name: "full", settings: `{"caPool":"` + pool + `","certificateAuthority":"ca-1","certificateTemplate":"` + template + `","lifetime":"720h","endpoint":"127.0.0.1:1"}`},
 		{name: "unknown field", settings: `{"caPool":"` + pool + `","pool":"x"}`, wantErrs: []string{`unknown field "pool"`}},
-		{name: "trailing data", settings: `{"caPool":"` + pool + `"} {}`, wantErrs: []string{"after the settings"}},
+		{name: "trailing data", settings: `{"caPool":"` + pool + `"} {}`, wantErrs: []string{"trailing data"}},
 		{name: "missing pool", settings: `{}`, wantErrs: []string{"caPool is required"}},
 		{name: "everything wrong", settings: `{"caPool":"pools/x","certificateAuthority":"a b","certificateTemplate":"t","lifetime":"soon","endpoint":"ca.example.com:443"}`,
 			wantErrs: []string{"caPool", "certificateAuthority", "certificateTemplate", "lifetime", "endpoint"}},

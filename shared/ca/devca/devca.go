@@ -15,7 +15,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -25,10 +24,13 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
+	"github.com/chromeos-certprov/adapter/shared/strictjson"
 )
 
 // Type is the connector type name in the adapter config.
 const Type = "dev"
+
+func init() { ca.Register(Type, ca.Connector{New: ca.Adapt(New)}) }
 
 // Settings of a development CA connection.
 type Settings struct {
@@ -62,9 +64,7 @@ type Connector struct {
 func New(_ context.Context, settings json.RawMessage, secrets func(string) (string, error)) (*Connector, error) {
 	var s Settings
 	if len(bytes.TrimSpace(settings)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(settings))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
+		if err := strictjson.Unmarshal(settings, &s); err != nil {
 			return nil, fmt.Errorf("dev CA settings: %w", err)
 		}
 	}
@@ -146,35 +146,14 @@ func Generate(cn string) (*x509.Certificate, crypto.Signer, error) {
 }
 
 func parse(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
-	cb, _ := pem.Decode(certPEM)
-	if cb == nil || cb.Type != "CERTIFICATE" {
-		return nil, nil, errors.New("certFile holds no PEM CERTIFICATE")
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
+	certs, err := ca.ParseChain(certPEM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("certFile: %w", err)
 	}
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil {
-		return nil, nil, errors.New("the CA key is not PEM") // never print the key
-	}
-	var key any
-	switch kb.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(kb.Bytes)
-	default:
-		err = fmt.Errorf("PEM block type %q", kb.Type)
-	}
+	cert := certs[0]
+	signer, err := ca.ParsePrivateKey(keyPEM)
 	if err != nil {
-		return nil, nil, errors.New("the CA key does not parse as a private key")
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, nil, errors.New("the CA key cannot sign")
+		return nil, nil, fmt.Errorf("the CA key: %w", err)
 	}
 	pub, err := x509.MarshalPKIXPublicKey(signer.Public())
 	if err != nil || !bytes.Equal(pub, cert.RawSubjectPublicKeyInfo) {

@@ -58,7 +58,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +72,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
+	"github.com/chromeos-certprov/adapter/shared/strictjson"
 	globalsign "github.com/globalsign/est"
 )
 
@@ -131,17 +131,17 @@ var (
 	labelRE = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
 )
 
+// Type is the connector type name in the adapter config.
+const Type = "est"
+
+func init() { ca.Register(Type, ca.Connector{New: ca.Adapt(New)}) }
+
 // New checks settings, reads the files and secrets they name, and makes the
 // client. It does not contact the server.
 func New(ctx context.Context, settings json.RawMessage, secrets func(envName string) (string, error)) (*Connector, error) {
 	var s Settings
-	dec := json.NewDecoder(bytes.NewReader(settings))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := strictjson.Unmarshal(settings, &s); err != nil {
 		return nil, fmt.Errorf("est settings: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("est settings: unexpected data after the settings object")
 	}
 	c := &Connector{client: globalsign.Client{DisableKeepAlives: true}, timeout: DefaultTimeout}
 	c.api = &c.client
@@ -217,7 +217,7 @@ func New(ctx context.Context, settings json.RawMessage, secrets func(envName str
 		b, err := os.ReadFile(s.CAFile)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("caFile: %w", err))
-		} else if certs, err := parsePEMCerts(b); err != nil {
+		} else if certs, err := ca.ParseChain(b); err != nil {
 			errs = append(errs, fmt.Errorf("caFile %s: %w", s.CAFile, err))
 		} else {
 			pool := x509.NewCertPool()
@@ -415,27 +415,4 @@ func classify(op string, err error) error {
 	// The server answered 200 with something unreadable: retrying would
 	// enroll again for the same answer.
 	return &ca.Error{Kind: ca.Permanent, UserMessage: msgBadAnswer, Reason: op + ": unreadable answer", Err: wrapped}
-}
-
-func parsePEMCerts(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, cert)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificates")
-	}
-	return out, nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/smallstep/scep"
+
+	"github.com/chromeos-certprov/adapter/shared/ca"
 )
 
 // caInfo is what GetCACaps and GetCACert said about the CA.
@@ -102,25 +104,7 @@ func (c *Connector) fetchCAInfo(ctx context.Context) (*caInfo, error) {
 // certificates (application/x-x509-ca-ra-cert); PEM is tolerated.
 func parseCACert(body []byte) ([]*x509.Certificate, error) {
 	if blk, _ := pem.Decode(body); blk != nil {
-		var certs []*x509.Certificate
-		for rest := body; ; {
-			var b *pem.Block
-			if b, rest = pem.Decode(rest); b == nil {
-				break
-			}
-			if b.Type != "CERTIFICATE" {
-				continue
-			}
-			cert, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("parse a PEM certificate: %w", err)
-			}
-			certs = append(certs, cert)
-		}
-		if len(certs) == 0 {
-			return nil, errors.New("no certificate in the PEM answer")
-		}
-		return certs, nil
+		return ca.ParseChain(body)
 	}
 	if cert, err := x509.ParseCertificate(body); err == nil {
 		return []*x509.Certificate{cert}, nil

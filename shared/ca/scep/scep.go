@@ -15,7 +15,6 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +32,8 @@ import (
 
 // Type is the connector type name in the adapter config.
 const Type = "scep"
+
+func init() { ca.Register(Type, ca.Connector{New: ca.Adapt(New), NeedsChallenge: needsChallenge}) }
 
 // caInfoTTL is how long GetCACaps and GetCACert answers are reused, so that
 // a renewed CA or RA certificate is picked up without a restart.
@@ -101,22 +102,9 @@ func New(_ context.Context, settings json.RawMessage, secrets func(envName strin
 // parseSignerKey reads a PEM RSA private key (PKCS#1 or PKCS#8). The error
 // never quotes the key.
 func parseSignerKey(pemBytes []byte) (*rsa.PrivateKey, error) {
-	blk, _ := pem.Decode(pemBytes)
-	if blk == nil {
-		return nil, errors.New("no PEM block")
-	}
-	var key any
-	var err error
-	switch blk.Type {
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block %q is not an RSA private key", blk.Type)
-	}
+	key, err := ca.ParsePrivateKey(pemBytes)
 	if err != nil {
-		return nil, errors.New("the private key does not parse")
+		return nil, err
 	}
 	rk, ok := key.(*rsa.PrivateKey)
 	if !ok {

@@ -1,7 +1,6 @@
 package scep
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -9,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/chromeos-certprov/adapter/shared/strictjson"
 )
 
 // Settings of a SCEP CA connection: the "settings" object of a
@@ -81,16 +82,22 @@ type config struct {
 	pollInterval time.Duration
 }
 
+// needsChallenge reports whether a connection puts a challenge password
+// into the CSR: every challenge type but "none". Settings that do not decode
+// count as needing one; building them says what is wrong.
+func needsChallenge(raw json.RawMessage) bool {
+	var s Settings
+	if err := strictjson.Unmarshal(raw, &s); err != nil {
+		return true
+	}
+	return s.Challenge.Type != ChallengeNone
+}
+
 // parseSettings decodes settings strictly and reports every problem at once.
 func parseSettings(raw json.RawMessage) (*config, error) {
 	var s Settings
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := strictjson.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("scep settings: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("scep settings: trailing data after the settings object")
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("scep settings: "+format, args...)) }

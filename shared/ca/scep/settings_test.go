@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chromeos-certprov/adapter/shared/ca"
 )
 
 func secretsFrom(m map[string]string) func(string) (string, error) {
@@ -139,5 +141,43 @@ func TestTransactionID(t *testing.T) {
 	}
 	if len(a) != 40 || strings.Trim(a, "0123456789abcdef") != "" {
 		t.Errorf("TransactionID = %q, want 40 hex digits (a PrintableString)", a)
+	}
+}
+
+// The registry tells from the settings alone which SCEP connections need a
+// challenge at claim time, and what it builds for them is a ca.Challenger.
+func TestRegisteredNeedsChallenge(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, settings string
+		want           bool
+	}{
+		{"static", `{"url":"http://x/scep","challenge":{"type":"static","secretEnv":"SCEP_CHALLENGE"}}`, true},
+		{"ndes", `{"url":"http://x/scep","challenge":{"type":"ndes","adminUrl":"http://x/certsrv/mscep_admin/","usernameEnv":"U","passwordEnv":"P"}}`, true},
+		{"none", `{"url":"http://x/scep","challenge":{"type":"none"}}`, false},
+		{"unreadable counts as needing one", `{"url":"http://x/scep","challenge":{"type":"none"},"typo":1}`, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ca.NeedsChallenge(Type, json.RawMessage(tc.settings))
+			if err != nil || got != tc.want {
+				t.Fatalf("ca.NeedsChallenge = %v, %v; want %v", got, err, tc.want)
+			}
+			if !tc.want {
+				return
+			}
+			iss, err := ca.New(context.Background(), Type, json.RawMessage(tc.settings),
+				ca.Deps{Secrets: secretsFrom(map[string]string{"SCEP_CHALLENGE": "pw", "U": "u", "P": "p"})})
+			if err != nil {
+				if tc.name == "unreadable counts as needing one" {
+					return // building it says what is wrong
+				}
+				t.Fatalf("ca.New: %v", err)
+			}
+			if _, ok := iss.(ca.Challenger); !ok {
+				t.Errorf("ca.New built a %T, not a ca.Challenger", iss)
+			}
+		})
 	}
 }

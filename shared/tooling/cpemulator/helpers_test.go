@@ -26,6 +26,8 @@ import (
 	cm "google.golang.org/api/chromemanagement/v1"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/chromeos-certprov/adapter/shared/strictjson"
 )
 
 // t0 is the sample's process start time.
@@ -304,9 +306,7 @@ func (f *fixture) raw(method, path, body string) (*http.Response, []byte) {
 // it proves the emulator prints only names the generated client knows.
 func strictDecode(t *testing.T, data []byte, v any) {
 	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Unmarshal(data, v); err != nil {
 		t.Fatalf("strict decode into %T: %v\n%s", v, err, data)
 	}
 }

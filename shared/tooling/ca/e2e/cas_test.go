@@ -2,8 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/ca/cas"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
@@ -56,13 +56,7 @@ func casChain(t *testing.T, f *castest.Fake, procs []cpemulator.Snapshot) chain 
 	c := chain{roots: f.Roots(casPool)}
 	for _, p := range procs {
 		if stored := casCertificate(f, p); stored != nil {
-			for _, s := range stored.GetPemCertificateChain() {
-				if b, _ := pem.Decode([]byte(s)); b != nil {
-					if cert, err := x509.ParseCertificate(b.Bytes); err == nil {
-						c.intermediates = append(c.intermediates, cert)
-					}
-				}
-			}
+			c.intermediates, _ = ca.ParseChain([]byte(strings.Join(stored.GetPemCertificateChain(), "\n")))
 			break
 		}
 	}

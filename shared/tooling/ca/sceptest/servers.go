@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/tooling/testenv"
 )
 
@@ -113,7 +114,11 @@ func StartSCEPServer(t testing.TB, opts SCEPServerOptions) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caCert := mustParsePEMCert(t, caPEM)
+	caCerts, err := ca.ParseChain(caPEM)
+	if err != nil {
+		t.Fatalf("scepserver CA certificate: %v", err)
+	}
+	caCert := caCerts[0]
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -279,17 +284,4 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func mustParsePEMCert(t testing.TB, b []byte) *x509.Certificate {
-	t.Helper()
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatal("no PEM certificate")
-	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }

@@ -104,6 +104,7 @@ func Full(key string) *progress.Record {
 		CADuration:         1234567891 * time.Nanosecond,
 		UploadedAt:         base.Add(4*time.Minute + 9),
 		LeaseUntil:         base.Add(5*time.Minute + 10),
+		LeaseHolder:        "issue-7f3a",
 		Attempts:           3,
 		Sweeps:             1,
 		ReportHandoffs:     2,
