@@ -4,6 +4,7 @@
 locals {
   apis = toset(concat(
     [
+      "admin.googleapis.com",                # Admin SDK Directory API: directory variables (read-only)
       "artifactregistry.googleapis.com",     # images of the functions
       "chromemanagement.googleapis.com",     # Certificate Provisioning API (claim, signData, upload, setFailure)
       "cloudbuild.googleapis.com",           # builds the functions from the source bundle

@@ -8,10 +8,12 @@
 # |                                   |                                      | cloudtasks.enqueuer (poll queue, issue queue)                        |
 # |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
 # |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing claim)   |
+# |                                   |                                      | iam.serviceAccountTokenCreator (itself; with directory_subject only) |
 # | poll   (NAME_PREFIX-poll@)        | PollSignature at run time            | datastore.user (project, IAM condition: this database)               |
 # |                                   |                                      | cloudtasks.enqueuer (poll queue, issue queue)                        |
 # |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
 # |                                   |                                      | secretmanager.secretAccessor (each secret_env entry listing poll)    |
+# |                                   |                                      | iam.serviceAccountTokenCreator (itself; with directory_subject only) |
 # | issue  (NAME_PREFIX-issue@)       | IssueCertificate at run time         | datastore.user (project, IAM condition: this database)               |
 # |                                   |                                      | cloudtasks.enqueuer (issue queue)                                    |
 # |                                   |                                      | iam.serviceAccountUser (tasks service account only)                  |
@@ -32,7 +34,11 @@
 #
 # Not in GCP IAM: the Certificate Provisioning API authorizes the three function
 # identities through the Google Admin console (an admin role with the
-# certificate provisioning privilege, see the README), not through IAM.
+# certificate provisioning privilege, see the README), not through IAM. The
+# same holds for the Directory API reads of the directory variables: an admin
+# role with the ChromeOS device and user read privileges for the claim and poll
+# identities, or domain-wide delegation (var.directory_subject; README,
+# "Directory variables").
 #
 # Deliberately not granted: logging.logWriter and monitoring.metricWriter to the
 # functions. Cloud Run collects what a function writes to stdout without any
@@ -256,4 +262,21 @@ resource "google_project_iam_member" "build_staging_objects" {
     description = "Only Cloud Functions' source staging bucket of this region."
     expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}\")"
   }
+}
+
+# --- Directory API, domain-wide delegation (only with var.directory_subject) --------
+
+# With domain-wide delegation the claim and poll functions (the claim step, and
+# the sweep's re-drive of a claimed process, build the certificate request)
+# sign a JWT for DIRECTORY_SUBJECT as themselves through the IAM Credentials
+# API: each may mint tokens for its own service account and no other.
+resource "google_service_account_iam_member" "directory_delegation_self" {
+  for_each = var.directory_subject == null ? {} : {
+    claim = google_service_account.claim
+    poll  = google_service_account.poll
+  }
+
+  service_account_id = each.value.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value.member
 }

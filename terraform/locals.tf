@@ -47,6 +47,7 @@ locals {
     },
     var.lease.ca_timeout == null ? {} : { CA_TIMEOUT = var.lease.ca_timeout },
     var.caller_instance_id == null ? {} : { CALLER_INSTANCE_ID = var.caller_instance_id },
+    var.directory_subject == null ? {} : { DIRECTORY_SUBJECT = var.directory_subject },
     {
       for k, v in {
         POLL_INITIAL_DELAY = var.poll_schedule.initial_delay

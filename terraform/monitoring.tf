@@ -46,6 +46,11 @@ locals {
   # lost (shared/pipeline MsgOwnClaimRefused): the process is left alone, maybe
   # our own (see the README).
   own_claim_refused_filter = "${local.functions_filter} AND severity=ERROR AND jsonPayload.message=\"claim refused after an earlier claim attempt of this adapter\""
+  # A Directory API read refused for good (403/404) for a profile's directory
+  # variables (shared/pipeline MsgDirectoryRefused): the process failed before
+  # signData, and every process with the same need will, until the adapter's
+  # access is fixed.
+  directory_refused_filter = "${local.functions_filter} AND severity=ERROR AND jsonPayload.message=\"directory look-up refused\""
 
   # A transition logged after the poll deadline, or a failure because of a
   # deadline, except the expected one: a device that never signed (offline)
@@ -367,6 +372,42 @@ resource "google_monitoring_alert_policy" "own_claim_refused" {
       (its answer was lost). The adapter left the process alone (CLAIMED_ELSEWHERE), since another adapter may
       hold it. If no other adapter serves this customer, the process was ours: its device retries by itself
       after about a day or a reboot. See the README, "A refused claim after a lost answer".
+    EOT
+  }
+}
+
+resource "google_monitoring_alert_policy" "directory_refused" {
+  project               = var.project_id
+  display_name          = "certprov: the Directory API refused a directory variable's read"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  user_labels           = var.labels
+
+  conditions {
+    display_name = "directory look-up refused"
+    condition_matched_log {
+      filter = local.directory_refused_filter
+      label_extractors = {
+        customer = "EXTRACT(jsonPayload.customer)"
+        action   = "EXTRACT(jsonPayload.action)"
+      }
+    }
+  }
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The Directory API answered 403 or 404 to a read for a profile's directory variables (such as
+      $${DEVICE_ASSET_ID}): the process failed before signData, and its device was told. The log entry's
+      "action" says what to fix: usually the read privilege of the functions' admin role, or the
+      domain-wide delegation. See the README, "Directory variables".
     EOT
   }
 }

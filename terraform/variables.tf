@@ -307,6 +307,12 @@ variable "caller_instance_id" {
   default     = null
 }
 
+variable "directory_subject" {
+  description = "Email of a Google Workspace administrator whose directory read access the claim and poll functions use through domain-wide delegation, for the directory variables (DIRECTORY_SUBJECT). Null: the functions' service accounts read the directory with an admin role of their own (see the README, Directory variables)."
+  type        = string
+  default     = null
+}
+
 variable "log_level" {
   description = "Log level of the functions (LOG_LEVEL)."
   type        = string

@@ -28,6 +28,7 @@ poll_deadline_alert_hours = 12
 
 go_runtime         = "go126"
 caller_instance_id = "certprov-ci"
+directory_subject  = "certprov-reader@example.com"
 log_level          = "debug"
 http_ingress       = "ALLOW_ALL"
 function_limits = {

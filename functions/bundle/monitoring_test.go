@@ -18,7 +18,7 @@ func TestAlertsMatchTheLogMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, msg := range []string{pipeline.MsgFailureUnreported, pipeline.MsgOwnClaimRefused, pipeline.MsgIncompleteCertificate} {
+	for _, msg := range []string{pipeline.MsgFailureUnreported, pipeline.MsgOwnClaimRefused, pipeline.MsgIncompleteCertificate, pipeline.MsgDirectoryRefused} {
 		// In HCL the message sits inside a filter string: quotes escaped.
 		want := `jsonPayload.message=\"` + strings.Trim(strconv.Quote(msg), `"`) + `\"`
 		if !strings.Contains(string(tf), want) {

@@ -141,6 +141,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 		API:              api,
 		CAs:              cas,
 		Profiles:         cfg.Adapter.Profiles,
+		Directory:        directoryClient(cfg),
 		Allowed:          cfg.Adapter.Allowed,
 		CallerID:         cfg.CallerInstanceID,
 		Project:          cfg.Project,

@@ -69,6 +69,10 @@ type Config struct {
 	SealingKey string
 	Adapter    Adapter
 
+	// DirectorySubject is the user the Directory API reads act as through
+	// domain-wide delegation ("": the service account's own admin role).
+	DirectorySubject string
+
 	// configJSON and configFile are where Adapter comes from.
 	configJSON, configFile string
 }
@@ -130,6 +134,8 @@ func (c *Config) settings() []Setting {
 			Doc: "Certificate Provisioning API base URL, e.g. a Private Service Connect endpoint; calls keep Application Default Credentials and the API's scope"},
 		{Name: "CERTPROV_API_EMULATOR_HOST", target: &c.APIEmulatorHost,
 			Doc: "`host:port` of an API emulator (the local run, the stand-ins, tests): calls go there without credentials. Not with `CERTPROV_API_ENDPOINT` (refused)"},
+		{Name: "DIRECTORY_SUBJECT", target: &c.DirectorySubject, DefaultDoc: "the service account's own admin role",
+			Doc: "email of an administrator the [directory variables](#directory-variables)' reads act as through domain-wide delegation (the service account then needs `roles/iam.serviceAccountTokenCreator` on itself); unset: the service account reads with an admin role of its own. With `CERTPROV_API_EMULATOR_HOST` the emulator serves the Directory reads too"},
 		{Name: "FIRESTORE_DATABASE", target: &c.FirestoreDatabase, Default: "(default)",
 			Doc: "Firestore database id"},
 		{Name: "FIRESTORE_COLLECTION", target: &c.FirestoreCollection, Default: "certprovProcesses",

@@ -459,12 +459,18 @@ func (p *Pipeline) plan(ctx context.Context, rec *progress.Record, proc *cpapi.P
 		for _, san := range sp.SubjectAltNames {
 			s.SubjectAltNames = append(s.SubjectAltNames, profile.SAN{Type: san.Type, Value: san.Value})
 		}
+		if err := p.lookupDirectory(ctx, rec, proc, s.Needs(), vars); err != nil {
+			return nil, err
+		}
 		tmpl, err = profile.RenderScep(s, vars)
 	case proc.GenericProfile != nil:
 		pl.profileRef = proc.GenericProfile.ProfileAdapterConfigReference
 		prof, ok := p.Profiles[pl.profileRef]
 		if !ok {
 			return nil, &planError{fmt.Sprintf("unknown profile reference %q", pl.profileRef), fmt.Sprintf("The certificate profile %q is not configured in the adapter. Ask your administrator to add it.", pl.profileRef)}
+		}
+		if err := p.lookupDirectory(ctx, rec, proc, prof.Needs(), vars); err != nil {
+			return nil, err
 		}
 		tmpl, err = prof.Render(vars)
 	default:

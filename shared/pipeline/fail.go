@@ -17,11 +17,11 @@ import (
 
 func isTransientAPI(err error) bool { return cpapi.Transient(err) }
 
-// isQuota reports whether err is the API's 429: a quota answer, never the
-// process's failure.
+// isQuota reports whether err is the API's or the Directory API's 429: a
+// quota answer, never the process's failure.
 func isQuota(err error) bool {
 	var e *cpapi.Error
-	return errors.As(err, &e) && e.Code == http.StatusTooManyRequests
+	return errors.As(err, &e) && e.Code == http.StatusTooManyRequests || isDirectoryQuota(err)
 }
 
 // answered reports whether the API answered err with a status: the call is

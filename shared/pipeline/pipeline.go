@@ -70,6 +70,9 @@ type Pipeline struct {
 	API      API
 	CAs      map[string]Issuer
 	Profiles map[string]profile.Profile
+	// Directory reads the directory variables' values; needed only when a
+	// profile uses one.
+	Directory Directory
 	// Allowed reports whether a customer's notifications are accepted.
 	Allowed  func(customer string) bool
 	CallerID string

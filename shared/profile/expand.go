@@ -88,6 +88,9 @@ func render(field string, k kind, tmpl string, vars Vars) (string, error) {
 		out.WriteString(tmpl[last:m[0]])
 		last = m[1]
 		name, v := pick(tmpl[m[2]:m[3]], vars)
+		if v == "" && isDirectoryVar(name) {
+			return "", &DirectoryValueError{Field: field, Template: tmpl, Variable: name, Attribute: attribute(name)}
+		}
 		fits, reason := fit(k, out.String(), literalAt, name, v)
 		if reason != "" {
 			return "", &VariableError{Field: field, Template: tmpl, Variable: name, Reason: reason}
@@ -108,7 +111,7 @@ func render(field string, k kind, tmpl string, vars Vars) (string, error) {
 // pick returns the first variable of a ${A:B} reference with a value, or the
 // last one named when none has.
 func pick(ref string, vars Vars) (string, string) {
-	names := strings.Split(ref, ":")
+	names := refNames(ref)
 	for _, n := range names {
 		if v := vars[n]; v != "" {
 			return n, v

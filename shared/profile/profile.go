@@ -72,16 +72,14 @@ var extKeyUsages = map[string]x509.ExtKeyUsage{
 	"CODE_SIGNING":     x509.ExtKeyUsageCodeSigning,
 }
 
-// Variables that a template may use. The Directory API ones are refused until
-// a look-up exists, so that an administrator learns it at start, not from devices.
+// Variables that a template may use; the directory ones (directory.go) too.
 var (
 	knownVars = map[string]bool{
 		"USER_EMAIL": true, "USER_EMAIL_NAME": true, "USER_EMAIL_DOMAIN": true,
 		"USER_DIRECTORY_ID": true, "DEVICE_DIRECTORY_ID": true, "DEVICE_SERIAL_NUMBER": true,
 		"CUSTOMER_ID": true, "PROCESS_ID": true, "PROFILE_ID": true,
 	}
-	directoryVars = map[string]bool{"DEVICE_ASSET_ID": true, "DEVICE_ANNOTATED_LOCATION": true}
-	varRef        = regexp.MustCompile(`\$\{([^}]*)\}`)
+	varRef = regexp.MustCompile(`\$\{([^}]*)\}`)
 )
 
 // Vars are the facts of one process that templates can use.
@@ -108,10 +106,13 @@ func checkTemplate(field, s string) error {
 		errs = append(errs, fmt.Errorf("%s: unterminated ${ in %q", field, s))
 	}
 	for _, m := range varRef.FindAllStringSubmatch(s, -1) {
-		for _, name := range strings.Split(m[1], ":") {
+		for _, name := range refNames(m[1]) {
 			switch {
-			case directoryVars[name]:
-				errs = append(errs, fmt.Errorf("%s: variable ${%s} needs a Directory API look-up, which this adapter does not do yet", field, name))
+			case strings.HasPrefix(name, userCustomPrefix):
+				if r := checkCustom(name); r != "" {
+					errs = append(errs, fmt.Errorf("%s: %s", field, r))
+				}
+			case isDirectoryVar(name):
 			case !knownVars[name]:
 				errs = append(errs, fmt.Errorf("%s: unknown variable ${%s}", field, name))
 			}
@@ -126,7 +127,7 @@ func checkTemplate(field, s string) error {
 // values: Render and RenderScep do, for the field each lands in.
 func Expand(s string, vars Vars) string {
 	return varRef.ReplaceAllStringFunc(s, func(ref string) string {
-		for _, name := range strings.Split(ref[2:len(ref)-1], ":") {
+		for _, name := range refNames(ref[2 : len(ref)-1]) {
 			if v := vars[name]; v != "" {
 				return v
 			}

@@ -135,6 +135,7 @@ func checkAdapter(ctx context.Context, e env, data []byte, source string, secret
 	for _, name := range missing {
 		r.Notes = append(r.Notes, fmt.Sprintf("secret %s is not set in this environment: checked with a placeholder (the functions read it from Secret Manager)", name))
 	}
+	r.Notes = append(r.Notes, directoryNotes(a)...)
 	key, _ := e.lookup("RECORD_SEALING_KEY")
 	if _, err := adapter.Sealer(key, a); err != nil {
 		if key == "" {

@@ -66,7 +66,7 @@ func describeCertificate(c *x509.Certificate) *certificate {
 }
 
 func render(ctx context.Context, e env, args []string) int {
-	fs, asJSON := flags(e, "render", "(--config FILE | --tfvars FILE) (--profile REF | --scep-profile FILE) (--device-id ID --serial S | --user EMAIL [--user-id ID]) [--key FILE] [--issue] [--json]",
+	fs, asJSON := flags(e, "render", "(--config FILE | --tfvars FILE) (--profile REF | --scep-profile FILE) (--device-id ID --serial S | --user EMAIL [--user-id ID]) [--directory NAME=VALUE]... [--key FILE] [--issue] [--json]",
 		`  certprov render --config adapter-config.json --profile device_profile --device-id 0a1b2c --serial 5CD1234XYZ
   certprov render --config adapter-config.json --profile user_profile --user alice@example.com --key alice.key
   certprov render --config adapter-config.json --profile device_profile --device-id D --serial S --key k.pem --issue
@@ -87,6 +87,8 @@ func render(ctx context.Context, e env, args []string) int {
 	keyFile := fs.String("key", "", "PEM private key (RSA 2048 or EC P-256) standing for the device's; default: an ephemeral one")
 	keyType := fs.String("key-type", "ec", "type of the ephemeral key: ec (P-256) or rsa (2048)")
 	issue := fs.Bool("issue", false, "send the CSR to the CA connection and print the certificate it issues")
+	dirValues := directoryValues{}
+	fs.Var(dirValues, "directory", "NAME=VALUE: the value of a directory variable, as the Directory API would give it (repeatable; e.g. DEVICE_ASSET_ID=A123, USER_CUSTOM:Employment.costCenter=CC1); one not given is empty")
 	pos, code, ok := parse(e, fs, args)
 	if !ok {
 		return code
@@ -206,7 +208,7 @@ func render(ctx context.Context, e env, args []string) int {
 			Message: "(none: the process is not claimed, so the device waits and is shown nothing)"}
 		return r.print(e, *asJSON, exitProblem)
 	}
-	p := &pipeline.Pipeline{CAs: issuers, Profiles: a.Profiles}
+	p := &pipeline.Pipeline{CAs: issuers, Profiles: a.Profiles, Directory: dirValues}
 	rendered, err := p.Render(ctx, *customer, *processID, proc)
 	var refused *pipeline.RefusedError
 	switch {

@@ -5,6 +5,10 @@
 // local run and the benchmarks point the generated client
 // google.golang.org/api/chromemanagement/v1 at it.
 //
+// It also serves the two Admin SDK Directory API reads that the adapter's
+// directory variables use (directory.go), with a directory entry for every
+// simulated client's device and user.
+//
 // It follows the discovery document of google.golang.org/api v0.309.0 (paths,
 // JSON field names, base64 bytes, enum names), answers errors in Google's JSON
 // form ({"error":{"code","message","status"}}) with the matching HTTP status,
@@ -166,6 +170,7 @@ type Emulator struct {
 	order []*process          // in creation order
 
 	calls [numMethods]atomic.Int64
+	dir   directoryState // the Directory endpoints (directory.go)
 
 	vmu        sync.Mutex
 	violations []Violation
@@ -281,6 +286,10 @@ const maxBody = 1 << 20
 
 // ServeHTTP serves the API.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, directoryPrefix) {
+		e.serveDirectory(w, r)
+		return
+	}
 	rt, ok := e.parseRoute(r)
 	if !ok {
 		writeError(w, r, errNotFound("Method not found."))

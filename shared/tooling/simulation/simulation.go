@@ -33,6 +33,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
+	"github.com/chromeos-certprov/adapter/shared/directory"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
@@ -375,6 +376,16 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		return nil, err
 	}
 
+	// The emulator serves the Directory reads too (directory variables).
+	dir, err := directory.New(ctx, directory.Options{
+		EmulatorHost: host,
+		HTTPClient:   &http.Client{Transport: transport, Timeout: httpTimeout},
+		Timeout:      apiTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	secrets := o.Secrets
 	if secrets == nil {
 		secrets = func(name string) (string, error) { return "", fmt.Errorf("secret %s: none in a local run", name) }
@@ -406,6 +417,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		API:              api,
 		CAs:              cas,
 		Profiles:         cfg.Profiles,
+		Directory:        dir,
 		Allowed:          cfg.Allowed,
 		CallerID:         "certprov-local",
 		RefuseIncomplete: cfg.RefuseIncomplete(),
