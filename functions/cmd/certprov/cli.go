@@ -37,6 +37,7 @@ func commands() []command {
 		{"config check", "validate an adapter config as the functions do at start", configCheck},
 		{"render", "show what a profile would ask a device to sign", render},
 		{"status", "show one process's progress record", status},
+		{"find", "find the processes of a device or a user", find},
 		{"timeline", "show one process's transitions and its log filter", timeline},
 		{"list", "list processes with counts by state and failure", list},
 		{"retry", "re-drive a stuck process as the sweep does", retry},
@@ -59,6 +60,7 @@ Examples:
   certprov config check --tfvars terraform/terraform.tfvars.example
   certprov render --config adapter-config.json --profile device_profile --device-id D1 --serial 5CD1
   certprov status 3f0c8f7e-...            # FIRESTORE_EMULATOR_HOST for the emulator
+  certprov find --serial 5CD1234XYZ --since 7d
   certprov list --state FAILED --since 24h
   certprov retry 3f0c8f7e-...              # the functions' TASKS_* variables
   certprov fail 3f0c8f7e-... --message "Restart the device to try again."
