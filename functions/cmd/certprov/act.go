@@ -205,7 +205,7 @@ func (v actionView) write(w io.Writer) {
 	case v.Error != "":
 		fmt.Fprintf(w, "certprov %s %s: %s\n", v.Action, v.Key, v.Error)
 	case v.Task != nil:
-		fmt.Fprintf(w, "%s: re-driven from %s with a %s task (%s); re-drive %d of %d\n", v.Key, v.State, v.Task.Queue, v.Task.Name, v.Sweeps, v.MaxRedrives)
+		fmt.Fprintf(w, "%s: re-driven from %s by task %s in the %s queue; re-drive %d of %d\n", v.Key, v.State, v.Task.Name, v.Task.Queue, v.Sweeps, v.MaxRedrives)
 	default:
 		fmt.Fprintf(w, "%s: %s\n", v.Key, v.State)
 	}
