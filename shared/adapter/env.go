@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"sync"
 
 	gfirestore "cloud.google.com/go/firestore"
@@ -225,10 +226,6 @@ func hasChallenge(c config.CAConnection) bool {
 }
 
 func sortedRefs(a config.Adapter) []string {
-	refs := make([]string, 0, len(a.CAConnections))
-	for ref := range a.CAConnections {
-		refs = append(refs, ref)
-	}
-	sort.Strings(refs)
+	refs := slices.Sorted(maps.Keys(a.CAConnections))
 	return refs
 }

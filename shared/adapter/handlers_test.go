@@ -22,6 +22,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
+	"github.com/chromeos-certprov/adapter/shared/tooling/testlog"
 )
 
 // failingStore fails every call, as an unavailable Firestore would.
@@ -68,8 +69,8 @@ func TestSweepRoute(t *testing.T) {
 				t.Fatal(err)
 			}
 			enqueued := 0
-			p := &pipeline.Pipeline{Store: store, Tasks: countingQueue{&enqueued}, Allowed: func(string) bool { return true }, Log: logging.Discard, SweepAfter: time.Hour}
-			get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, logging.Discard, nil }
+			p := &pipeline.Pipeline{Store: store, Tasks: countingQueue{&enqueued}, Allowed: func(string) bool { return true }, Log: testlog.New(t), SweepAfter: time.Hour}
+			get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, p.Log, nil }
 			rec := httptest.NewRecorder()
 			Poll(get)(rec, httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body)))
 			got, err := store.Get(context.Background(), "C0:p")
@@ -115,8 +116,8 @@ func TestSchedulerRequestSweeps(t *testing.T) {
 			t.Fatal(err)
 		}
 		enqueued := 0
-		p := &pipeline.Pipeline{Store: store, Tasks: countingQueue{&enqueued}, Log: logging.Discard, SweepAfter: time.Hour}
-		get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, logging.Discard, nil }
+		p := &pipeline.Pipeline{Store: store, Tasks: countingQueue{&enqueued}, Log: testlog.New(t), SweepAfter: time.Hour}
+		get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, p.Log, nil }
 		rec := httptest.NewRecorder()
 		Poll(get)(rec, httptest.NewRequest(http.MethodPost, path, strings.NewReader(b)))
 		if rec.Code != http.StatusOK || enqueued != 1 {

@@ -20,6 +20,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tasks"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
+	"github.com/chromeos-certprov/adapter/shared/tooling/testlog"
 )
 
 const customer = "C0test"
@@ -132,6 +133,7 @@ func newHarness(t *testing.T, emuOpts cpemulator.Options) *harness {
 		MaxAttempts: 5,
 		Lease:       time.Minute,
 		Now:         h.clk.Now,
+		Log:         testlog.New(t),
 	}
 	return h
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
-	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
@@ -54,11 +53,7 @@ func (h *harness) sweep() {
 
 // postSweep posts the scheduler's request to PollSignature's sweep route.
 func (h *harness) postSweep() error {
-	log := h.p.Log
-	if log == nil {
-		log = logging.Discard
-	}
-	get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return h.p, log, nil }
+	get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return h.p, h.p.Log, nil }
 	w := httptest.NewRecorder()
 	adapter.Poll(get).ServeHTTP(w, httptest.NewRequest(http.MethodPost, adapter.SweepPath, nil))
 	if w.Code != http.StatusOK {

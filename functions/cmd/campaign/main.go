@@ -22,7 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/logging"
@@ -168,7 +168,7 @@ func counts[K ~string, V int | int64](m map[K]V) string {
 	for k := range m {
 		keys = append(keys, string(k))
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	s := ""
 	for i, k := range keys {
 		if i > 0 {

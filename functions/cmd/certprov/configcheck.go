@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -98,7 +97,7 @@ func checkAdapter(ctx context.Context, e env, data []byte, source string, secret
 	for ref := range a.Profiles {
 		r.Profiles = append(r.Profiles, ref)
 	}
-	sort.Strings(r.Profiles)
+	slices.Sort(r.Profiles)
 	if err != nil && a.CAConnections == nil && a.Profiles == nil && a.AllowedCustomers == nil {
 		return r, nil // it did not decode
 	}
@@ -253,10 +252,6 @@ func (r configReport) print(e env, asJSON bool) int {
 }
 
 func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	return keys
 }

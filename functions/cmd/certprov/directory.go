@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/chromeos-certprov/adapter/shared/config"
@@ -21,7 +21,7 @@ func (d directoryValues) String() string {
 	for n := range d {
 		names = append(names, n+"="+d[n])
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	return strings.Join(names, ",")
 }
 
@@ -63,6 +63,6 @@ func directoryNotes(a config.Adapter) []string {
 	if len(refs) == 0 {
 		return nil
 	}
-	sort.Strings(refs)
+	slices.Sort(refs)
 	return []string{fmt.Sprintf("profiles %s use directory variables: ClaimProcess and PollSignature need Directory API read access (an admin role with the device and user read privileges, or domain-wide delegation with DIRECTORY_SUBJECT; README, Directory variables)", strings.Join(refs, ", "))}
 }

@@ -1044,7 +1044,7 @@ func describe(rec *progress.Record, snap cpemulator.Snapshot, is simulation.Issu
 			methods = append(methods, fmt.Sprintf("%s=%d", m, n))
 		}
 	}
-	sort.Strings(methods)
+	slices.Sort(methods)
 	h = append(h, fmt.Sprintf("API: state %s, claimed by %q, signData accepted %d of %d requests, uploads %d (%d repeated), setFailure %d, failed by %q %q",
 		snap.State, snap.ClaimedBy, snap.SignDataCalls, snap.SignDataRequests, snap.UploadCalls, snap.RepeatedUploads, snap.SetFailureCalls, snap.FailedBy, snap.FailureMessage))
 	h = append(h, "API requests: "+strings.Join(methods, " "))

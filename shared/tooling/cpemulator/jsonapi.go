@@ -6,8 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -139,11 +140,7 @@ func decodeRequest(body []byte, fields []reqField) (requestValues, *apiError) {
 		}
 		return nil, badPayload([]fieldViolation{{Description: "Invalid JSON payload received. Unexpected token: " + err.Error()}})
 	}
-	names := make([]string, 0, len(raw))
-	for k := range raw {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(raw))
 	var bad []fieldViolation
 	for _, k := range names {
 		f, ok := findField(fields, k)

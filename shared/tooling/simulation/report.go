@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
@@ -218,7 +217,7 @@ func Summarize(ctx context.Context, scale float64, clients []Client, emu *cpemul
 	r.PollWait = percentiles(wait)
 	r.Processing = percentiles(proc)
 	r.CATime = percentiles(caT)
-	sort.Strings(r.Unexpected)
+	slices.Sort(r.Unexpected)
 	return r
 }
 
@@ -356,7 +355,7 @@ func (c statusCounts) String() string {
 	for k := range c {
 		keys = append(keys, string(k))
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	s := ""
 	for _, k := range keys {
 		s += fmt.Sprintf("%s=%d ", k, c[progress.State(k)])
