@@ -82,11 +82,13 @@ resource "google_firestore_index" "stale" {
 }
 
 # The operator CLI's queries (store/firestore List and ByProcessID, for
-# certprov list and status): an equality filter on one of these fields,
+# certprov list, status and find): an equality filter on one of these fields,
 # optionally createdAt >= T, ORDER BY createdAt DESC. Firestore merges these
-# indexes when a query combines several equality filters.
+# indexes when a query combines several equality filters. deviceId,
+# deviceSerial and userEmail are the subject of a process (certprov find
+# --device, --serial, --user).
 resource "google_firestore_index" "operator" {
-  for_each = toset(["state", "customer", "profileRef", "processId"])
+  for_each = toset(["state", "customer", "profileRef", "processId", "deviceId", "deviceSerial", "userEmail"])
 
   project     = var.project_id
   database    = google_firestore_database.progress.name

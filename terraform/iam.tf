@@ -31,6 +31,10 @@
 # | Pub/Sub service agent (Google's)  | push delivery, dead-lettering        | iam.serviceAccountTokenCreator (push service account only)           |
 # |                                   |                                      | pubsub.publisher (dead-letter topic); pubsub.subscriber (claim sub.) |
 # | var.publisher_members             | the API publishing notifications     | pubsub.publisher (notification topic)                                |
+# | var.operator_members.readers      | certprov status/timeline/list/find   | datastore.viewer (project, IAM condition: this database)             |
+# | var.operator_members.actors       | certprov retry and fail, and reading | datastore.user (project, IAM condition: this database)               |
+# |                                   |                                      | cloudtasks.enqueuer (poll queue, issue queue)                        |
+# |                                   |                                      | iam.serviceAccountUser (tasks service account only); operators.tf    |
 #
 # Not in GCP IAM: the Certificate Provisioning API authorizes the three function
 # identities through the Google Admin console (an admin role with the

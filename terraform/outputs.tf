@@ -79,3 +79,12 @@ output "log_filter" {
   description = "Cloud Logging filter of all state transitions; add AND jsonPayload.process_id=\"...\" for one process."
   value       = local.transition_filter
 }
+
+output "operator_env" {
+  description = "The environment of the certprov CLI for this deployment (the functions' own variables, without the adapter config): export these before certprov status, find, retry or fail."
+  value = {
+    for k, v in local.function_env : k => v
+    if contains(["GOOGLE_CLOUD_PROJECT", "FIRESTORE_DATABASE", "FIRESTORE_COLLECTION", "TASKS_POLL_QUEUE", "TASKS_ISSUE_QUEUE",
+    "POLL_SIGNATURE_URL", "ISSUE_CERTIFICATE_URL", "TASKS_SERVICE_ACCOUNT", "TASKS_MAX_ATTEMPTS", "RECORD_TTL", "LEASE", "CALLER_INSTANCE_ID"], k)
+  }
+}

@@ -548,3 +548,22 @@ variable "scope_firestore_grants" {
   type        = bool
   default     = true
 }
+
+# --- Operators: who may run the certprov CLI against this deployment ----------
+
+variable "operator_members" {
+  description = "IAM members who operate the adapter with the certprov CLI. readers may run status, timeline, list and find (roles/datastore.viewer on this database); actors may also run retry and fail (roles/datastore.user on this database, roles/cloudtasks.enqueuer on the poll and issue queues, roles/iam.serviceAccountUser on the tasks service account only). certprov fail also calls setFailure, which the Certificate Provisioning API authorizes through the Google Admin console, not IAM (see the README, \"Who may do what\")."
+  type = object({
+    readers = optional(list(string), [])
+    actors  = optional(list(string), [])
+  })
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for m in concat(var.operator_members.readers, var.operator_members.actors) :
+      can(regex("^(serviceAccount|user|group|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "operator_members.readers and .actors must be IAM members such as user:NAME@DOMAIN or group:NAME@DOMAIN, never allUsers or allAuthenticatedUsers."
+  }
+}

@@ -7,6 +7,7 @@ labels              = { env = "ci" }
 deletion_protection = false
 
 publisher_members = ["serviceAccount:publisher@example.iam.gserviceaccount.com", "group:pki-admins@example.com"]
+operator_members  = { readers = ["group:helpdesk@example.com", "group:pki-admins@example.com"], actors = ["group:pki-admins@example.com"] }
 adapter_config    = "{\"allowedCustomers\":[\"C0abc1234\"],\"caConnections\":{},\"profiles\":{}}"
 
 firestore_database     = "(default)"

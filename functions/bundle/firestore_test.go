@@ -14,7 +14,8 @@ import (
 // TestFirestoreExemptions: every blob, array and map field of the progress
 // document, and the long texts named below, is exempt from Firestore's
 // single-field indexing (terraform/firestore.tf, firestore_unindexed_fields),
-// and no field the sweep's query uses (state, updatedAt) is.
+// and no field the sweep's or the operator CLI's queries use is; every
+// equality filter of the CLI's queries has its composite index.
 func TestFirestoreExemptions(t *testing.T) {
 	tf, err := os.ReadFile(filepath.Join(repoRoot(t), "terraform", "firestore.tf"))
 	if err != nil {
@@ -51,9 +52,20 @@ func TestFirestoreExemptions(t *testing.T) {
 			t.Errorf("progress field %q (%s) is indexed: add it to firestore_unindexed_fields in terraform/firestore.tf", name, why)
 		}
 	}
-	for _, queried := range []string{"state", "updatedAt"} {
+	for _, queried := range []string{"state", "updatedAt", "createdAt", "customer", "profileRef", "processId", "deviceId", "deviceSerial", "userEmail"} {
 		if exempt[queried] {
-			t.Errorf("%q is exempt from indexing, but the sweep's query needs it", queried)
+			t.Errorf("%q is exempt from indexing, but the sweep's or the operator CLI's queries need it", queried)
+		}
+	}
+	// Every equality filter of the operator CLI's queries has its composite
+	// index with createdAt (terraform: google_firestore_index.operator).
+	set := regexp.MustCompile(`(?s)resource "google_firestore_index" "operator" \{\s*for_each = toset\(\[(.*?)\]\)`).FindSubmatch(tf)
+	if set == nil {
+		t.Fatal(`terraform/firestore.tf has no google_firestore_index "operator" with a for_each list`)
+	}
+	for _, field := range []string{"state", "customer", "profileRef", "processId", "deviceId", "deviceSerial", "userEmail"} {
+		if !strings.Contains(string(set[1]), `"`+field+`"`) {
+			t.Errorf("no composite index (%s, createdAt desc) in google_firestore_index.operator", field)
 		}
 	}
 }

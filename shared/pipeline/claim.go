@@ -202,6 +202,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attem
 		return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateFailed, func(r *progress.Record) error {
 			r.FailureMessage, r.FailureReported = proc.FailureMessage, true
 			r.LastError = "the process had already failed"
+			setSubject(r, proc)
 			return nil
 		})
 	}
@@ -219,6 +220,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attem
 			}
 			return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimedElsewhere, func(r *progress.Record) error {
 				r.LastError = err.Error()
+				setSubject(r, proc)
 				return nil
 			})
 		}
@@ -230,6 +232,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attem
 	}
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
 		progress.ReleaseLease(r)
+		setSubject(r, proc)
 		return nil
 	})
 }
@@ -282,6 +285,7 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record, attem
 			return err
 		}
 		r.CAConnectionRef, r.ProfileRef = plan.caRef, plan.profileRef
+		setSubject(r, proc) // also for a record claimed by an earlier release
 		r.SPKI, r.KeyType, r.SignatureAlgorithm = plan.spki, string(plan.keyType), plan.algorithm
 		r.SignData = stored
 		r.ChallengeExpiresAt = plan.challengeExpires
@@ -513,6 +517,13 @@ func processVars(rec *progress.Record, proc *cpapi.Process) profile.Vars {
 		deviceID, serial = d.DeviceDirectoryApiId, d.SerialNumber
 	}
 	return profile.NewVars(rec.Customer, rec.ProcessID, proc.ProvisioningProfileId, email, userID, deviceID, serial)
+}
+
+// setSubject records the subject of proc in r (inside a transition that
+// writes anyway: no write of its own), for certprov find.
+func setSubject(r *progress.Record, proc *cpapi.Process) {
+	v := processVars(r, proc)
+	r.DeviceID, r.DeviceSerial, r.UserEmail = v["DEVICE_DIRECTORY_ID"], v["DEVICE_SERIAL_NUMBER"], v["USER_EMAIL"]
 }
 
 // processIdentity names the device and the user of a process in the log, so

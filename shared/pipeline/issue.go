@@ -142,6 +142,8 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, attempt int)
 	leaf := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issued.Leaf.Raw}))
 	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateIssuing}, progress.StateIssued, func(r *progress.Record) error {
 		r.CertificatePEM = leaf
+		r.CertificateSerial, r.CertificateSubject = fmt.Sprintf("%X", issued.Leaf.SerialNumber), issued.Leaf.Subject.String()
+		r.CertificateNotBefore, r.CertificateNotAfter = issued.Leaf.NotBefore.UTC(), issued.Leaf.NotAfter.UTC()
 		r.IssuedAt = p.Now().UTC()
 		r.CADuration = caTime
 		// This delivery goes on to upload: its lease, renewed, keeps a

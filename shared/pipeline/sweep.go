@@ -108,30 +108,48 @@ func (p *Pipeline) Sweep(ctx context.Context) (SweepResult, error) {
 }
 
 func (p *Pipeline) sweepOne(ctx context.Context, rec *progress.Record, now, before time.Time, res *SweepResult) error {
-	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
-	idle := now.Sub(rec.UpdatedAt)
-	cur, err := p.Store.Update(ctx, rec.Key, func(r *progress.Record) error {
+	_, _, err := p.redriveIdle(ctx, rec.Customer, rec.ProcessID, rec.Key, now, func(r *progress.Record) error {
 		if r.State.Terminal() || !r.UpdatedAt.Before(before) {
 			return errMoved
 		}
+		return nil
+	}, "stale process re-driven", res)
+	return err
+}
+
+// redriveIdle is one re-drive of the sweep: if admit lets the record in (an
+// error from it is returned as it is, or counted as Moved when it is
+// errMoved), it counts the re-drive in Sweeps and hands the process back to
+// the pipeline with a fresh task, or fails it once its re-drives are used
+// up. It returns the record as it left it and the task it enqueued (none
+// when the record moved).
+func (p *Pipeline) redriveIdle(ctx context.Context, customer, processID, key string, now time.Time, admit func(r *progress.Record) error, msg string, res *SweepResult) (*progress.Record, tasks.Task, error) {
+	ctx = withProcess(ctx, p.logger(ctx), customer, processID)
+	var idle time.Duration
+	cur, err := p.Store.Update(ctx, key, func(r *progress.Record) error {
+		if err := admit(r); err != nil {
+			return err
+		}
+		idle = now.Sub(r.UpdatedAt)
 		r.Sweeps++
 		r.UpdatedAt = now
 		return nil
 	})
 	if errors.Is(err, errMoved) {
 		res.Moved++
-		return nil
+		return nil, tasks.Task{}, nil
 	}
 	if err != nil {
-		return fmt.Errorf("sweep %s: mark the record: %w", rec.Key, err)
+		return nil, tasks.Task{}, fmt.Errorf("sweep %s: mark the record: %w", key, err)
 	}
 	switch {
 	case cur.Sweeps <= MaxRedrives || cur.State == progress.StateFailing:
 		// A failure not yet reported is never ended here (invariant 7):
 		// it is re-driven at every sweep until the device was told, and
 		// said loudly once its re-drives are used up.
-		if err := p.redrive(ctx, cur); err != nil {
-			return err
+		t, err := p.redrive(ctx, cur)
+		if err != nil {
+			return nil, tasks.Task{}, err
 		}
 		res.Redriven++
 		attrs := []any{slog.String("state", string(cur.State)), slog.Int("sweeps", cur.Sweeps),
@@ -139,10 +157,10 @@ func (p *Pipeline) sweepOne(ctx context.Context, rec *progress.Record, now, befo
 		if cur.Sweeps > MaxRedrives {
 			res.Unreported++
 			p.logger(ctx).Error(MsgFailureUnreported, append(attrs, slog.String("failure_message", cur.FailureMessage))...)
-			return nil
+			return cur, t, nil
 		}
-		p.logger(ctx).Warn("stale process re-driven", attrs...)
-		return nil
+		p.logger(ctx).Warn(msg, attrs...)
+		return cur, t, nil
 	default:
 		// Failed here, reported by a task: its retries carry setFailure
 		// through a short outage, and later sweeps re-drive it until then.
@@ -151,28 +169,29 @@ func (p *Pipeline) sweepOne(ctx context.Context, rec *progress.Record, now, befo
 		next, err := p.markFailing(ctx, cur, reason,
 			"The adapter could not finish this enrollment. The device will try again later; if this persists, contact your administrator.")
 		if err != nil {
-			return fmt.Errorf("sweep %s: fail the process: %w", cur.Key, err)
+			return nil, tasks.Task{}, fmt.Errorf("sweep %s: fail the process: %w", cur.Key, err)
 		}
 		if next.State.Terminal() {
 			res.Moved++
-			return nil
+			return next, tasks.Task{}, nil
 		}
-		if err := p.redrive(ctx, next); err != nil {
-			return err
+		t, err := p.redrive(ctx, next)
+		if err != nil {
+			return nil, tasks.Task{}, err
 		}
 		res.Failed++
-		return nil
+		return next, t, nil
 	}
 }
 
 // redrive enqueues, under a name no earlier task used, the task that resumes
-// r from its state.
-func (p *Pipeline) redrive(ctx context.Context, r *progress.Record) error {
+// r from its state, and returns it.
+func (p *Pipeline) redrive(ctx context.Context, r *progress.Record) (tasks.Task, error) {
 	t := resumeTask(r, fmt.Sprintf("sweep-%s-%d", taskID(r.Key), r.Sweeps), time.Time{})
 	if err := p.Tasks.Enqueue(ctx, t); err != nil {
-		return fmt.Errorf("sweep %s: enqueue a %s task: %w", r.Key, t.Queue, err)
+		return tasks.Task{}, fmt.Errorf("sweep %s: enqueue a %s task: %w", r.Key, t.Queue, err)
 	}
-	return nil
+	return t, nil
 }
 
 // resumeTask is a task named name, due at at, that resumes r from its state:

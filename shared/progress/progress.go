@@ -59,6 +59,15 @@ type Record struct {
 	UpdatedAt time.Time `firestore:"updatedAt" json:"updatedAt"`
 	History   []Change  `firestore:"history" json:"history"`
 
+	// The process's subject, as the API described it when the process was
+	// read for its claim: the device's Directory API id and serial number (a
+	// device, or an affiliated user's device) and the user's primary email (a
+	// user session). The operator CLI finds processes by them (certprov find).
+	// Empty on a record of an earlier release, or when the API gave none.
+	DeviceID     string `firestore:"deviceId,omitempty" json:"deviceId,omitempty"`
+	DeviceSerial string `firestore:"deviceSerial,omitempty" json:"deviceSerial,omitempty"`
+	UserEmail    string `firestore:"userEmail,omitempty" json:"userEmail,omitempty"`
+
 	CAConnectionRef string `firestore:"caConnectionRef,omitempty" json:"caConnectionRef,omitempty"`
 	ProfileRef      string `firestore:"profileRef,omitempty" json:"profileRef,omitempty"`
 	// SPKI is the process's DER SubjectPublicKeyInfo: the signature and the
@@ -87,6 +96,13 @@ type Record struct {
 	IssueAttempts  int       `firestore:"issueAttempts" json:"issueAttempts"`
 	CertificatePEM string    `firestore:"certificatePem,omitempty" json:"certificatePem,omitempty"`
 	IssuedAt       time.Time `firestore:"issuedAt" json:"issuedAt"`
+	// The issued certificate's serial number (hex), subject and validity,
+	// read from it when it is stored (ISSUED), so that a query shows them
+	// without parsing CertificatePEM. Empty on a record of an earlier release.
+	CertificateSerial    string    `firestore:"certificateSerial,omitempty" json:"certificateSerial,omitempty"`
+	CertificateSubject   string    `firestore:"certificateSubject,omitempty" json:"certificateSubject,omitempty"`
+	CertificateNotBefore time.Time `firestore:"certificateNotBefore" json:"certificateNotBefore"`
+	CertificateNotAfter  time.Time `firestore:"certificateNotAfter" json:"certificateNotAfter"`
 	// CADuration is how long the CA took to issue, for the added-latency figure.
 	CADuration time.Duration `firestore:"caDuration" json:"caDuration"`
 	UploadedAt time.Time     `firestore:"uploadedAt" json:"uploadedAt"`

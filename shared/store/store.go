@@ -99,6 +99,7 @@ func Normalize(r *progress.Record) {
 	for _, t := range []*time.Time{
 		&r.CreatedAt, &r.UpdatedAt, &r.Deadline, &r.NextPollAt, &r.SignedAt,
 		&r.ChallengeExpiresAt, &r.IssuedAt, &r.UploadedAt, &r.LeaseUntil,
+		&r.CertificateNotBefore, &r.CertificateNotAfter,
 	} {
 		normTime(t)
 	}

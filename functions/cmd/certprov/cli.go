@@ -37,8 +37,11 @@ func commands() []command {
 		{"config check", "validate an adapter config as the functions do at start", configCheck},
 		{"render", "show what a profile would ask a device to sign", render},
 		{"status", "show one process's progress record", status},
+		{"find", "find the processes of a device or a user", find},
 		{"timeline", "show one process's transitions and its log filter", timeline},
 		{"list", "list processes with counts by state and failure", list},
+		{"retry", "re-drive a stuck process as the sweep does", retry},
+		{"fail", "fail a process on purpose (setFailure, then FAILED)", fail},
 	}
 }
 
@@ -48,16 +51,19 @@ Usage: certprov COMMAND [flags] [args]   (certprov COMMAND --help for its flags)
 
 Commands:
 %s
-Every command takes --json. Exit codes: 0 ok, 1 a problem was found or the
-process was not found, 2 usage error, 3 the store or a service could not be
-reached.
+Every command takes --json. Exit codes: 0 ok, 1 a problem was found, the
+process was not found or the action was refused, 2 usage error, 3 the store
+or a service could not be reached.
 
 Examples:
   certprov config check --config adapter-config.json
   certprov config check --tfvars terraform/terraform.tfvars.example
   certprov render --config adapter-config.json --profile device_profile --device-id D1 --serial 5CD1
   certprov status 3f0c8f7e-...            # FIRESTORE_EMULATOR_HOST for the emulator
+  certprov find --serial 5CD1234XYZ --since 7d
   certprov list --state FAILED --since 24h
+  certprov retry 3f0c8f7e-...              # the functions' TASKS_* variables
+  certprov fail 3f0c8f7e-... --message "Restart the device to try again."
 `
 
 func usage(w io.Writer) {

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chromeos-certprov/adapter/shared/progress"
 )
 
 const statusOK = `process:           customers/C0local/certificateProvisioningProcesses/p-ok
 state:             UPLOADED (finished): the certificate was uploaded to the device
 customer:          C0local
+device:            dev-0a1b (serial 5CD1234XYZ)
 profile:           device_profile
 CA connection:     default_ca_config
 key:               EC-P256
@@ -299,4 +303,95 @@ func TestMeanings(t *testing.T) {
 			t.Errorf("state %s has no meaning", s)
 		}
 	}
+}
+
+func TestFind(t *testing.T) {
+	vars := seeded(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		keys []string
+		has  []string // in the text output (stdout, or stderr when the code is not 0)
+	}{
+		{name: "by serial", args: []string{"--serial", "5CD1234XYZ"}, code: exitOK, keys: []string{"C0local:p-late", "C0local:p-ok"},
+			has: []string{"2 process(es) of serial 5CD1234XYZ, newest first\n\nprocess:           customers/C0local/certificateProvisioningProcesses/p-late\n",
+				"device:            dev-0a1b (serial 5CD1234XYZ)\n",
+				`failure:           "` + didNotAnswer + `" (shown to the device)` + "\n",
+				"certificate:       serial 1234ABCD, subject CN=5CD1234XYZ,O=Example Corp\n"}},
+		{name: "by device since", args: []string{"--device", "dev-0a1b", "--since", "2026-12-01T08:30:00Z"}, code: exitOK, keys: []string{"C0local:p-late"}},
+		{name: "by device, affiliated user", args: []string{"--device", "dev-9z8y"}, code: exitOK, keys: []string{"C0local:p-failing"},
+			has: []string{"user:              ada@example.com\n"}},
+		{name: "by user", args: []string{"--user", "ada@example.com"}, code: exitOK, keys: []string{"C0local:p-failing", "C0other:p-late2"}},
+		{name: "by user, limited", args: []string{"--user", "ada@example.com", "--limit", "1"}, code: exitOK, keys: []string{"C0local:p-failing"},
+			has: []string{"1 process(es) of user ada@example.com, newest first (the limit: older ones may exist; raise --limit)\n"}},
+		{name: "nothing", args: []string{"--user", "nobody@example.com"}, code: exitProblem, keys: []string{},
+			has: []string{"certprov find: no process of user nobody@example.com\n"}},
+		{name: "no subject", args: nil, code: exitUsage, has: []string{"give one of --device, --serial or --user"}},
+		{name: "two subjects", args: []string{"--device", "d", "--user", "u"}, code: exitUsage, has: []string{"give one of"}},
+		{name: "bad since", args: []string{"--serial", "S", "--since", "soon"}, code: exitUsage},
+		{name: "stray argument", args: []string{"--serial", "S", "extra"}, code: exitUsage},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"find"}, tc.args...)
+			r := runCLI(t, vars, args...)
+			if r.code != tc.code {
+				t.Fatalf("exit code %d, want %d\n%s%s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			out := r.stdout
+			if tc.code != exitOK {
+				out = r.stderr
+			}
+			mustContain(t, "text output", out, tc.has...)
+			if tc.keys == nil {
+				return
+			}
+			j := runCLI(t, vars, append(args, "--json")...)
+			if j.code != tc.code {
+				t.Errorf("--json: exit code %d, want %d", j.code, tc.code)
+			}
+			var got findView
+			decodeJSON(t, j, &got)
+			keys := []string{}
+			for _, p := range got.Processes {
+				keys = append(keys, p.Key)
+			}
+			if diff := cmp.Diff(tc.keys, keys); diff != "" {
+				t.Errorf("processes (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// The JSON holds what find promises for each process.
+	j := runCLI(t, vars, "find", "--serial", "5CD1234XYZ", "--json")
+	var got findView
+	decodeJSON(t, j, &got)
+	if len(got.Processes) != 2 {
+		t.Fatalf("want 2 processes, got %d", len(got.Processes))
+	}
+	late, ok := got.Processes[0], got.Processes[1]
+	if got.By != "serial" || got.Value != "5CD1234XYZ" || got.Truncated {
+		t.Errorf("find header: %+v", got)
+	}
+	if late.State != "FAILED" || late.FailureMessage != didNotAnswer || !late.FailureReported || late.LastError == "" || late.Sweeps != 1 ||
+		late.PollCount != 40 || late.Attempts != 2 || late.ProfileRef != "device_profile" || late.DeviceSerial != "5CD1234XYZ" {
+		t.Errorf("failed process: %+v", late)
+	}
+	if c := ok.Certificate; c == nil || c.Serial != "1234ABCD" || c.Subject != "CN=5CD1234XYZ,O=Example Corp" || !c.NotAfter.Equal(t0.Add(time.Minute+720*time.Hour)) {
+		t.Errorf("uploaded process's certificate: %+v", ok.Certificate)
+	}
+}
+
+// TestStatusCertificateFromRecord: without a PEM that parses, status shows
+// what the record says of its certificate.
+func TestStatusCertificateFromRecord(t *testing.T) {
+	r := &progress.Record{Key: "C:p", State: progress.StateUploaded, CertificateSerial: "0ABC", CertificateSubject: "CN=x",
+		CertificateNotBefore: t0, CertificateNotAfter: t0.Add(time.Hour)}
+	want := &certificate{Serial: "0ABC", Subject: "CN=x", NotBefore: t0, NotAfter: t0.Add(time.Hour)}
+	if diff := cmp.Diff(want, newStatusView(r).Certificate); diff != "" {
+		t.Errorf("certificate (-want +got):\n%s", diff)
+	}
+	var b strings.Builder
+	newStatusView(r).write(&b)
+	mustContain(t, "text", b.String(), "certificate:       serial 0ABC, subject CN=x\n  valid:           2026-12-01T08:00:00Z to 2026-12-01T09:00:00Z\n")
 }

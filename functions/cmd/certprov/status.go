@@ -20,7 +20,12 @@ type statusView struct {
 	State       string `json:"state"`
 	Finished    bool   `json:"finished"`
 	// Meaning says in a sentence where the process stands.
-	Meaning         string     `json:"meaning"`
+	Meaning string `json:"meaning"`
+	// DeviceID, DeviceSerial and UserEmail are the process's subject (empty
+	// on a record of a release before they were kept).
+	DeviceID        string     `json:"deviceId,omitempty"`
+	DeviceSerial    string     `json:"deviceSerial,omitempty"`
+	UserEmail       string     `json:"userEmail,omitempty"`
 	ProfileRef      string     `json:"profileRef,omitempty"`
 	CAConnectionRef string     `json:"caConnectionRef,omitempty"`
 	KeyType         string     `json:"keyType,omitempty"`
@@ -57,6 +62,7 @@ type statusView struct {
 func newStatusView(r *progress.Record) statusView {
 	v := statusView{
 		Key: r.Key, Customer: r.Customer, ProcessID: r.ProcessID, ProcessName: r.ProcessName, State: string(r.State), Finished: r.State.Terminal(),
+		DeviceID: r.DeviceID, DeviceSerial: r.DeviceSerial, UserEmail: r.UserEmail,
 		ProfileRef: r.ProfileRef, CAConnectionRef: r.CAConnectionRef, KeyType: r.KeyType,
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), Elapsed: span(r.UpdatedAt.Sub(r.CreatedAt)),
 		SignedAt: at(r.SignedAt), IssuedAt: at(r.IssuedAt), UploadedAt: at(r.UploadedAt),
@@ -84,6 +90,11 @@ func newStatusView(r *progress.Record) statusView {
 		} else {
 			v.Certificate = describeCertificate(c)
 		}
+	}
+	if v.Certificate == nil && r.CertificateSerial != "" {
+		// What the record says of its certificate (the PEM is gone or bad).
+		v.Certificate = &certificate{Serial: r.CertificateSerial, Subject: r.CertificateSubject,
+			NotBefore: r.CertificateNotBefore.UTC(), NotAfter: r.CertificateNotAfter.UTC()}
 	}
 	return v
 }
@@ -146,6 +157,12 @@ func (v statusView) write(w io.Writer) {
 	line("process", "%s", v.ProcessName)
 	line("state", "%s: %s", state, v.Meaning)
 	line("customer", "%s", v.Customer)
+	if v.DeviceID != "" || v.DeviceSerial != "" {
+		line("device", "%s (serial %s)", orDash(v.DeviceID), orDash(v.DeviceSerial))
+	}
+	if v.UserEmail != "" {
+		line("user", "%s", v.UserEmail)
+	}
 	line("profile", "%s", orDash(v.ProfileRef))
 	line("CA connection", "%s", orDash(v.CAConnectionRef))
 	if v.KeyType != "" {
@@ -180,7 +197,11 @@ func (v statusView) write(w io.Writer) {
 	}
 	if c := v.Certificate; c != nil {
 		line("certificate", "serial %s, subject %s", c.Serial, c.Subject)
-		line("  valid", "%s to %s (issuer %s)", c.NotBefore.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339), c.Issuer)
+		valid := fmt.Sprintf("%s to %s", c.NotBefore.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
+		if c.Issuer != "" {
+			valid += " (issuer " + c.Issuer + ")"
+		}
+		line("  valid", "%s", valid)
 	}
 	if v.CertificateError != "" {
 		line("certificate", "does not parse: %s", v.CertificateError)

@@ -43,6 +43,11 @@ func addStoreFlags(fs *flag.FlagSet, e env) storeFlags {
 // open opens the store. FIRESTORE_EMULATOR_HOST in the process environment
 // sends the client library to the emulator.
 func (f storeFlags) open(ctx context.Context) (progressReader, func(), error) {
+	return f.openStore(ctx)
+}
+
+// openStore opens the store for reading and writing (the actions).
+func (f storeFlags) openStore(ctx context.Context) (*firestore.Store, func(), error) {
 	if *f.project == "" {
 		return nil, nil, errNoProject
 	}

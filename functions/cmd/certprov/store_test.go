@@ -98,6 +98,7 @@ func seed(t *testing.T) []*progress.Record {
 	ok.UpdatedAt, ok.SignedAt, ok.IssuedAt, ok.UploadedAt = t0.Add(26*s), t0.Add(23*s), t0.Add(25*s), t0.Add(26*s)
 	ok.PollCount, ok.Attempts, ok.SignDataCalls, ok.IssueAttempts, ok.CADuration = 3, 1, 1, 1, 800*time.Millisecond
 	ok.CertificatePEM, ok.ExpireAt = certificatePEM(t), &exp
+	ok.DeviceID, ok.DeviceSerial = "dev-0a1b", "5CD1234XYZ"
 
 	failed := rec("C0local", "p-late", t0.Add(time.Hour), progress.StateFailed)
 	failed.History = history(failed.CreatedAt, time.Duration(0), progress.StateReceived, s, progress.StateClaimed, s, progress.StateSigning, s, progress.StatePolling,
@@ -106,14 +107,17 @@ func seed(t *testing.T) []*progress.Record {
 	failed.PollCount, failed.Attempts, failed.SignDataCalls, failed.Sweeps = 40, 2, 1, 1
 	failed.LastError, failed.FailureMessage, failed.FailureReported = "the client did not sign by the deadline", didNotAnswer, true
 	failed.ExpireAt = &exp
+	failed.DeviceID, failed.DeviceSerial = "dev-0a1b", "5CD1234XYZ"
 
 	failed2 := rec("C0other", "p-late2", t0.Add(2*time.Hour), progress.StateFailed)
 	failed2.UpdatedAt, failed2.FailureMessage, failed2.FailureReported = failed2.CreatedAt.Add(4*time.Hour), didNotAnswer, true
+	failed2.UserEmail = "ada@example.com"
 
 	failing := rec("C0local", "p-failing", t0.Add(3*time.Hour), progress.StateFailing)
 	failing.UpdatedAt, failing.Attempts = failing.CreatedAt.Add(time.Minute), 5
 	failing.LastError, failing.FailureMessage = "setFailure: 503 Service Unavailable", "The certificate authority refused the request."
 	failing.Deadline = failing.CreatedAt.Add(24 * time.Hour)
+	failing.UserEmail, failing.DeviceID, failing.DeviceSerial = "ada@example.com", "dev-9z8y", "SER9" // an affiliated user
 
 	polling := rec("C0local", "p-poll", t0.Add(4*time.Hour), progress.StatePolling)
 	polling.UpdatedAt, polling.PollCount = polling.CreatedAt.Add(10*time.Minute), 7

@@ -19,6 +19,11 @@ type Filter struct {
 	State      progress.State
 	Customer   string
 	ProfileRef string
+	// DeviceID, DeviceSerial and UserEmail select the processes of a
+	// device or a user (certprov find).
+	DeviceID     string
+	DeviceSerial string
+	UserEmail    string
 	// Since selects records created at or after it.
 	Since time.Time
 	// After continues a listing after this record (the last of the page
@@ -55,8 +60,12 @@ func (s *Store) List(ctx context.Context, f Filter, limit int) ([]*progress.Reco
 	if f.Customer != "" {
 		q = q.Where("customer", "==", f.Customer)
 	}
-	if f.ProfileRef != "" {
-		q = q.Where("profileRef", "==", f.ProfileRef)
+	for _, eq := range []struct{ field, value string }{
+		{"profileRef", f.ProfileRef}, {"deviceId", f.DeviceID}, {"deviceSerial", f.DeviceSerial}, {"userEmail", f.UserEmail},
+	} {
+		if eq.value != "" {
+			q = q.Where(eq.field, "==", eq.value)
+		}
 	}
 	if !f.Since.IsZero() {
 		q = q.Where("createdAt", ">=", f.Since)

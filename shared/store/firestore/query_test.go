@@ -18,17 +18,19 @@ func TestListAndByProcessID(t *testing.T) {
 	for i, r := range []struct {
 		customer, id, profile string
 		state                 progress.State
+		device, serial, user  string
 	}{
-		{"C1", "p1", "wifi", progress.StateUploaded},
-		{"C1", "p2", "wifi", progress.StateFailed},
-		{"C2", "p3", "vpn", progress.StateFailed},
-		{"C2", "p1", "vpn", progress.StatePolling},
-		{"C3", "p4", "vpn", progress.StatePolling},
-		{"C3", "p5", "vpn", progress.StatePolling},
+		{"C1", "p1", "wifi", progress.StateUploaded, "d1", "S1", ""},
+		{"C1", "p2", "wifi", progress.StateFailed, "d1", "S1", "ada@example.com"},
+		{"C2", "p3", "vpn", progress.StateFailed, "", "", "ada@example.com"},
+		{"C2", "p1", "vpn", progress.StatePolling, "d2", "S2", ""},
+		{"C3", "p4", "vpn", progress.StatePolling, "d1", "S1", ""},
+		{"C3", "p5", "vpn", progress.StatePolling, "", "", ""}, // a record of an earlier release
 	} {
 		at := t0.Add(time.Duration(min(i, 4)) * time.Hour) // p4 and p5 at the same time
 		if _, err := s.Create(ctx, &progress.Record{Key: progress.Key(r.customer, r.id), Customer: r.customer, ProcessID: r.id,
-			ProfileRef: r.profile, State: r.state, CreatedAt: at, UpdatedAt: at}); err != nil {
+			ProfileRef: r.profile, State: r.state, CreatedAt: at, UpdatedAt: at,
+			DeviceID: r.device, DeviceSerial: r.serial, UserEmail: r.user}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -53,6 +55,12 @@ func TestListAndByProcessID(t *testing.T) {
 		{"by state, next page", firestore.Filter{State: progress.StatePolling, After: &firestore.Cursor{CreatedAt: t0.Add(4 * time.Hour), Key: "C3:p4"}}, 10, []string{"C2:p1"}},
 		{"since", firestore.Filter{Since: t0.Add(90 * time.Minute)}, 10, []string{"C3:p5", "C3:p4", "C2:p1", "C2:p3"}},
 		{"none", firestore.Filter{Customer: "C9"}, 10, []string{}},
+		{"by device", firestore.Filter{DeviceID: "d1"}, 10, []string{"C3:p4", "C1:p2", "C1:p1"}},
+		{"by device, since", firestore.Filter{DeviceID: "d1", Since: t0.Add(30 * time.Minute)}, 10, []string{"C3:p4", "C1:p2"}},
+		{"by device, bounded", firestore.Filter{DeviceID: "d1"}, 1, []string{"C3:p4"}},
+		{"by serial", firestore.Filter{DeviceSerial: "S2"}, 10, []string{"C2:p1"}},
+		{"by user", firestore.Filter{UserEmail: "ada@example.com"}, 10, []string{"C2:p3", "C1:p2"}},
+		{"by user and state", firestore.Filter{UserEmail: "ada@example.com", State: progress.StateFailed, Customer: "C1"}, 10, []string{"C1:p2"}},
 		{"next page", firestore.Filter{After: &firestore.Cursor{CreatedAt: t0.Add(2 * time.Hour), Key: "C2:p3"}}, 10, []string{"C1:p2", "C1:p1"}},
 		{"next page, same time", firestore.Filter{After: &firestore.Cursor{CreatedAt: t0.Add(4 * time.Hour), Key: "C3:p5"}}, 10, []string{"C3:p4", "C2:p1", "C2:p3", "C1:p2", "C1:p1"}},
 	}
