@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/store"
 	"github.com/chromeos-certprov/adapter/shared/store/firestore"
 )
 
@@ -17,7 +18,7 @@ import (
 type progressReader interface {
 	Get(ctx context.Context, key string) (*progress.Record, error)
 	ByProcessID(ctx context.Context, processID string, limit int) ([]*progress.Record, error)
-	List(ctx context.Context, f firestore.Filter, limit int) ([]*progress.Record, error)
+	List(ctx context.Context, f store.Filter, limit int) ([]*progress.Record, error)
 }
 
 // storeFlags are where the progress records are: the same environment
