@@ -34,7 +34,7 @@ processes include its affiliated users' (they name the device). Records of a
 release before the subject was kept are not found this way: use list.
 Exit 1 when nothing matches.
 `)
-	sf := addStoreFlags(fs, e)
+	sf := addReadFlags(fs, e)
 	device := fs.String("device", "", "the device's Directory API id (deviceDirectoryApiId)")
 	serial := fs.String("serial", "", "the device's serial number")
 	user := fs.String("user", "", "the user's primary email")

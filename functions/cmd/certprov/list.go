@@ -111,7 +111,7 @@ func list(ctx context.Context, e env, args []string) int {
   certprov list --state FAILING --json | jq '.processes[].key'
   certprov list --since 7d --limit 50 --after 2026-12-05T16:02:49Z,C0abc1234:9a0d2e55-...   # the next page
 `)
-	sf := addStoreFlags(fs, e)
+	sf := addReadFlags(fs, e)
 	state := fs.String("state", "", "only processes in this state (RECEIVED ... UPLOADED, FAILED, FAILING)")
 	since := fs.String("since", "", "only processes created since: 7d, 36h, 90m, an RFC 3339 time or a date")
 	customer := fs.String("customer", "", "only this customer's processes")
