@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/chromeos-certprov/adapter/shared/store/firestore"
+	"github.com/chromeos-certprov/adapter/shared/store"
 )
 
 // findView is the result of "find" (its --json output).
@@ -34,12 +34,12 @@ processes include its affiliated users' (they name the device). Records of a
 release before the subject was kept are not found this way: use list.
 Exit 1 when nothing matches.
 `)
-	sf := addStoreFlags(fs, e)
+	sf := addReadFlags(fs, e)
 	device := fs.String("device", "", "the device's Directory API id (deviceDirectoryApiId)")
 	serial := fs.String("serial", "", "the device's serial number")
 	user := fs.String("user", "", "the user's primary email")
 	since := fs.String("since", "", "only processes created since: 7d, 36h, 90m, an RFC 3339 time or a date")
-	limit := fs.Int("limit", 20, fmt.Sprintf("read at most this many processes, newest first (1 to %d)", firestore.MaxQueryLimit))
+	limit := fs.Int("limit", 20, fmt.Sprintf("read at most this many processes, newest first (1 to %d)", store.MaxQueryLimit))
 	pos, code, ok := parse(e, fs, args)
 	if !ok {
 		return code
@@ -48,7 +48,7 @@ Exit 1 when nothing matches.
 		return usageError(e, fs, "unexpected argument %q", pos[0])
 	}
 	var v findView
-	var f firestore.Filter
+	var f store.Filter
 	n := 0
 	for _, o := range []struct {
 		by, value string
@@ -62,8 +62,8 @@ Exit 1 when nothing matches.
 	if n != 1 {
 		return usageError(e, fs, "give one of --device, --serial or --user")
 	}
-	if *limit < 1 || *limit > firestore.MaxQueryLimit {
-		return usageError(e, fs, "--limit %d: want 1 to %d", *limit, firestore.MaxQueryLimit)
+	if *limit < 1 || *limit > store.MaxQueryLimit {
+		return usageError(e, fs, "--limit %d: want 1 to %d", *limit, store.MaxQueryLimit)
 	}
 	from, err := parseSince(*since, time.Now())
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/progress"
-	"github.com/chromeos-certprov/adapter/shared/store/firestore"
+	"github.com/chromeos-certprov/adapter/shared/store"
 )
 
 // listView is the result of "list" (its --json output).
@@ -26,11 +26,11 @@ type listView struct {
 }
 
 // cursorText writes a position in the listing as --after takes it.
-func cursorText(c firestore.Cursor) string {
+func cursorText(c store.Cursor) string {
 	return c.CreatedAt.UTC().Format(time.RFC3339Nano) + "," + c.Key
 }
 
-func parseCursor(s string) (*firestore.Cursor, error) {
+func parseCursor(s string) (*store.Cursor, error) {
 	if s == "" {
 		return nil, nil
 	}
@@ -39,7 +39,7 @@ func parseCursor(s string) (*firestore.Cursor, error) {
 	if !ok || err != nil || key == "" {
 		return nil, fmt.Errorf("--after %q: want the \"next\" of the page before (CREATED,KEY)", s)
 	}
-	return &firestore.Cursor{CreatedAt: t, Key: key}, nil
+	return &store.Cursor{CreatedAt: t, Key: key}, nil
 }
 
 type listRow struct {
@@ -111,13 +111,13 @@ func list(ctx context.Context, e env, args []string) int {
   certprov list --state FAILING --json | jq '.processes[].key'
   certprov list --since 7d --limit 50 --after 2026-12-05T16:02:49Z,C0abc1234:9a0d2e55-...   # the next page
 `)
-	sf := addStoreFlags(fs, e)
+	sf := addReadFlags(fs, e)
 	state := fs.String("state", "", "only processes in this state (RECEIVED ... UPLOADED, FAILED, FAILING)")
 	since := fs.String("since", "", "only processes created since: 7d, 36h, 90m, an RFC 3339 time or a date")
 	customer := fs.String("customer", "", "only this customer's processes")
 	profileRef := fs.String("profile", "", "only processes of this profile reference")
 	after := fs.String("after", "", "continue after this position: the \"next\" a truncated listing printed")
-	limit := fs.Int("limit", 100, fmt.Sprintf("read at most this many processes, newest first (1 to %d)", firestore.MaxQueryLimit))
+	limit := fs.Int("limit", 100, fmt.Sprintf("read at most this many processes, newest first (1 to %d)", store.MaxQueryLimit))
 	pos, code, ok := parse(e, fs, args)
 	if !ok {
 		return code
@@ -129,8 +129,8 @@ func list(ctx context.Context, e env, args []string) int {
 	if st != "" && !slices.Contains(states, st) {
 		return usageError(e, fs, "--state %q: not a state (%s)", *state, joinStates())
 	}
-	if *limit < 1 || *limit > firestore.MaxQueryLimit {
-		return usageError(e, fs, "--limit %d: want 1 to %d", *limit, firestore.MaxQueryLimit)
+	if *limit < 1 || *limit > store.MaxQueryLimit {
+		return usageError(e, fs, "--limit %d: want 1 to %d", *limit, store.MaxQueryLimit)
 	}
 	from, err := parseSince(*since, time.Now())
 	if err != nil {
@@ -147,7 +147,7 @@ func list(ctx context.Context, e env, args []string) int {
 		return storeFailure(e, "list", err)
 	}
 	defer closeStore()
-	recs, err := s.List(ctx, firestore.Filter{State: st, Customer: *customer, ProfileRef: *profileRef, Since: from, After: cursor}, *limit)
+	recs, err := s.List(ctx, store.Filter{State: st, Customer: *customer, ProfileRef: *profileRef, Since: from, After: cursor}, *limit)
 	if err != nil {
 		return storeFailure(e, "list", err)
 	}
@@ -164,7 +164,7 @@ func list(ctx context.Context, e env, args []string) int {
 	v.ByState, v.ByFailure = counts(byState), counts(byFailure)
 	if v.Truncated {
 		last := recs[len(recs)-1]
-		v.Next = cursorText(firestore.Cursor{CreatedAt: last.CreatedAt, Key: last.Key})
+		v.Next = cursorText(store.Cursor{CreatedAt: last.CreatedAt, Key: last.Key})
 	}
 	if *asJSON {
 		if err := writeJSON(e.stdout, v); err != nil {

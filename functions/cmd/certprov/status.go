@@ -105,7 +105,7 @@ func status(ctx context.Context, e env, args []string) int {
   certprov status C0abc1234:3f0c8f7e-1d2a-4c55-9e4b-2b8f0e6a1c10 --json
   FIRESTORE_EMULATOR_HOST=127.0.0.1:8085 certprov status p-1 --project demo
 `)
-	sf := addStoreFlags(fs, e)
+	sf := addReadFlags(fs, e)
 	pos, code, ok := parse(e, fs, args)
 	if !ok {
 		return code

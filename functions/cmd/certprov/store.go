@@ -6,18 +6,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/store"
 	"github.com/chromeos-certprov/adapter/shared/store/firestore"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
 
 // progressReader is what the reading commands need of the progress store.
 type progressReader interface {
 	Get(ctx context.Context, key string) (*progress.Record, error)
 	ByProcessID(ctx context.Context, processID string, limit int) ([]*progress.Record, error)
-	List(ctx context.Context, f firestore.Filter, limit int) ([]*progress.Record, error)
+	List(ctx context.Context, f store.Filter, limit int) ([]*progress.Record, error)
 }
 
 // storeFlags are where the progress records are: the same environment
@@ -25,6 +28,9 @@ type progressReader interface {
 type storeFlags struct {
 	project, database, collection *string
 	timeout                       *time.Duration
+	// records is a local run's records file (local -keep); nil for the
+	// actions, which act through the functions' queues and the API.
+	records *string
 }
 
 func addStoreFlags(fs *flag.FlagSet, e env) storeFlags {
@@ -40,9 +46,29 @@ func addStoreFlags(fs *flag.FlagSet, e env) storeFlags {
 	}
 }
 
-// open opens the store. FIRESTORE_EMULATOR_HOST in the process environment
-// sends the client library to the emulator.
+// addReadFlags is addStoreFlags with --records, for the reading commands.
+func addReadFlags(fs *flag.FlagSet, e env) storeFlags {
+	f := addStoreFlags(fs, e)
+	f.records = fs.String("records", "", "read the records a local run kept (go run ./functions/cmd/local -keep FILE) instead of Firestore")
+	return f
+}
+
+// open opens the store: the records file of a local run with --records,
+// otherwise Firestore (FIRESTORE_EMULATOR_HOST in the process environment
+// sends the client library to the emulator).
 func (f storeFlags) open(ctx context.Context) (progressReader, func(), error) {
+	if f.records != nil && *f.records != "" {
+		file, err := os.Open(*f.records)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--records: %w", err)
+		}
+		defer file.Close()
+		s, err := memory.Load(file)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--records %s: %w", *f.records, err)
+		}
+		return s, func() {}, nil
+	}
 	return f.openStore(ctx)
 }
 

@@ -52,7 +52,7 @@ func timeline(ctx context.Context, e env, args []string) int {
 		`  certprov timeline 3f0c8f7e-1d2a-4c55-9e4b-2b8f0e6a1c10
   certprov timeline C0abc1234:3f0c8f7e-1d2a-4c55-9e4b-2b8f0e6a1c10 --json
 `)
-	sf := addStoreFlags(fs, e)
+	sf := addReadFlags(fs, e)
 	pos, code, ok := parse(e, fs, args)
 	if !ok {
 		return code

@@ -26,6 +26,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/tooling/scenario"
 	"github.com/chromeos-certprov/adapter/shared/tooling/schedule"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
 
 func main() {
@@ -65,6 +66,12 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		o.Adapter = &a
 		o.Secrets = adapter.EnvSecrets(os.LookupEnv)
 	}
+	if local.keep != "" {
+		if local.compare {
+			return 2, fmt.Errorf("-keep: not with -compare-schedules (one store per schedule)")
+		}
+		o.Store = memory.New()
+	}
 	var r *simulation.Report
 	if local.compare {
 		// The first schedule is the default: its run is the report's main figures.
@@ -86,6 +93,12 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		}
 	}
 	printSummary(stdout, r)
+	if local.keep != "" {
+		if err := keep(o.Store, local.keep); err != nil {
+			return 1, err
+		}
+		fmt.Fprintf(stdout, "records kept in %s: go run ./functions/cmd/certprov list --records %s\n", local.keep, local.keep)
+	}
 	if sc.Report != "" {
 		b, _ := json.MarshalIndent(r, "", "  ")
 		if err := os.WriteFile(sc.Report, append(b, '\n'), 0o644); err != nil {
@@ -102,6 +115,23 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 type localFlags struct {
 	config  string
 	compare bool
+	keep    string
+}
+
+// keep saves the run's progress records for the operator CLI.
+func keep(s *memory.Store, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("-keep: %w", err)
+	}
+	if err := s.Save(f); err != nil {
+		f.Close()
+		return fmt.Errorf("-keep %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("-keep %s: %w", path, err)
+	}
+	return nil
 }
 
 // flags declares the local run's flags: the scenario's (shared with
@@ -113,6 +143,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *scenario.Scenario, *localFlags) {
 	l := &localFlags{}
 	fs.StringVar(&l.config, "config", "", "adapter config JSON (CA connections, profiles, allowedCustomers); secrets it names are read from the environment; default: the built-in development CA")
 	fs.BoolVar(&l.compare, "compare-schedules", false, "run the same clients once per poll schedule (default, fixed 10 s, alternatives) and print added latency against operations.get calls")
+	fs.StringVar(&l.keep, "keep", "", "write the run's progress records to this JSON file, for the operator CLI: certprov status|find|list|timeline --records FILE")
 	return fs, sc, l
 }
 

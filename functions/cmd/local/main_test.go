@@ -1,11 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/store"
 	"github.com/chromeos-certprov/adapter/shared/tooling/scenario"
+	"github.com/chromeos-certprov/adapter/shared/tooling/store/memory"
 )
 
 // TestScenarioFlags: this command registers every scenario flag as
@@ -60,5 +68,36 @@ func TestDocumentedCommandLines(t *testing.T) {
 		if o.Clients != tc.clients || sc.Report != tc.report {
 			t.Errorf("%q: %d clients, report %q; want %d, %q", tc.args, o.Clients, sc.Report, tc.clients, tc.report)
 		}
+	}
+}
+
+// TestKeep: -keep leaves every process's record in a file memory.Load reads
+// (certprov --records), with the states the run reported.
+func TestKeep(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "records.json")
+	var out bytes.Buffer
+	code, err := realMain(context.Background(), []string{"-clients", "6", "-quiet", "-fast-delay", "0s-50ms", "-keep", path}, &out, io.Discard)
+	if code != 0 || err != nil {
+		t.Fatalf("exit %d: %v\n%s", code, err, out.String())
+	}
+	if !strings.Contains(out.String(), "records kept in "+path) {
+		t.Errorf("the summary does not say where the records are:\n%s", out.String())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := memory.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.List(context.Background(), store.Filter{State: progress.StateUploaded}, 100)
+	if err != nil || len(recs) != 6 {
+		t.Errorf("uploaded records kept: %d (%v), want 6", len(recs), err)
+	}
+	if code, err := realMain(context.Background(), []string{"-compare-schedules", "-keep", path}, io.Discard, io.Discard); code != 2 || err == nil {
+		t.Errorf("-keep with -compare-schedules: exit %d, %v; want 2 and an error", code, err)
 	}
 }

@@ -3,40 +3,12 @@ package firestore
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"cloud.google.com/go/firestore"
 
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/store"
 )
-
-// MaxQueryLimit bounds the records one query of the operator CLI reads.
-const MaxQueryLimit = 1000
-
-// Filter selects progress records for List; zero fields select everything.
-type Filter struct {
-	State      progress.State
-	Customer   string
-	ProfileRef string
-	// DeviceID, DeviceSerial and UserEmail select the processes of a
-	// device or a user (certprov find).
-	DeviceID     string
-	DeviceSerial string
-	UserEmail    string
-	// Since selects records created at or after it.
-	Since time.Time
-	// After continues a listing after this record (the last of the page
-	// before): its createdAt and key.
-	After *Cursor
-}
-
-// Cursor is a position in a listing, newest first: records created before
-// CreatedAt, or at it with a key before Key, come after it.
-type Cursor struct {
-	CreatedAt time.Time
-	Key       string
-}
 
 // ByProcessID returns up to limit records of the process id (one per customer
 // that has it), newest first. It uses the single-field index of processId.
@@ -52,7 +24,7 @@ func (s *Store) ByProcessID(ctx context.Context, processID string, limit int) ([
 // composite index (field, createdAt desc) of each filtered field that
 // terraform creates; the emulator needs none. It costs one read per record
 // returned, and one when none is.
-func (s *Store) List(ctx context.Context, f Filter, limit int) ([]*progress.Record, error) {
+func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]*progress.Record, error) {
 	q := s.coll.Query
 	if f.State != "" {
 		q = q.Where("state", "==", string(f.State))
@@ -75,9 +47,9 @@ func (s *Store) List(ctx context.Context, f Filter, limit int) ([]*progress.Reco
 
 // query runs q newest first (ties by key, descending, as the index orders
 // them), after the cursor when there is one.
-func (s *Store) query(ctx context.Context, op string, q firestore.Query, after *Cursor, limit int) ([]*progress.Record, error) {
-	if limit <= 0 || limit > MaxQueryLimit {
-		return nil, &store.Error{Backend: "firestore", Op: op, Err: fmt.Errorf("limit %d: want 1 to %d", limit, MaxQueryLimit)}
+func (s *Store) query(ctx context.Context, op string, q firestore.Query, after *store.Cursor, limit int) ([]*progress.Record, error) {
+	if limit <= 0 || limit > store.MaxQueryLimit {
+		return nil, &store.Error{Backend: "firestore", Op: op, Err: fmt.Errorf("limit %d: want 1 to %d", limit, store.MaxQueryLimit)}
 	}
 	q = q.OrderBy("createdAt", firestore.Desc).OrderBy(firestore.DocumentID, firestore.Desc)
 	if after != nil {

@@ -1,9 +1,11 @@
 package memory_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,4 +256,48 @@ func BenchmarkTransition(b *testing.B) {
 
 func BenchmarkTransitionParallel(b *testing.B) {
 	storetest.BenchmarkTransitionParallel(b, memory.New())
+}
+
+func TestQueries(t *testing.T) { storetest.RunQueries(t, memory.New()) }
+
+func TestSaveLoad(t *testing.T) {
+	ctx := context.Background()
+	s := memory.New()
+	for _, key := range []string{"C1:p1", "C1:p2"} {
+		if _, err := s.Create(ctx, storetest.Full(key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Update(ctx, "C1:p2", func(r *progress.Record) error { r.PollCount++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := s.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := memory.Load(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"C1:p1", "C1:p2"} {
+		want, _ := s.Peek(ctx, key)
+		got, err := loaded.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s after Save and Load (-saved +loaded):\n%s", key, diff)
+		}
+	}
+	for _, tc := range []struct{ name, in, want string }{
+		{"not JSON", "{", "load a memory store"},
+		{"unknown field", `{"records":[],"extra":1}`, "unknown field"},
+		{"bad key", `{"records":[{"key":"a/b"}]}`, "record 0"},
+		{"twice", `{"records":[{"key":"C:p"},{"key":"C:p"}]}`, "key C:p twice"},
+		{"null", `{"records":[null]}`, "record 0 is null"},
+	} {
+		if _, err := memory.Load(strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Load error %v, want it to contain %q", tc.name, err, tc.want)
+		}
+	}
 }
