@@ -32,6 +32,9 @@ type connectionReport struct {
 	// Reachable and Answer: with --connect, whether it answered and what.
 	Reachable *bool  `json:"reachable,omitempty"`
 	Answer    string `json:"answer,omitempty"`
+	// Checks are the steps that answered, one line each (with an error,
+	// those before it).
+	Checks []string `json:"checks,omitempty"`
 }
 
 // placeholderSecret stands for a secret that is not set in this shell.
@@ -45,7 +48,7 @@ func configCheck(ctx context.Context, e env, args []string) int {
 `)
 	file := fs.String("config", "", "adapter config JSON file (as CERTPROV_CONFIG_FILE)")
 	tfvars := fs.String("tfvars", "", "terraform tfvars file whose adapter_config to check")
-	connect := fs.Bool("connect", false, "also ask each CA connection for its CA certificates (SCEP GetCACert, EST /cacerts, CAS pool)")
+	connect := fs.Bool("connect", false, "also ask each CA connection what an enrollment will ask it (SCEP GetCACaps and GetCACert, the NDES admin page, EST /cacerts, the CAS pool and certificate template)")
 	timeout := fs.Duration("timeout", 20*time.Second, "deadline of each connection's check (--connect)")
 	pos, code, ok := parse(e, fs, args)
 	if !ok {
@@ -180,8 +183,16 @@ func checkSecretEnv(a config.Adapter, reads map[string][]string, sealing bool, s
 	return out
 }
 
-// connectAll asks each built connection for its CA certificates; it reports
-// whether all answered.
+// prober is a connection that can check more than its CA certificates
+// (the SCEP and CAS connectors: GetCACaps and the NDES admin page, the CAS
+// certificate template); it returns a line per step.
+type prober interface {
+	Probe(ctx context.Context) ([]string, error)
+}
+
+// connectAll asks each built connection what an enrollment will ask it:
+// Probe where the connector has it, else its CA certificates (EST /cacerts,
+// the development CA). It reports whether all answered.
 func connectAll(ctx context.Context, r *configReport, issuers map[string]pipeline.Issuer, timeout time.Duration) bool {
 	all := true
 	for i := range r.CAConnections {
@@ -191,22 +202,34 @@ func connectAll(ctx context.Context, r *configReport, issuers map[string]pipelin
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
-		roots, err := iss.Roots(cctx)
+		lines, err := probe(cctx, iss)
 		cancel()
 		reachable := err == nil
 		c.Reachable = &reachable
+		c.Checks = lines
 		if err != nil {
 			all = false
 			c.Answer = err.Error()
 			continue
 		}
-		names := make([]string, 0, len(roots))
-		for _, root := range roots {
-			names = append(names, root.Subject.String())
-		}
-		c.Answer = fmt.Sprintf("%d CA certificate(s): %s", len(roots), strings.Join(names, "; "))
+		c.Answer = strings.Join(lines, "; ")
 	}
 	return all
+}
+
+func probe(ctx context.Context, iss pipeline.Issuer) ([]string, error) {
+	if p, ok := iss.(prober); ok {
+		return p.Probe(ctx)
+	}
+	roots, err := iss.Roots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(roots))
+	for _, root := range roots {
+		names = append(names, root.Subject.String())
+	}
+	return []string{fmt.Sprintf("%d CA certificate(s): %s", len(roots), strings.Join(names, "; "))}, nil
 }
 
 func (r configReport) print(e env, asJSON bool) int {
@@ -228,12 +251,15 @@ func (r configReport) print(e env, asJSON bool) int {
 			line := fmt.Sprintf("CA connection %s (%s): %s", c.Ref, c.Type, state)
 			if c.Reachable != nil {
 				if *c.Reachable {
-					line += "; reachable: " + c.Answer
+					line += "; reachable"
 				} else {
 					line += "; UNREACHABLE: " + c.Answer
 				}
 			}
 			fmt.Fprintln(w, line)
+			for _, check := range c.Checks {
+				fmt.Fprintln(w, "  "+check)
+			}
 		}
 		fmt.Fprintf(w, "profiles: %s\n", strings.Join(r.Profiles, ", "))
 	}

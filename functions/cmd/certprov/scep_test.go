@@ -22,7 +22,9 @@ func TestSCEPServer(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("config check --connect: exit code %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	mustContain(t, "config check --connect", r.stdout, "CA connection corp-scep (scep): ok; reachable: 1 CA certificate(s): CN=certprov test SCEP CA")
+	mustContain(t, "config check --connect", r.stdout, "CA connection corp-scep (scep): ok; reachable\n"+
+		"  GetCACaps: AES DES3 POSTPKIOPERATION RENEWAL SCEPSTANDARD SHA-1 SHA-256\n"+
+		"  GetCACert: 1 certificate(s): CN=certprov test SCEP CA,OU=SCEP CA,O=scep-ca,C=US; requests encrypted to CN=certprov test SCEP CA,OU=SCEP CA,O=scep-ca,C=US, AES-128-CBC with SHA-256\n")
 
 	key := sceptest.RSAKey(t)
 	r = runCLI(t, vars, "render", "--config", cfg, "--profile", "device_profile", "--device-id", "D1", "--serial", "5CD1234XYZ", "--key", keyFile(t, key), "--issue", "--json")
