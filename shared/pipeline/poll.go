@@ -154,20 +154,28 @@ func (p *Pipeline) taskWriteError(ctx context.Context, tb TaskBody, err error, a
 	if cur, ok := stale(err); ok {
 		return p.advance(ctx, cur, attempt)
 	}
-	if errors.Is(err, errMoved) {
-		return nil
-	}
-	if errors.Is(err, progress.ErrNotFound) {
-		p.logger(ctx).Error("poll task for an unknown process acknowledged", slog.String("key", truncate(tb.Key, 200)))
-		return nil
-	}
-	var se *store.Error
-	if errors.As(err, &se) && !se.Transient {
-		p.logger(ctx).Error("poll task acknowledged: its record cannot be read", slog.String("key", truncate(tb.Key, 200)),
-			slog.String("reason", truncate(se.Err.Error(), 500)))
+	if errors.Is(err, errMoved) || p.unreadable(ctx, "poll", tb.Key, err) {
 		return nil
 	}
 	return err
+}
+
+// unreadable reports (and logs) whether err, from reading key for a what
+// task, means the task is acknowledged: its record is missing or cannot be
+// read, and no retry helps. read says the same of the task's first read.
+func (p *Pipeline) unreadable(ctx context.Context, what, key string, err error) bool {
+	if errors.Is(err, progress.ErrNotFound) {
+		p.logger(ctx).Error(what+" task for an unknown process acknowledged", slog.String("key", truncate(key, 200)))
+		return true
+	}
+	var se *store.Error
+	if errors.As(err, &se) && !se.Transient {
+		// An invalid key, a record that does not decode: no retry helps.
+		p.logger(ctx).Error(what+" task acknowledged: its record cannot be read", slog.String("key", truncate(key, 200)),
+			slog.String("reason", truncate(se.Err.Error(), 500)))
+		return true
+	}
+	return false
 }
 
 // unusable is a signature that cannot be used: the process fails with it.
@@ -246,15 +254,7 @@ func (p *Pipeline) read(ctx context.Context, tb TaskBody, ok bool, size int, wha
 		return nil, nil
 	}
 	rec, err := p.Store.Get(ctx, tb.Key)
-	if errors.Is(err, progress.ErrNotFound) {
-		p.logger(ctx).Error(what+" task for an unknown process acknowledged", slog.String("key", truncate(tb.Key, 200)))
-		return nil, nil
-	}
-	var se *store.Error
-	if errors.As(err, &se) && !se.Transient {
-		// An invalid key, a record that does not decode: no retry helps.
-		p.logger(ctx).Error(what+" task acknowledged: its record cannot be read", slog.String("key", truncate(tb.Key, 200)),
-			slog.String("reason", truncate(se.Err.Error(), 500)))
+	if p.unreadable(ctx, what, tb.Key, err) {
 		return nil, nil
 	}
 	if err != nil {
