@@ -187,7 +187,7 @@ type World struct {
 	// default: the JSON lines production writes, discarded here); nil
 	// when another logger was given.
 	logs *logCounter
-	wall    time.Duration
+	wall time.Duration
 	// simulated is the clock time the run took (wall on the real clock).
 	simulated time.Duration
 	cpu       time.Duration
