@@ -211,17 +211,25 @@ func RequestID(key string) string {
 
 // enqueuePoll enqueues r's current poll (PollCount) due at at. A record in
 // POLLING with its operation gets a task that carries the operation, so that
-// its polls need no read until the checkpoint write is due (SweepAfter/2
-// from now: the record was written just now or is about to be).
+// its polls need no read until the checkpoint write is due (checkpointEvery
+// after the record's last write).
 func (p *Pipeline) enqueuePoll(ctx context.Context, r *progress.Record, at time.Time) error {
 	tb := TaskBody{Key: r.Key, Poll: r.PollCount}
 	if r.State == progress.StatePolling && r.OperationName != "" {
 		tb.Op, tb.Since, tb.Deadline, tb.Gen, tb.Release = r.OperationName, signingSince(r), r.Deadline, r.Sweeps, Release
 		if p.SweepAfter > 0 {
-			tb.Checkpoint = r.UpdatedAt.Add(p.SweepAfter / 2)
+			tb.Checkpoint = r.UpdatedAt.Add(p.checkpointEvery())
 		}
 	}
 	return p.enqueuePollTask(ctx, tb, at)
+}
+
+// checkpointEvery is how long a chain of polls leaves its record unwritten
+// at most before its next poll writes it: SweepAfter/2, and no more than
+// leaves a longest gap between polls in hand before SweepAfter (at the
+// least SWEEP_AFTER the configuration allows, every poll writes).
+func (p *Pipeline) checkpointEvery() time.Duration {
+	return max(min(p.SweepAfter/2, p.SweepAfter-2*p.Schedule.QuietestGap()), 0)
 }
 
 // enqueuePollTask enqueues poll tb.Poll of generation tb.Gen. Names differ
