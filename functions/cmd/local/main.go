@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/config"
@@ -53,6 +54,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if sc.Logs {
 		o.Log = logging.New(stderr, slog.LevelInfo, "local")
 	}
+	// The sweep as deployed (hourly, SWEEP_AFTER's default) on the run's
+	// time scale: polls write their checkpoints for it, and the load
+	// benchmark counts them.
+	o.SweepAfter = time.Duration(float64(config.DefaultSweepAfter) / o.TimeScale)
+	o.SweepEvery = time.Duration(float64(time.Hour) / o.TimeScale)
 	if local.config != "" {
 		data, err := os.ReadFile(local.config)
 		if err != nil {

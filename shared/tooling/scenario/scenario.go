@@ -143,10 +143,6 @@ func (s *Scenario) Options(env config.Lookup, progress io.Writer) (simulation.Op
 		FastDelay: fast.Scale(s.TimeScale), SlowDelay: slow.Scale(s.TimeScale),
 		Schedule: sched.Scale(s.TimeScale), TimeScale: s.TimeScale,
 		Arrival: s.Arrival, Seed: s.Seed,
-		// The sweep as deployed (hourly, SWEEP_AFTER's default), on the
-		// run's time scale: polls write their checkpoints for it.
-		SweepAfter:    time.Duration(float64(config.DefaultSweepAfter) / s.TimeScale),
-		SweepEvery:    time.Duration(float64(time.Hour) / s.TimeScale),
 		ProgressEvery: time.Second,
 		CPUByFunction: s.CPUByFunction,
 	}

@@ -63,13 +63,11 @@ func TestOptions(t *testing.T) {
 			o.Clients, o.Slow, o.Silent, o.TimeScale, o.Arrival = 10000, 0.15, 0.05, 60, 250
 			o.FastDelay, o.SlowDelay = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60), simulation.Range{Min: 30 * time.Second, Max: 10 * time.Minute}.Scale(60)
 			o.Schedule = scaled(pipeline.DefaultPoll, 30*time.Minute, 60)
-			o.SweepAfter, o.SweepEvery = time.Minute, time.Minute // the hourly sweep, on the time scale
 		}},
 		{name: "load, explicit flags win", args: []string{"-load", "-clients", "1000", "-deadline", "10m"}, want: func(o *simulation.Options) {
 			o.Clients, o.Slow, o.Silent, o.TimeScale, o.Arrival = 1000, 0.15, 0.05, 60, 250
 			o.FastDelay, o.SlowDelay = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60), simulation.Range{Min: 30 * time.Second, Max: 10 * time.Minute}.Scale(60)
 			o.Schedule = scaled(pipeline.DefaultPoll, 10*time.Minute, 60)
-			o.SweepAfter, o.SweepEvery = time.Minute, time.Minute
 		}},
 		{name: "POLL_ settings", env: map[string]string{"POLL_INITIAL_DELAY": "50ms", "POLL_MAX_DELAY": "200ms", "POLL_DEADLINE": "30s"}, want: func(o *simulation.Options) {
 			o.Schedule.Initial, o.Schedule.Max, o.Schedule.Deadline = 50*time.Millisecond, 200*time.Millisecond, 30*time.Second
@@ -105,7 +103,6 @@ func TestOptions(t *testing.T) {
 			want := simulation.Options{
 				Clients: 100, FastDelay: simulation.Range{Min: time.Second, Max: 5 * time.Second}, SlowDelay: simulation.Range{Min: 30 * time.Second, Max: 10 * time.Minute},
 				Schedule: scaled(pipeline.DefaultPoll, LocalDeadline, 1), TimeScale: 1, Seed: 1, ProgressEvery: time.Second, Progress: io.Discard,
-				SweepAfter: time.Hour, SweepEvery: time.Hour,
 			}
 			tc.want(&want)
 			if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(simulation.Options{}, "Progress"), cmpopts.IgnoreUnexported(simulation.Options{})); diff != "" {
