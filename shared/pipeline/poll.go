@@ -73,6 +73,11 @@ func (p *Pipeline) Poll(ctx context.Context, d Delivery) error {
 			// A chain of polls that a re-drive took over.
 			return nil
 		}
+		if tb.Op != "" && tb.Poll > rec.PollCount {
+			// A chain of polls ahead of its record's last checkpoint: go
+			// on from the chain's number, which names the next poll.
+			rec.PollCount = tb.Poll
+		}
 		if tb.Poll < rec.PollCount {
 			// A duplicate or stale task: make sure the current one exists.
 			return p.enqueuePoll(ctx, rec, rec.NextPollAt)
@@ -342,10 +347,10 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt i
 		}
 		n := rec.PollCount
 		next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StatePolling, func(r *progress.Record) error {
-			if r.PollCount != n {
+			if r.PollCount > n {
 				return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StatePolling}, Current: r.Clone()}
 			}
-			r.PollCount++
+			r.PollCount = n + 1
 			r.NextPollAt = now.Add(p.pollDelay(r, r.PollCount, now))
 			if r.NextPollAt.After(r.Deadline) {
 				r.NextPollAt = r.Deadline
