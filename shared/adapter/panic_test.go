@@ -21,6 +21,11 @@ func (panickingStore) Get(context.Context, string) (*progress.Record, error) {
 	panic("runtime error: index out of range [3] with length 3")
 }
 
+// Update reads too (a step's first read may be its transaction's).
+func (panickingStore) Update(context.Context, string, func(*progress.Record) error) (*progress.Record, error) {
+	panic("runtime error: index out of range [3] with length 3")
+}
+
 // No panic crosses a function: a panic in a step is logged at ERROR (JSON,
 // with the stack) and answered 503, so the platform retries with backoff.
 func TestPanicInAStepIsATransientError(t *testing.T) {

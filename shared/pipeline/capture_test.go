@@ -20,6 +20,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"math/big"
 	"os"
@@ -189,18 +190,13 @@ func captureRelease(t *testing.T, dir string) {
 	c.write("client-key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: clientDER}))
 	ctx := context.Background()
 
-	// CLAIMED: the claim went through, then the API failed (503) before
-	// signData; Pub/Sub pushes the message again.
+	// CLAIMED: the claim went through, then planning the request failed
+	// (the CA's challenge was unavailable) before signData; Pub/Sub pushes
+	// the message again. (Releases up to bb4de32 read the process a second
+	// time after the claim; there a 503 on that read left CLAIMED.)
 	{
-		var gets atomic.Int32
-		f := &faulty{}
-		f.set(func(method string) cpemulator.Fault {
-			if method == cpemulator.MethodGet && gets.Add(1) == 2 {
-				return cpemulator.FaultUnavailable
-			}
-			return cpemulator.NoFault
-		})
-		h := c.harness(f)
+		h := c.harness(nil)
+		h.p.CAs = map[string]pipeline.Issuer{cpemulator.DefaultCARef: unavailableChallenge{c.cas[h]}}
 		name, data := c.add(h, "claimed")
 		if err := h.p.Claim(ctx, pipeline.Delivery{Body: data, Attempt: 1}); err == nil {
 			t.Fatal("claimed: the claim did not fail")
@@ -398,6 +394,14 @@ func captureRelease(t *testing.T, dir string) {
 
 // schedulerRequest is the path (under PollSignature's URL) and the body of
 // the sweep request that terraform/sweep.tf configures.
+// unavailableChallenge is a CA connection whose challenge is unavailable: a
+// transient failure after the claim, before signData.
+type unavailableChallenge struct{ pipeline.Issuer }
+
+func (unavailableChallenge) Challenge(context.Context, string) (string, time.Time, error) {
+	return "", time.Time{}, errors.New("challenge: 503 Service Unavailable")
+}
+
 func schedulerRequest(t *testing.T) (string, []byte) {
 	t.Helper()
 	tf, err := os.ReadFile("../../terraform/sweep.tf")

@@ -93,7 +93,7 @@ func (p *Pipeline) claim(ctx context.Context, data []byte, attempt int) error {
 	}
 	if owned {
 		next, err := p.claimProcess(ctx, rec, attempt)
-		if err != nil {
+		if err != nil || next == nil {
 			return err
 		}
 		rec = next
@@ -230,11 +230,21 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attem
 	if err := p.crash(ctx, rec.Key, "claim:after-claim"); err != nil {
 		return nil, err
 	}
-	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
+	// The process just read is the one to plan from: claiming it changes
+	// nothing the plan reads, so no second get. The claim and the signing
+	// intent are then one write (RECEIVED, CLAIMED, SIGNING).
+	return p.sign(ctx, rec, proc, attempt)
+}
+
+// claimed records the claim alone (RECEIVED to CLAIMED), when the signing
+// intent cannot follow in the same write: planning met a transient failure.
+func (p *Pipeline) claimed(ctx context.Context, rec *progress.Record, proc *cpapi.Process) error {
+	_, err := p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
 		progress.ReleaseLease(r)
 		setSubject(r, proc)
 		return nil
 	})
+	return err
 }
 
 // claimAPIError is apiError for a call made under the claim lease: a
@@ -264,12 +274,26 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record, attem
 	if err != nil {
 		return nil, p.apiError(ctx, rec, attempt, "get process", err)
 	}
+	return p.sign(ctx, rec, proc, attempt)
+}
+
+// sign plans the request from proc for a record in CLAIMED, or in RECEIVED
+// under the claim lease right after the claim (the claim is then recorded in
+// the same write as the signing intent), and calls signData once.
+func (p *Pipeline) sign(ctx context.Context, rec *progress.Record, proc *cpapi.Process, attempt int) (*progress.Record, error) {
 	plan, perr := p.plan(ctx, rec, proc)
 	if perr != nil {
 		var pe *planError
 		if errors.As(perr, &pe) {
 			_, err := p.fail(ctx, rec, attempt, pe.reason, pe.message)
 			return nil, err
+		}
+		if rec.State == progress.StateReceived {
+			// The claim went through: record it (and free its lease), so
+			// that the retry plans again instead of claiming again.
+			if err := p.claimed(ctx, rec, proc); err != nil {
+				return nil, fmt.Errorf("%v; and recording the claim: %w", perr, err)
+			}
 		}
 		return nil, perr // transient (e.g. fetching a SCEP challenge)
 	}
@@ -280,7 +304,15 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record, attem
 	}
 	now := p.Now().UTC()
 	holder := newHolder("sign")
-	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateClaimed}, progress.StateSigning, func(r *progress.Record) error {
+	from, path := []progress.State{progress.StateClaimed}, []progress.State{progress.StateSigning}
+	if rec.State == progress.StateReceived {
+		from, path = []progress.State{progress.StateReceived}, []progress.State{progress.StateClaimed, progress.StateSigning}
+	}
+	claimHolder := rec.LeaseHolder
+	rec, err = p.transitionPath(ctx, rec.Key, from, path, func(r *progress.Record) error {
+		if r.State == progress.StateReceived && r.LeaseHolder == claimHolder {
+			progress.ReleaseLease(r) // the claim's call is over; its lease becomes signData's
+		}
 		if err := p.takeLease(r, holder, now); err != nil {
 			return err
 		}
@@ -298,11 +330,11 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record, attem
 	if err != nil {
 		return nil, err
 	}
-	// The first poll is enqueued before signData: if this instance dies now,
-	// the poller finds the intent and resumes (the hand-off is durable).
-	if err := p.enqueuePoll(ctx, rec, rec.NextPollAt); err != nil {
-		return nil, err
-	}
+	// The first poll is enqueued after signData (advance, from POLLING), so
+	// that it carries the operation. Until then the notification is the
+	// durable hand-off: if this instance dies now, Pub/Sub delivers it again
+	// and advance enqueues the poll that resumes SIGNING (and the sweep
+	// finds a record whose deliveries all failed).
 	return p.callSignData(ctx, rec, attempt)
 }
 
@@ -329,6 +361,11 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record, attem
 				p.freeLease(ctx, rec, "signData: "+err.Error())
 			} else {
 				p.note(ctx, rec.Key, "signData: "+err.Error())
+			}
+			// The poll task that resumes SIGNING (it reads the process
+			// first), in case no delivery of this one comes back.
+			if eerr := p.enqueuePoll(ctx, rec, rec.NextPollAt); eerr != nil {
+				return nil, fmt.Errorf("signData %s: %w; and enqueuing its poll: %v", rec.Key, err, eerr)
 			}
 			return nil, fmt.Errorf("signData %s: %w", rec.Key, err)
 		}

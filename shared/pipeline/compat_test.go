@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +81,7 @@ func runCompatCase(t *testing.T, dir string, c compatCase) {
 	// The replayed calls happen when the release made them: signData when
 	// the record entered SIGNING, so the client signs on the same schedule.
 	clk := &clock{t: c.Now}
+	renamed := strings.NewReplacer()
 	if c.Replay.SignData {
 		for _, ch := range rec.History {
 			if ch.To == progress.StateSigning {
@@ -129,7 +131,9 @@ func runCompatCase(t *testing.T, dir string, c compatCase) {
 		}
 		if rec.OperationName != "" {
 			// The emulator names operations at random: the record's
-			// operation is the one just started.
+			// operation is the one just started (and so is the one a task
+			// body carries).
+			renamed = strings.NewReplacer(rec.OperationName, op)
 			rec.OperationName = op
 		}
 	}
@@ -205,7 +209,7 @@ func runCompatCase(t *testing.T, dir string, c compatCase) {
 	if path == "" {
 		path = "/"
 	}
-	deliver(c.Deliver.Route, path, c.Deliver.Task, readFile(t, dir, c.Deliver.Body))
+	deliver(c.Deliver.Route, path, c.Deliver.Task, []byte(renamed.Replace(string(readFile(t, dir, c.Deliver.Body)))))
 	for n := 0; ; n++ {
 		task, ok := q.next()
 		if !ok {

@@ -23,7 +23,35 @@ func (p *Pipeline) Issue(ctx context.Context, d Delivery) error {
 	p.init()
 	attempt := d.Attempt
 	tb, ok := decodeTask(d.Body)
-	rec, err := p.read(ctx, tb, ok, len(d.Body), "issue")
+	var rec *progress.Record
+	var err error
+	holder, leased := newHolder("issue"), false
+	if ok && tb.Key != "" {
+		// The first transaction is the step's one read: it takes the
+		// issue lease when nothing stands in the way (the common case),
+		// and otherwise hands back the record as it is.
+		rec, err = p.transition(ctx, tb.Key, []progress.State{progress.StateSigned}, progress.StateIssuing, func(r *progress.Record) error {
+			if !p.issueReady(r) {
+				return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StateSigned}, Current: r.Clone()}
+			}
+			if err := p.takeLease(r, holder, p.Now().UTC()); err != nil {
+				return err
+			}
+			r.IssueAttempts++
+			return nil
+		})
+		if err == nil {
+			leased = true
+		} else if cur, ok := stale(err); ok {
+			rec, err = cur, nil
+		} else if p.unreadable(ctx, "issue", tb.Key, err) {
+			return nil
+		} else {
+			return fmt.Errorf("issue %s: read progress: %w", tb.Key, err)
+		}
+	} else {
+		rec, err = p.read(ctx, tb, ok, len(d.Body), "issue")
+	}
 	if rec == nil {
 		return err
 	}
@@ -34,12 +62,15 @@ func (p *Pipeline) Issue(ctx context.Context, d Delivery) error {
 	}
 	for range 4 {
 		before := rec
-		switch rec.State {
-		case progress.StateSigned, progress.StateIssuing:
+		switch {
+		case leased:
+			leased = false
+			rec, err = p.callCA(ctx, rec, holder, attempt)
+		case rec.State == progress.StateSigned, rec.State == progress.StateIssuing:
 			rec, err = p.issue(ctx, rec, attempt)
-		case progress.StateIssued:
+		case rec.State == progress.StateIssued:
 			rec, err = p.upload(ctx, rec, attempt)
-		case progress.StateFailing:
+		case rec.State == progress.StateFailing:
 			_, err = p.reportFailure(ctx, rec, attempt)
 			return err
 		default:
@@ -71,8 +102,7 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, attempt int)
 	if rec.State == progress.StateIssuing && rec.Leased(now) {
 		return nil, errBusy
 	}
-	issuer, ok := p.CAs[rec.CAConnectionRef]
-	if !ok {
+	if _, ok := p.CAs[rec.CAConnectionRef]; !ok {
 		return p.fail(ctx, rec, attempt, fmt.Sprintf("unknown CA connection reference %q", rec.CAConnectionRef),
 			fmt.Sprintf("The certificate authority connection %q is not configured in the adapter. Ask your administrator to add it.", rec.CAConnectionRef))
 	}
@@ -101,9 +131,24 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, attempt int)
 	if err != nil {
 		return nil, err
 	}
+	return p.callCA(ctx, rec, holder, attempt)
+}
+
+// issueReady reports whether r may go from SIGNED to ISSUING with nothing
+// else to decide first (issue decides the rest: a failure, contention).
+func (p *Pipeline) issueReady(r *progress.Record) bool {
+	_, known := p.CAs[r.CAConnectionRef]
+	expired := !r.ChallengeExpiresAt.IsZero() && p.Now().After(r.ChallengeExpiresAt)
+	return r.State == progress.StateSigned && !p.noLongerServed(r) && known && !expired
+}
+
+// callCA asks the CA for rec's certificate under holder's lease (rec is in
+// ISSUING), then stores, checks and uploads it.
+func (p *Pipeline) callCA(ctx context.Context, rec *progress.Record, holder string, attempt int) (*progress.Record, error) {
 	if err := p.crash(ctx, rec.Key, "issue:before-ca"); err != nil {
 		return nil, err
 	}
+	issuer := p.CAs[rec.CAConnectionRef]
 	var validity time.Duration
 	var template string
 	if prof, ok := p.Profiles[rec.ProfileRef]; ok {

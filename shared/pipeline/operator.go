@@ -75,6 +75,9 @@ func RetryRefusal(r *progress.Record, now time.Time) string {
 	if r.Leased(now) {
 		return leaseHeld(r)
 	}
+	// (Polls that carry their operation write the record only at
+	// checkpoints: a re-drive of a live chain starts a new generation of
+	// polls, and the old chain stops at its next checkpoint.)
 	if r.State == progress.StatePolling && r.NextPollAt.After(now) {
 		return fmt.Sprintf("the process is waiting for the device to sign and its next poll is due at %s (deadline %s): retry after that if the record has not moved",
 			r.NextPollAt.UTC().Format(time.RFC3339), r.Deadline.UTC().Format(time.RFC3339))

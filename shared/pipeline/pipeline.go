@@ -175,7 +175,27 @@ type TaskBody struct {
 	Poll int `json:"poll,omitempty"`
 	// Attempt is the issue attempt the task was enqueued for.
 	Attempt int `json:"attempt,omitempty"`
+
+	// A poll task of a record in POLLING carries what its poll needs, so
+	// that a poll that finds the operation not done touches no record: the
+	// operation, when signData was asked for (the schedule counts from
+	// there), the poll deadline, when the record is next due a checkpoint
+	// write (the sweep's liveness signal; zero: never) and the generation
+	// of its chain of polls (the record's Sweeps when the chain started: a
+	// re-drive starts a new one under fresh names). Release names the code
+	// that enqueued it. A task without Op (earlier releases, re-drives,
+	// hand-offs) reads the record instead.
+	Op         string    `json:"op,omitempty"`
+	Since      time.Time `json:"since,omitzero"`
+	Deadline   time.Time `json:"deadline,omitzero"`
+	Checkpoint time.Time `json:"checkpoint,omitzero"`
+	Gen        int       `json:"gen,omitempty"`
+	Release    string    `json:"release,omitempty"`
 }
+
+// Release is the task body format's version: poll tasks that carry their
+// operation (issue 15).
+const Release = "2"
 
 // taskID is a task-name-safe id for a record key.
 func taskID(key string) string {
@@ -189,13 +209,54 @@ func RequestID(key string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// enqueuePoll enqueues r's current poll (PollCount) due at at. A record in
+// POLLING with its operation gets a task that carries the operation, so that
+// its polls need no read until the checkpoint write is due (checkpointEvery
+// after the record's last write).
 func (p *Pipeline) enqueuePoll(ctx context.Context, r *progress.Record, at time.Time) error {
-	body, _ := json.Marshal(TaskBody{Key: r.Key, Poll: r.PollCount})
-	t := tasks.Task{Queue: tasks.QueuePoll, Name: fmt.Sprintf("poll-%s-%d", taskID(r.Key), r.PollCount), Body: body, ScheduleTime: at}
+	tb := TaskBody{Key: r.Key, Poll: r.PollCount}
+	if r.State == progress.StatePolling && r.OperationName != "" {
+		tb.Op, tb.Since, tb.Deadline, tb.Gen, tb.Release = r.OperationName, signingSince(r), r.Deadline, r.Sweeps, Release
+		if p.SweepAfter > 0 {
+			tb.Checkpoint = r.UpdatedAt.Add(p.checkpointEvery())
+		}
+	}
+	return p.enqueuePollTask(ctx, tb, at)
+}
+
+// checkpointEvery is how long a chain of polls leaves its record unwritten
+// at most before its next poll writes it: SweepAfter/2, and no more than
+// leaves a longest gap between polls in hand before SweepAfter (at the
+// least SWEEP_AFTER the configuration allows, every poll writes).
+func (p *Pipeline) checkpointEvery() time.Duration {
+	return max(min(p.SweepAfter/2, p.SweepAfter-2*p.Schedule.QuietestGap()), 0)
+}
+
+// enqueuePollTask enqueues poll tb.Poll of generation tb.Gen. Names differ
+// between generations: a chain lost with its numbers used does not keep the
+// re-driven one out.
+func (p *Pipeline) enqueuePollTask(ctx context.Context, tb TaskBody, at time.Time) error {
+	body, _ := json.Marshal(tb)
+	name := fmt.Sprintf("poll-%s-%d", taskID(tb.Key), tb.Poll)
+	if tb.Gen > 0 {
+		name = fmt.Sprintf("poll-%s-s%d-%d", taskID(tb.Key), tb.Gen, tb.Poll)
+	}
+	t := tasks.Task{Queue: tasks.QueuePoll, Name: name, Body: body, ScheduleTime: at}
 	if err := p.Tasks.Enqueue(ctx, t); err != nil {
-		return fmt.Errorf("enqueue poll %d of %s: %w", r.PollCount, r.Key, err)
+		return fmt.Errorf("enqueue poll %d of %s: %w", tb.Poll, tb.Key, err)
 	}
 	return nil
+}
+
+// signingSince is when signData was last asked for on r (its last change to
+// SIGNING), or its creation when none is kept.
+func signingSince(r *progress.Record) time.Time {
+	for i := len(r.History) - 1; i >= 0; i-- {
+		if r.History[i].To == progress.StateSigning {
+			return r.History[i].At
+		}
+	}
+	return r.CreatedAt
 }
 
 func (p *Pipeline) enqueueIssue(ctx context.Context, r *progress.Record, at time.Time) error {
@@ -220,11 +281,27 @@ func (p *Pipeline) pollDelay(r *progress.Record, n int, now time.Time) time.Dura
 	return p.Schedule.Delay(n, elapsed, p.Jitter())
 }
 
+// nextPollAt is when poll n comes after now, signData having been asked for
+// at since: by the schedule, and never after the deadline.
+func (p *Pipeline) nextPollAt(since, deadline time.Time, n int, now time.Time) time.Time {
+	at := now.Add(p.Schedule.Delay(n, now.Sub(since), p.Jitter()))
+	if at.After(deadline) {
+		at = deadline
+	}
+	return at
+}
+
 // transition advances rec and logs the change once.
 func (p *Pipeline) transition(ctx context.Context, key string, from []progress.State, to progress.State, mutate func(r *progress.Record) error) (*progress.Record, error) {
+	return p.transitionPath(ctx, key, from, []progress.State{to}, mutate)
+}
+
+// transitionPath advances rec along path in one write (progress.TransitionPath)
+// and logs the change once.
+func (p *Pipeline) transitionPath(ctx context.Context, key string, from []progress.State, path []progress.State, mutate func(r *progress.Record) error) (*progress.Record, error) {
 	now := p.Now().UTC()
 	var prev progress.State
-	rec, err := progress.Transition(ctx, p.Store, key, from, to, now, p.TTL, func(r *progress.Record) error {
+	rec, err := progress.TransitionPath(ctx, p.Store, key, from, path, now, p.TTL, func(r *progress.Record) error {
 		prev = r.State
 		r.UpdatedAt = now
 		if mutate != nil {
@@ -235,8 +312,18 @@ func (p *Pipeline) transition(ctx context.Context, key string, from []progress.S
 	if err != nil {
 		return nil, err
 	}
-	if prev != to {
-		p.logTransition(ctx, rec, prev)
+	for i, st := range path {
+		if st == prev {
+			continue
+		}
+		r := rec
+		if i < len(path)-1 {
+			// A state passed on the way is logged as the record was in it.
+			r = rec.Clone()
+			r.State = st
+		}
+		p.logTransition(ctx, r, prev)
+		prev = st
 	}
 	return rec, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/csr"
@@ -24,6 +25,14 @@ func (p *Pipeline) Poll(ctx context.Context, d Delivery) error {
 	p.init()
 	attempt := d.Attempt
 	tb, ok := decodeTask(d.Body)
+	var known *opResult
+	if ok && tb.Key != "" && tb.Op != "" {
+		handled, res, err := p.pollTask(ctx, tb, attempt)
+		if handled {
+			return err
+		}
+		known = res
+	}
 	rec, err := p.read(ctx, tb, ok, len(d.Body), "poll")
 	if rec == nil {
 		return err
@@ -60,13 +69,178 @@ func (p *Pipeline) Poll(ctx context.Context, d Delivery) error {
 		rec = next
 	}
 	if rec.State == progress.StatePolling {
+		if tb.Op != "" && tb.Gen != rec.Sweeps {
+			// A chain of polls that a re-drive took over.
+			return nil
+		}
+		if tb.Op != "" && tb.Poll > rec.PollCount {
+			// A chain of polls ahead of its record's last checkpoint: go
+			// on from the chain's number, which names the next poll.
+			rec.PollCount = tb.Poll
+		}
 		if tb.Poll < rec.PollCount {
 			// A duplicate or stale task: make sure the current one exists.
 			return p.enqueuePoll(ctx, rec, rec.NextPollAt)
 		}
-		return p.pollOnce(ctx, rec, attempt)
+		return p.pollOnce(ctx, rec, attempt, known)
 	}
 	return p.advance(ctx, rec, attempt)
+}
+
+// opResult is what asking for the signature gave (signature's results).
+type opResult struct {
+	sig        []byte
+	apiFailure string
+	done       bool
+	err        error
+}
+
+// pollTask is a poll from a task that carries its operation: it asks the
+// operation first and touches the record only when there is something to
+// write. A poll that finds the operation not done enqueues the next poll
+// (its name keeps duplicates out) and reads nothing, unless the record is
+// due its checkpoint (the sweep's liveness signal). A signature is stored
+// with one transaction (its read is the step's only one). handled false
+// leaves the task to the record's path, with what the operation said.
+func (p *Pipeline) pollTask(ctx context.Context, tb TaskBody, attempt int) (bool, *opResult, error) {
+	if p.Allowed != nil && !p.Allowed(tb.Key[:max(strings.IndexByte(tb.Key, ':'), 0)]) {
+		return false, nil, nil // the record's path fails it (msgNoLongerServed)
+	}
+	now := p.Now().UTC()
+	res := &opResult{}
+	res.sig, res.apiFailure, res.done, res.err = p.signature(ctx, &progress.Record{Key: tb.Key, OperationName: tb.Op})
+	switch {
+	case res.err != nil && !errors.Is(res.err, errPermanent) && !p.lastAttempt(attempt):
+		return true, nil, res.err
+	case res.err != nil || res.apiFailure != "" || !now.Before(tb.Deadline):
+		return false, res, nil
+	case res.done:
+		return true, nil, p.storeSignature(ctx, tb, res.sig, attempt)
+	case !tb.Checkpoint.IsZero() && !now.Before(tb.Checkpoint):
+		return true, nil, p.checkpoint(ctx, tb, attempt)
+	}
+	next := tb
+	next.Poll++
+	next.Release = Release
+	return true, nil, p.enqueuePollTask(ctx, next, p.nextPollAt(tb.Since, tb.Deadline, next.Poll, now))
+}
+
+// checkpoint writes the record of a chain of polls whose checkpoint is due
+// (its poll count and next poll time: its update time is the sweep's sign
+// that the process is alive), then enqueues the next poll.
+func (p *Pipeline) checkpoint(ctx context.Context, tb TaskBody, attempt int) error {
+	now := p.Now().UTC()
+	next, err := p.transition(ctx, tb.Key, []progress.State{progress.StatePolling}, progress.StatePolling, func(r *progress.Record) error {
+		if r.Sweeps != tb.Gen {
+			return errMoved // a re-drive took this chain over
+		}
+		if r.PollCount > tb.Poll {
+			// A duplicate whose twin wrote first and may have died before
+			// enqueuing the next poll: advance makes sure that exists.
+			return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StatePolling}, Current: r.Clone()}
+		}
+		r.PollCount = tb.Poll + 1
+		r.NextPollAt = p.nextPollAt(tb.Since, r.Deadline, r.PollCount, now)
+		return nil
+	})
+	if err != nil {
+		return p.taskWriteError(ctx, tb, err, attempt)
+	}
+	if err := p.crash(ctx, tb.Key, "poll:after-advance"); err != nil {
+		return err
+	}
+	return p.enqueuePoll(ctx, next, next.NextPollAt)
+}
+
+// taskWriteError handles the failed transition of a poll that did not read
+// the record first: a record that moved on is advanced from where it is; a
+// missing or unreadable one acknowledges the task, as read does.
+func (p *Pipeline) taskWriteError(ctx context.Context, tb TaskBody, err error, attempt int) error {
+	if cur, ok := stale(err); ok {
+		return p.advance(ctx, cur, attempt)
+	}
+	if errors.Is(err, errMoved) || p.unreadable(ctx, "poll", tb.Key, err) {
+		return nil
+	}
+	return err
+}
+
+// unreadable reports (and logs) whether err, from reading key for a what
+// task, means the task is acknowledged: its record is missing or cannot be
+// read, and no retry helps. read says the same of the task's first read.
+func (p *Pipeline) unreadable(ctx context.Context, what, key string, err error) bool {
+	if errors.Is(err, progress.ErrNotFound) {
+		p.logger(ctx).Error(what+" task for an unknown process acknowledged", slog.String("key", truncate(key, 200)))
+		return true
+	}
+	var se *store.Error
+	if errors.As(err, &se) && !se.Transient {
+		// An invalid key, a record that does not decode: no retry helps.
+		p.logger(ctx).Error(what+" task acknowledged: its record cannot be read", slog.String("key", truncate(key, 200)),
+			slog.String("reason", truncate(se.Err.Error(), 500)))
+		return true
+	}
+	return false
+}
+
+// unusable is a signature that cannot be used: the process fails with it.
+type unusable struct {
+	reason, message string
+	rec             *progress.Record
+}
+
+func (e *unusable) Error() string { return e.reason }
+
+// storeSignature verifies the client's signature, assembles the CSR and
+// stores it (POLLING to SIGNED) in one transaction, then hands over to Issue.
+func (p *Pipeline) storeSignature(ctx context.Context, tb TaskBody, sig []byte, attempt int) error {
+	now := p.Now().UTC()
+	next, err := p.transition(ctx, tb.Key, []progress.State{progress.StatePolling}, progress.StateSigned, func(r *progress.Record) error {
+		der, u := p.assemble(r, sig)
+		if u != nil {
+			return u
+		}
+		r.CSR = der
+		r.SignedAt = now
+		r.PollCount = max(r.PollCount, tb.Poll) + 1
+		return nil
+	})
+	var u *unusable
+	if errors.As(err, &u) {
+		ctx = withProcess(ctx, p.logger(ctx), u.rec.Customer, u.rec.ProcessID)
+		_, ferr := p.fail(ctx, u.rec, attempt, u.reason, u.message)
+		return ferr
+	}
+	if err != nil {
+		return p.taskWriteError(ctx, tb, err, attempt)
+	}
+	if err := p.crash(ctx, tb.Key, "poll:after-signed"); err != nil {
+		return err
+	}
+	return p.enqueueIssue(ctx, next, time.Time{})
+}
+
+// assemble verifies sig against r's key and request and returns the CSR
+// (sealed when r's request is), or why it cannot be used.
+func (p *Pipeline) assemble(r *progress.Record, sig []byte) ([]byte, *unusable) {
+	bad := func(reason, message string) *unusable { return &unusable{reason, message, r.Clone()} }
+	signData, err := p.plain(r.Key, r.SignData)
+	if err != nil {
+		return nil, bad("open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
+	}
+	// Nothing goes to the CA unless the client's signature verifies.
+	if err := csr.Verify(r.SPKI, signData, sig, r.SignatureAlgorithm); err != nil {
+		return nil, bad("the client's signature does not verify: "+err.Error(),
+			"This device's signature did not verify, so no certificate was requested. Try again; if it repeats, contact your administrator.")
+	}
+	der, err := csr.Assemble(signData, sig, r.SignatureAlgorithm)
+	if err != nil {
+		return nil, bad("assemble the CSR: "+err.Error(), "The certificate request could not be assembled. Contact your administrator.")
+	}
+	if der, err = p.protect(r.Key, der, seal.Sealed(r.SignData)); err != nil {
+		return nil, bad("seal the CSR: "+err.Error(), "The adapter could not keep the request safe. Contact your administrator.")
+	}
+	return der, nil
 }
 
 // decodeTask decodes a task body; false when it is not JSON.
@@ -85,15 +259,7 @@ func (p *Pipeline) read(ctx context.Context, tb TaskBody, ok bool, size int, wha
 		return nil, nil
 	}
 	rec, err := p.Store.Get(ctx, tb.Key)
-	if errors.Is(err, progress.ErrNotFound) {
-		p.logger(ctx).Error(what+" task for an unknown process acknowledged", slog.String("key", truncate(tb.Key, 200)))
-		return nil, nil
-	}
-	var se *store.Error
-	if errors.As(err, &se) && !se.Transient {
-		// An invalid key, a record that does not decode: no retry helps.
-		p.logger(ctx).Error(what+" task acknowledged: its record cannot be read", slog.String("key", truncate(tb.Key, 200)),
-			slog.String("reason", truncate(se.Err.Error(), 500)))
+	if p.unreadable(ctx, what, tb.Key, err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -147,12 +313,16 @@ func (p *Pipeline) continueLater(ctx context.Context, rec *progress.Record, caus
 	return nil
 }
 
-func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt int) error {
+func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt int, known *opResult) error {
 	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
 	now := p.Now().UTC()
 	// The poll at the deadline asks once more: a signature that arrived since
-	// the last poll is still used.
-	sig, apiFailure, done, err := p.signature(ctx, rec)
+	// the last poll is still used. (A poll task that asked already says so.)
+	if known == nil {
+		known = &opResult{}
+		known.sig, known.apiFailure, known.done, known.err = p.signature(ctx, rec)
+	}
+	sig, apiFailure, done, err := known.sig, known.apiFailure, known.done, known.err
 	if err != nil {
 		if !errors.Is(err, errPermanent) && !p.lastAttempt(attempt) {
 			return err
@@ -177,10 +347,10 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt i
 		}
 		n := rec.PollCount
 		next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StatePolling, func(r *progress.Record) error {
-			if r.PollCount != n {
+			if r.PollCount > n {
 				return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StatePolling}, Current: r.Clone()}
 			}
-			r.PollCount++
+			r.PollCount = n + 1
 			r.NextPollAt = now.Add(p.pollDelay(r, r.PollCount, now))
 			if r.NextPollAt.After(r.Deadline) {
 				r.NextPollAt = r.Deadline
@@ -200,44 +370,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt i
 		}
 		return p.enqueuePoll(ctx, next, next.NextPollAt)
 	}
-	signData, err := p.plain(rec.Key, rec.SignData)
-	if err != nil {
-		_, ferr := p.fail(ctx, rec, attempt, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
-		return ferr
-	}
-	// Nothing goes to the CA unless the client's signature verifies.
-	if err := csr.Verify(rec.SPKI, signData, sig, rec.SignatureAlgorithm); err != nil {
-		_, ferr := p.fail(ctx, rec, attempt, "the client's signature does not verify: "+err.Error(),
-			"This device's signature did not verify, so no certificate was requested. Try again; if it repeats, contact your administrator.")
-		return ferr
-	}
-	der, err := csr.Assemble(signData, sig, rec.SignatureAlgorithm)
-	if err != nil {
-		_, ferr := p.fail(ctx, rec, attempt, "assemble the CSR: "+err.Error(), "The certificate request could not be assembled. Contact your administrator.")
-		return ferr
-	}
-	if der, err = p.protect(rec.Key, der, seal.Sealed(rec.SignData)); err != nil {
-		_, ferr := p.fail(ctx, rec, attempt, "seal the CSR: "+err.Error(), "The adapter could not keep the request safe. Contact your administrator.")
-		return ferr
-	}
-	next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StateSigned, func(r *progress.Record) error {
-		r.CSR = der
-		r.SignedAt = now
-		r.PollCount++
-		return nil
-	})
-	if err != nil {
-		if cur, ok := stale(err); ok {
-			// A duplicate delivery stored the signature and may have died
-			// before enqueuing the issue task: make sure that exists.
-			return p.advance(ctx, cur, attempt)
-		}
-		return err
-	}
-	if err := p.crash(ctx, rec.Key, "poll:after-signed"); err != nil {
-		return err
-	}
-	return p.enqueueIssue(ctx, next, time.Time{})
+	return p.storeSignature(ctx, TaskBody{Key: rec.Key, Poll: rec.PollCount}, sig, attempt)
 }
 
 var errPermanent = errors.New("permanent")

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,6 +74,11 @@ func TestDuplicatePollWhoseWinnerCrashes(t *testing.T) {
 			h := newHarness(t, cpemulator.Options{})
 			g := &gatedStore{Store: h.store, release: make(chan struct{})}
 			h.p.Store = g
+			if tc.point == "poll:after-advance" {
+				// A poll that finds the operation not done writes the
+				// record only at a checkpoint: make the first poll one.
+				h.p.SweepAfter = time.Second
+			}
 			name, note := h.add(cpemulator.ClientSpec{SignDelay: tc.delay})
 			if err := h.claim(note, 1); err != nil {
 				t.Fatal(err)
@@ -116,4 +122,44 @@ func TestDuplicatePollWhoseWinnerCrashes(t *testing.T) {
 			h.noViolations()
 		})
 	}
+}
+
+// A poll task whose chain of polls is ahead of its record (the polls that
+// found nothing wrote nothing) and whose operations.get fails on its last
+// attempt carries on through the record, under a poll number the chain has
+// not used: a name used before would be a no-op and end the polls.
+func TestLastAttemptOfAChainAheadOfItsRecord(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	h := newHarness(t, cpemulator.Options{Fault: faultWhile(cpemulator.MethodOperationsGet, cpemulator.FaultUnavailable, &down)})
+	name, note := h.add(cpemulator.ClientSpec{SignDelay: 2 * time.Minute})
+	if err := h.claim(note, 1); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 { // polls that find nothing: the record stays at poll 0
+		task, ok := h.q.next()
+		if !ok {
+			t.Fatal("no poll task")
+		}
+		h.clk.advanceTo(task.ScheduleTime)
+		if err := h.deliver(task, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.record(name).PollCount; n != 0 {
+		t.Fatalf("the record counts %d polls; polls that find nothing should not write it", n)
+	}
+	task, ok := h.q.next()
+	if !ok {
+		t.Fatal("no poll task")
+	}
+	h.clk.advanceTo(task.ScheduleTime)
+	down.Store(true)
+	if err := h.deliver(task, h.p.MaxAttempts); err != nil {
+		t.Fatalf("last attempt: %v", err)
+	}
+	down.Store(false)
+	h.drain()
+	h.wantUploaded(name)
+	h.noViolations()
 }

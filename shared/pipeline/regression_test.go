@@ -108,7 +108,7 @@ func TestSigningWithoutItsPollTaskIsResumed(t *testing.T) {
 			return nil
 		}
 		updates++
-		if updates == 2 { // CLAIMED -> SIGNING committed, its answer lost
+		if updates == 1 { // RECEIVED -> CLAIMED -> SIGNING committed, its answer lost
 			return errors.New("injected: lost after commit")
 		}
 		return nil

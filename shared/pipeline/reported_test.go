@@ -90,6 +90,11 @@ func TestContentionOnTheLastPollAttemptIsNotAFailure(t *testing.T) {
 	// expires, as after a real crash.
 	h.crashClaim("sign:before-signData", note)
 	h.p.Crash = nil
+	// Pub/Sub delivers the notification again: it finds SIGNING and
+	// enqueues the poll task that resumes it.
+	if err := h.claim(note, 2); err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
 	task, ok := h.q.next()
 	if !ok || task.Queue != tasks.QueuePoll {
 		t.Fatal("no poll task")

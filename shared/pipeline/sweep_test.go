@@ -146,12 +146,26 @@ func TestSweepResumesStrandedProcesses(t *testing.T) {
 }
 
 // TestSweepLeavesLiveAndFinishedProcessesAlone checks that the sweep touches
-// neither a process that is moving (its record changes at every poll) nor a
-// finished one.
+// neither a process that is moving (its polls write a checkpoint often
+// enough) nor a finished one, with SWEEP_AFTER as set here and at the least
+// the configuration allows (twice the longest gap between polls), a sweep
+// running after every poll.
 func TestSweepLeavesLiveAndFinishedProcessesAlone(t *testing.T) {
 	t.Parallel()
+	for _, after := range []time.Duration{sweepAfter, 0} {
+		t.Run(fmt.Sprint(after), func(t *testing.T) {
+			t.Parallel()
+			sweepLeavesLiveAlone(t, after)
+		})
+	}
+}
+
+func sweepLeavesLiveAlone(t *testing.T, after time.Duration) {
 	h := newHarness(t, cpemulator.Options{})
-	h.p.SweepAfter = sweepAfter
+	if after == 0 {
+		after = 2 * h.p.Schedule.QuietestGap()
+	}
+	h.p.SweepAfter = after
 	done, note := h.add(cpemulator.ClientSpec{})
 	if err := h.claim(note, 1); err != nil {
 		t.Fatal(err)
@@ -163,27 +177,28 @@ func TestSweepLeavesLiveAndFinishedProcessesAlone(t *testing.T) {
 	if err := h.claim(note, 1); err != nil {
 		t.Fatal(err)
 	}
-	// Poll for longer than SweepAfter: the record keeps changing.
-	for h.clk.Now().Before(h.record(live).CreatedAt.Add(2 * sweepAfter)) {
+	// Poll for several SweepAfter, sweeping just before each poll (when the
+	// record is oldest): it is never idle that long.
+	for h.clk.Now().Before(h.record(live).CreatedAt.Add(4 * after)) {
 		task, ok := h.q.next()
 		if !ok {
 			t.Fatal("the silent client's polls stopped")
 		}
 		h.clk.advanceTo(task.ScheduleTime)
+		pending := len(h.q.pending)
+		res, err := h.p.Sweep(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(pipeline.SweepResult{}, res); diff != "" {
+			t.Fatalf("sweep at %s (-want +got):\n%s", h.clk.Now().Sub(h.record(live).CreatedAt), diff)
+		}
+		if len(h.q.pending) != pending {
+			t.Errorf("the sweep enqueued %d tasks for live and finished processes", len(h.q.pending)-pending)
+		}
 		if err := h.deliver(task, 1); err != nil {
 			t.Fatal(err)
 		}
-	}
-	pending := len(h.q.pending)
-	res, err := h.p.Sweep(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(pipeline.SweepResult{}, res); diff != "" {
-		t.Errorf("sweep result (-want +got):\n%s", diff)
-	}
-	if len(h.q.pending) != pending {
-		t.Errorf("the sweep enqueued %d tasks for live and finished processes", len(h.q.pending)-pending)
 	}
 	if h.record(live).Sweeps != 0 || h.record(done).Sweeps != 0 {
 		t.Error("the sweep marked a live or finished record")

@@ -204,8 +204,27 @@ func (e *StateError) Error() string {
 // a duplicate delivery learns it has nothing to do. When to is terminal the TTL
 // field is set to now+ttl and the lease is released.
 func Transition(ctx context.Context, s Updater, key string, from []State, to State, now time.Time, ttl time.Duration, mutate func(r *Record) error) (*Record, error) {
-	if err := checkEdges(from, to); err != nil {
+	return TransitionPath(ctx, s, key, from, []State{to}, now, ttl, mutate)
+}
+
+// TransitionPath is Transition along several edges in one write: from a
+// state of from through each state of path in turn, each change kept in the
+// history (a re-entry of the state the record is in is none). It merges
+// transitions that need no durable point between them (the claim and the
+// signing intent; the operation and the signature) without adding edges to
+// the state machine: every edge on the way must be in it.
+func TransitionPath(ctx context.Context, s Updater, key string, from []State, path []State, now time.Time, ttl time.Duration, mutate func(r *Record) error) (*Record, error) {
+	if len(path) == 0 {
+		return nil, fmt.Errorf("progress transition %s: %w: an empty path", key, ErrNotInMachine)
+	}
+	to := path[len(path)-1]
+	if err := checkEdges(from, path[0]); err != nil {
 		return nil, fmt.Errorf("progress transition %s: %w", key, err)
+	}
+	for i := 1; i < len(path); i++ {
+		if err := checkEdges(path[i-1:i], path[i]); err != nil {
+			return nil, fmt.Errorf("progress transition %s: %w", key, err)
+		}
 	}
 	rec, err := s.Update(ctx, key, func(r *Record) error {
 		if !slices.Contains(from, r.State) {
@@ -216,10 +235,12 @@ func Transition(ctx context.Context, s Updater, key string, from []State, to Sta
 				return err
 			}
 		}
-		if r.State != to {
-			r.History = append(r.History, Change{From: r.State, To: to, At: now})
+		for _, st := range path {
+			if r.State != st {
+				r.History = append(r.History, Change{From: r.State, To: st, At: now})
+			}
+			r.State = st
 		}
-		r.State = to
 		if to.Terminal() {
 			exp := now.Add(ttl)
 			r.ExpireAt = &exp

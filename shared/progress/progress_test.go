@@ -75,3 +75,41 @@ func TestCloneIsDeep(t *testing.T) {
 		}
 	}
 }
+
+func TestTransitionPath(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		start   State
+		from    []State
+		path    []State
+		want    []Change
+		wantErr error
+	}{
+		{"claim and signing intent in one write", StateReceived, []State{StateReceived}, []State{StateClaimed, StateSigning},
+			[]Change{{From: StateReceived, To: StateClaimed, At: now}, {From: StateClaimed, To: StateSigning, At: now}}, nil},
+		{"operation and signature from SIGNING", StateSigning, []State{StateSigning, StatePolling}, []State{StatePolling, StateSigned},
+			[]Change{{From: StateSigning, To: StatePolling, At: now}, {From: StatePolling, To: StateSigned, At: now}}, nil},
+		{"a re-entry on the way is no change", StatePolling, []State{StateSigning, StatePolling}, []State{StatePolling, StateSigned},
+			[]Change{{From: StatePolling, To: StateSigned, At: now}}, nil},
+		{"an edge not in the machine writes nothing", StateReceived, []State{StateReceived}, []State{StateClaimed, StateSigned}, nil, ErrNotInMachine},
+		{"an empty path", StateReceived, []State{StateReceived}, nil, nil, ErrNotInMachine},
+	}
+	for _, tc := range tests {
+		s := &oneRecord{r: &Record{Key: "c:p", State: tc.start}}
+		got, err := TransitionPath(context.Background(), s, "c:p", tc.from, tc.path, now, time.Hour, nil)
+		if tc.wantErr != nil {
+			if !errors.Is(err, tc.wantErr) || s.r.Version != 0 {
+				t.Errorf("%s: %v (version %d), want %v and nothing written", tc.name, err, s.r.Version, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if diff := cmp.Diff(tc.want, got.History); diff != "" || got.State != tc.path[len(tc.path)-1] || got.Version != 1 {
+			t.Errorf("%s: state %s version %d, history (-want +got):\n%s", tc.name, got.State, got.Version, diff)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/config"
@@ -54,6 +55,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if sc.Logs {
 		o.Log = logging.New(stderr, slog.LevelInfo, "local")
 	}
+	// The sweep as deployed (hourly, SWEEP_AFTER's default) on the run's
+	// time scale: polls write their checkpoints for it, and the load
+	// benchmark counts them.
+	o.SweepAfter = time.Duration(float64(config.DefaultSweepAfter) / o.TimeScale)
+	o.SweepEvery = time.Duration(float64(time.Hour) / o.TimeScale)
 	if local.config != "" {
 		data, err := os.ReadFile(local.config)
 		if err != nil {
@@ -183,6 +189,22 @@ func printSummary(w io.Writer, r *simulation.Report) {
 		fmt.Fprintf(w, ", of which the functions %.2f ms", pe.FunctionCPUMilliseconds)
 	}
 	fmt.Fprintf(w, "\npeak RSS %.0f MiB, peak heap %.0f MiB; %.1f enrollments/s\n", r.PeakRSSMiB, r.PeakHeapMiB, r.EnrollmentsPerSec)
+	if len(r.PerScenario) > 0 {
+		fmt.Fprint(w, "store reads/writes per client:")
+		for _, s := range sortedKeys(r.PerScenario) {
+			fmt.Fprintf(w, " %s %.2f/%.2f", s, r.PerScenario[s].StoreReads, r.PerScenario[s].StoreWrites)
+		}
+		fmt.Fprintln(w)
+	}
+	if c := r.Cost; c != nil {
+		fmt.Fprintf(w, "cost per 10,000 enrollments (list prices read %s, beyond free tiers; functions at %g vCPU, %g GiB):\n ", c.Prices.PricesRead, c.Size.VCPU, c.Size.GiB)
+		for _, s := range simulation.CostServices {
+			fmt.Fprintf(w, " %s $%.4f;", s, c.Per10k[s])
+		}
+		fmt.Fprintf(w, " total $%.4f\n", c.TotalPer10k)
+		fmt.Fprintf(w, "  from, per enrollment: %.2f Firestore reads, %.2f writes, %.2f deletes; %.2f requests, %.3f s billed; %.2f task operations; %.0f Pub/Sub bytes; %.0f log bytes in %.1f entries\n",
+			c.FirestoreReads, c.FirestoreWrites, c.FirestoreDeletes, c.RunRequests, c.RunSeconds, c.TaskOps, c.PubSubBytes, c.LogBytes, c.LogEntries)
+	}
 	if len(r.Schedules) > 0 {
 		fmt.Fprintf(w, "\npoll schedules (real time; operations.get per enrollment as run, and with silent clients polled to the %s deadline):\n", r.Schedules[0].Deadline)
 		fmt.Fprintf(w, "%-14s %-40s %10s %10s %10s %10s %12s %10s\n", "schedule", "", "added p50", "added p95", "added p99", "ops.get", "ops.get@24h", "per signed")
@@ -207,4 +229,4 @@ func printSummary(w io.Writer, r *simulation.Report) {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+func sortedKeys[K ~string, V any](m map[K]V) []K { return slices.Sorted(maps.Keys(m)) }

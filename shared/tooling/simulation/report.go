@@ -68,6 +68,8 @@ type Report struct {
 	TasksDropped int64       `json:"tasks_dropped,omitempty"`
 	// Schedules is the poll schedule comparison (the local run's -compare-schedules).
 	Schedules []ScheduleResult `json:"schedules,omitempty"`
+	// Cost is the cost model: the run's usage at list prices (World.Report).
+	Cost *Cost `json:"cost,omitempty"`
 }
 
 // SweepStats adds up a run's sweeps: how many ran, how many could not list
@@ -111,6 +113,10 @@ type PerEnrollment struct {
 type ScenarioCost struct {
 	Clients  int                `json:"clients"`
 	APICalls map[string]float64 `json:"api_calls"`
+	// Reads and writes of the clients' own records (not the sweep's
+	// queries); set by World.Report.
+	StoreReads  float64 `json:"store_reads"`
+	StoreWrites float64 `json:"store_writes"`
 }
 
 // PubSubStats counts the in-process Pub/Sub deliveries.
@@ -283,7 +289,56 @@ func (w *World) Report(o *Options) *Report {
 		r.Violations = append(r.Violations, fmt.Sprintf("%d Pub/Sub messages dead-lettered", n))
 	}
 	r.Finish()
+	w.storeByScenario(r)
+	r.Cost = w.cost(r)
 	return r
+}
+
+// storeByScenario adds each scenario's reads and writes per client.
+func (w *World) storeByScenario(r *Report) {
+	for _, c := range w.clients {
+		sc := r.PerScenario[c.Scenario]
+		if sc.Clients == 0 {
+			continue
+		}
+		reads, writes := w.store.Counts(c.Key)
+		sc.StoreReads += float64(reads) / float64(sc.Clients)
+		sc.StoreWrites += float64(writes) / float64(sc.Clients)
+		r.PerScenario[c.Scenario] = sc
+	}
+}
+
+// cost is the cost model of the run r reports: its usage per enrollment at
+// Prices, with the functions at DeployedSize.
+func (w *World) cost(r *Report) *Cost {
+	n := float64(r.Clients)
+	if n == 0 {
+		return nil
+	}
+	var requests, billedNs int64
+	for i := range functionNames {
+		requests += w.invoked[i].Load()
+		billedNs += w.billedNs[i].Load()
+	}
+	ended := r.Outcomes.Uploaded + r.Outcomes.Failed + r.Outcomes.ClaimedElsewhere
+	c := Cost{
+		Prices: Prices, Size: DeployedSize,
+		FirestoreReads: float64(r.Store.Reads) / n, FirestoreWrites: float64(r.Store.Writes) / n,
+		// Every finished record expires through the TTL field: one delete.
+		FirestoreDeletes: float64(ended) / n,
+		RunRequests:      float64(requests) / n,
+		RunSeconds:       time.Duration(billedNs).Seconds() / n,
+		// A task costs its creation (an API call, a name used before
+		// too) and each push attempt.
+		TaskOps: float64(r.Tasks.Enqueued+r.Tasks.Duplicates+r.Tasks.Dispatched) / n,
+		// The notification's publish and each push, at the minimum size.
+		PubSubBytes: (n + float64(r.PubSub.Deliveries)) * Prices.PubSubMinRequestBytes / n,
+	}
+	if w.logs != nil {
+		c.LogBytes, c.LogEntries = float64(w.logs.bytes.Load())/n, float64(w.logs.lines.Load())/n
+	}
+	c = costOf(c)
+	return &c
 }
 
 // check compares one process's record with what the API and the CA saw,

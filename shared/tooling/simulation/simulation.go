@@ -34,6 +34,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
 	"github.com/chromeos-certprov/adapter/shared/directory"
+	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/seal"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
@@ -65,6 +66,9 @@ func (r Range) Scale(f float64) Range {
 
 // Options describe one run. Shares are fractions of Clients.
 type Options struct {
+	// logs counts the default logger's output (set with it, by the defaults).
+	logs *logCounter
+
 	Clients int
 	// Shares of slow clients (sign within SlowDelay), silent ones (never
 	// sign), wrongly-signing ones, and processes claimed by another adapter.
@@ -176,7 +180,14 @@ type World struct {
 	disp    *embedded.Dispatcher
 	pubsub  pubsubStats
 	invoked [3]atomic.Int64
-	wall    time.Duration
+	// billedNs adds up each function's requests' durations, each rounded
+	// up to Cloud Run's 100 ms (nanoseconds).
+	billedNs [3]atomic.Int64
+	// logs counts what the adapter logged (when the run's Log is the
+	// default: the JSON lines production writes, discarded here); nil
+	// when another logger was given.
+	logs *logCounter
+	wall time.Duration
 	// simulated is the clock time the run took (wall on the real clock).
 	simulated time.Duration
 	cpu       time.Duration
@@ -278,7 +289,8 @@ func (o *Options) defaults() {
 		o.TimeScale = 1
 	}
 	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
+		o.logs = &logCounter{}
+		o.Log = logging.New(o.logs, slog.LevelInfo, "local")
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
@@ -300,7 +312,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		return nil, fmt.Errorf("simulation: adapter config: %w", err)
 	}
 	rng := &lockedRand{rng: rand.New(rand.NewPCG(o.Seed, 0x5eed))}
-	w := &World{store: o.Store, cas: NewCARecorder()}
+	w := &World{store: o.Store, cas: NewCARecorder(), logs: o.logs}
 	if w.store == nil {
 		w.store = memory.New()
 	}
@@ -477,7 +489,9 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 				r = r.WithContext(context.WithValue(r.Context(), taskAttemptKey{}, true))
 			}
 			w.invoked[i].Add(1)
+			start := time.Now()
 			cpuprofile.InFunction(r.Context(), functionNames[i], func(ctx context.Context) { h.ServeHTTP(rw, r.WithContext(ctx)) })
+			w.billedNs[i].Add(int64(billed(time.Since(start))))
 		})
 	}
 	w.disp = embedded.New(map[tasks.Queue]http.Handler{
@@ -524,7 +538,9 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 					w.pubsub.deliveries.Add(1)
 					rec := httptest.NewRecorder()
 					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody(data, n, attempt, clk.Now()))).WithContext(runCtx)
+					start := time.Now()
 					cpuprofile.InFunction(runCtx, functionNames[0], func(ctx context.Context) { claim(rec, req.WithContext(ctx)) })
+					w.billedNs[0].Add(int64(billed(time.Since(start))))
 					if rec.Code/100 == 2 {
 						return
 					}
@@ -551,7 +567,9 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 			w.invoked[1].Add(1)
 			var res pipeline.SweepResult
 			var err error
+			start := time.Now()
 			cpuprofile.InFunction(runCtx, functionNames[1], func(ctx context.Context) { res, err = p.Sweep(ctx) })
+			w.billedNs[1].Add(int64(billed(time.Since(start))))
 			w.sweeps.add(res, err)
 			clk.AfterFunc(o.SweepEvery, sweep)
 		}

@@ -47,6 +47,8 @@ type Store struct {
 }
 
 type entry struct {
+	// reads and writes count the record's own operations (Counts).
+	reads, writes atomic.Int64
 	// lock serialises Updates of the record.
 	lock sync.Mutex
 	// rec is the committed record, normalised; never modified once stored.
@@ -135,7 +137,19 @@ func (s *Store) Get(ctx context.Context, key string) (*progress.Record, error) {
 		return nil, err
 	}
 	s.reads.Add(1)
+	if e := s.entry(key); e != nil {
+		e.reads.Add(1)
+	}
 	return s.Peek(ctx, key)
+}
+
+// Counts returns the reads and writes of one record so far (its Gets,
+// Creates and Updates; not the sweep's queries).
+func (s *Store) Counts(key string) (reads, writes int64) {
+	if e := s.entry(key); e != nil {
+		return e.reads.Load(), e.writes.Load()
+	}
+	return 0, 0
 }
 
 // Peek is Get without counting or faults: for observers such as a progress
@@ -173,6 +187,7 @@ func (s *Store) Create(_ context.Context, rec *progress.Record) (*progress.Recor
 	s.recs[c.Key] = e
 	s.mu.Unlock()
 	s.writes.Add(1)
+	e.writes.Add(1)
 	if err := s.fault(&s.after, "create", c.Key); err != nil {
 		return nil, err
 	}
@@ -197,6 +212,7 @@ func (s *Store) Update(_ context.Context, key string, fn func(r *progress.Record
 		s.aborted.Add(1)
 		return nil, fmt.Errorf("memory store update %s: %w", key, progress.ErrNotFound)
 	}
+	e.reads.Add(1)
 	if !e.lock.TryLock() {
 		s.conflicts.Add(1)
 		e.lock.Lock()
@@ -216,6 +232,7 @@ func (s *Store) Update(_ context.Context, key string, fn func(r *progress.Record
 	store.Normalize(cur)
 	e.rec.Store(cur.Clone())
 	s.writes.Add(1)
+	e.writes.Add(1)
 	if err := s.fault(&s.after, "update", key); err != nil {
 		return nil, err
 	}

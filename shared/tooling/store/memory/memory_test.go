@@ -301,3 +301,32 @@ func TestSaveLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestCountsPerRecord: each record's reads and writes are counted apart
+// (the load benchmark's cost per kind of client).
+func TestCountsPerRecord(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := memory.New()
+	now := time.Now()
+	a, b := progress.New("C1", "a", "n/a", now), progress.New("C1", "b", "n/b", now)
+	for _, r := range []*progress.Record{a, b} {
+		if _, err := s.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Get(ctx, a.Key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, a.Key, func(*progress.Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key           string
+		reads, writes int64
+	}{{a.Key, 2, 2}, {b.Key, 0, 1}, {"C1:none", 0, 0}} {
+		if r, w := s.Counts(tc.key); r != tc.reads || w != tc.writes {
+			t.Errorf("Counts(%s) = %d reads, %d writes; want %d, %d", tc.key, r, w, tc.reads, tc.writes)
+		}
+	}
+}
