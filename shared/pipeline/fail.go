@@ -67,6 +67,9 @@ func (p *Pipeline) markFailing(ctx context.Context, rec *progress.Record, reason
 			return nil // keep the first decision
 		}
 		r.LastError, r.FailureMessage = reason, message
+		// A poll task carries the poll count where polls that found
+		// nothing wrote no record: keep the count the caller knows.
+		r.PollCount = max(r.PollCount, rec.PollCount)
 		progress.ReleaseLease(r)
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -335,8 +336,15 @@ func TestSilentClientFailsAtDeadline(t *testing.T) {
 	}
 	// With a 1 h deadline and a 60 s cap the poller makes about 60+ polls, not
 	// thousands. (A poll that finds nothing writes no record: count the calls.)
-	if polls := h.emu.Calls()[cpemulator.MethodOperationsGet]; polls < 30 || polls > 120 {
+	polls := h.emu.Calls()[cpemulator.MethodOperationsGet]
+	if polls < 30 || polls > 120 {
 		t.Errorf("%d polls in an hour: the schedule is off", polls)
+	}
+	// The record counts every poll, the deadline's included, as its reason
+	// says (certprov status shows both): polls that wrote nothing count too.
+	rec := h.record(name)
+	if want := fmt.Sprintf("no signature after %d polls", polls); rec.PollCount != polls || !strings.Contains(rec.LastError, want) {
+		t.Errorf("record: pollCount %d, last error %q; want %d and %q", rec.PollCount, rec.LastError, polls, want)
 	}
 }
 

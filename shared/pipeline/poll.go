@@ -341,7 +341,8 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt i
 	}
 	if !done {
 		if !now.Before(rec.Deadline) {
-			_, err := p.fail(ctx, rec, attempt, fmt.Sprintf("no signature after %d polls by the deadline %s", rec.PollCount+1, rec.Deadline.Format(time.RFC3339)),
+			rec.PollCount++ // this poll: the failure records every poll made
+			_, err := p.fail(ctx, rec, attempt, fmt.Sprintf("no signature after %d polls by the deadline %s", rec.PollCount, rec.Deadline.Format(time.RFC3339)),
 				"This device did not answer the certificate request in time. Make sure it is online and signed in, then try again.")
 			return err
 		}
