@@ -56,6 +56,9 @@ type Connector struct {
 	mu     sync.Mutex
 	issued map[string]*x509.Certificate // by RequestID
 	fault  func(req ca.Request) error
+	// revoked holds the revoked certificates' CRL entries, by serial (hex).
+	revoked   map[string]x509.RevocationListEntry
+	crlNumber int64
 
 	count atomic.Int64
 }
@@ -86,7 +89,7 @@ func New(_ context.Context, settings json.RawMessage, secrets func(string) (stri
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	c := &Connector{validity: validity, issued: map[string]*x509.Certificate{}}
+	c := &Connector{validity: validity, issued: map[string]*x509.Certificate{}, revoked: map[string]x509.RevocationListEntry{}}
 	if s.CertFile == "" {
 		cn := s.CommonName
 		if cn == "" {
