@@ -60,6 +60,8 @@ type Result struct {
 	Reason      string           `json:"reason"`
 	Instruction string           `json:"instruction,omitempty"`
 	Error       string           `json:"error,omitempty"`
+	// Transient: the CA could not be reached (a retry may succeed).
+	Transient bool `json:"transient,omitempty"`
 }
 
 // Instruction is what the administrator must do for a certificate whose CA
@@ -125,7 +127,7 @@ func (r *Revoker) Revoke(ctx context.Context, e *inventory.Entry, reason ca.Reas
 		return res
 	}
 	if err := rv.Revoke(ctx, ca.Revocation{Serial: serial, RequestID: e.RequestID, Reason: reason}); err != nil {
-		res.Outcome, res.Error = Failed, "the CA: "+err.Error()
+		res.Outcome, res.Error, res.Transient = Failed, "the CA: "+err.Error(), ca.KindOf(err) == ca.Transient
 		return res
 	}
 	got, changed, err := r.Inventory.MarkRevoked(ctx, e.ID, rec)
