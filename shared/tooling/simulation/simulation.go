@@ -160,6 +160,9 @@ type Options struct {
 	// Store, when set, is the store of the run (the fault campaign reads
 	// records while the run goes on).
 	Store *memory.Store
+	// Reconcile, when set, ends the run with the reconciliation (dry run,
+	// then real) after deprovisioning devices and suspending users.
+	Reconcile *ReconcileSpec
 	// Published, when set, sees every notification as the API publishes it,
 	// in the order the processes were created (the fault campaign numbers
 	// the processes by it).
@@ -169,14 +172,18 @@ type Options struct {
 // World is a finished simulation: what the report and the fault campaign
 // inspect.
 type World struct {
-	emu     *cpemulator.Emulator
-	store   *memory.Store
-	clients []Client
-	cas     *CARecorder
-	disp    *embedded.Dispatcher
-	pubsub  pubsubStats
-	invoked [3]atomic.Int64
-	wall    time.Duration
+	emu   *cpemulator.Emulator
+	store *memory.Store
+	inv   *memory.Inventory
+	// reconciled is the reconciliation's outcome (Options.Reconcile).
+	reconciled        *ReconcileStats
+	reconcileProblems []string
+	clients           []Client
+	cas               *CARecorder
+	disp              *embedded.Dispatcher
+	pubsub            pubsubStats
+	invoked           [3]atomic.Int64
+	wall              time.Duration
 	// simulated is the clock time the run took (wall on the real clock).
 	simulated time.Duration
 	cpu       time.Duration
@@ -300,7 +307,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		return nil, fmt.Errorf("simulation: adapter config: %w", err)
 	}
 	rng := &lockedRand{rng: rand.New(rand.NewPCG(o.Seed, 0x5eed))}
-	w := &World{store: o.Store, cas: NewCARecorder()}
+	w := &World{store: o.Store, cas: NewCARecorder(), inv: memory.NewInventory()}
 	if w.store == nil {
 		w.store = memory.New()
 	}
@@ -402,9 +409,13 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simulation: %w", err)
 	}
+	var devCAs []*devca.Connector
 	for ref, c := range cas {
-		if d, ok := c.(*devca.Connector); ok && o.CAFault != nil {
-			d.SetFault(o.CAFault)
+		if d, ok := c.(*devca.Connector); ok {
+			devCAs = append(devCAs, d)
+			if o.CAFault != nil {
+				d.SetFault(o.CAFault)
+			}
 		}
 		cas[ref] = w.cas.Wrap(c)
 	}
@@ -418,6 +429,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		CAs:              cas,
 		Profiles:         cfg.Profiles,
 		Directory:        dir,
+		Inventory:        w.inv,
 		Allowed:          cfg.Allowed,
 		CallerID:         "certprov-local",
 		RefuseIncomplete: cfg.RefuseIncomplete(),
@@ -625,6 +637,13 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 	cancel()
 	w.disp.Close()
 	pubsubWG.Wait()
+	if o.Reconcile != nil {
+		st, problems, err := w.reconcile(ctx, o, p, devCAs)
+		if err != nil {
+			return nil, fmt.Errorf("simulation: %w", err)
+		}
+		w.reconciled, w.reconcileProblems = st, problems
+	}
 	return w, nil
 }
 
