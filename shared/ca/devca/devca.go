@@ -1,7 +1,8 @@
 // Package devca is the built-in development CA: it issues certificates itself,
 // from a key and certificate read from files or generated at start. It is for
 // local runs, tests and benchmarks, and for trying a configuration before a real
-// CA is connected.
+// CA is connected. It revokes too (ca.Revoker): the revoked certificates are in
+// the CRL it signs and serves (crl.go).
 package devca
 
 import (
