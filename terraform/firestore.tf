@@ -40,6 +40,13 @@ resource "google_firestore_field" "expire_at" {
 # documents. expireAt is exempt from indexing as above; the inventory's
 # queries (certprov certs, the reconciliation) use single-field indexes only.
 resource "google_firestore_field" "inventory_expire_at" {
+  lifecycle {
+    precondition {
+      condition     = var.inventory.collection != var.firestore_collection
+      error_message = "inventory.collection must differ from firestore_collection: the inventory has a TTL of its own."
+    }
+  }
+
   project    = var.project_id
   database   = google_firestore_database.progress.name
   collection = var.inventory.collection

@@ -581,8 +581,8 @@ variable "inventory" {
     error_message = "inventory.grace must be a Go duration such as 2160h."
   }
   validation {
-    condition     = can(regex("^[a-zA-Z0-9_-]{1,100}$", var.inventory.collection)) && var.inventory.collection != var.firestore_collection
-    error_message = "inventory.collection must be a collection id of its own, not firestore_collection."
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_-]{0,99}$", var.inventory.collection)) && !startswith(var.inventory.collection, "__")
+    error_message = "inventory.collection must be a collection id (a letter, then letters, digits, _ or -), of its own: not firestore_collection."
   }
 }
 
