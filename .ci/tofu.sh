@@ -15,7 +15,7 @@
 #      VPC connector on every CA-calling function, a wait before any alert on a
 #      log-based metric, the CAS custom role's exact permissions, queue
 #      concurrency within the functions' capacity, the sweep's deadline within
-#      PollSignature's timeout, Firestore exemptions, cleanup policies;
+#      PollSignature's timeout (the reconciliation's within IssueCertificate's), Firestore exemptions, cleanup policies;
 #   5. the deployer's roles, derived from the planned resource types
 #      (.ci/tofu/deployer-roles.json), must all be in the README;
 #   6. the bundle that terraform would zip (file list and generated root file,
@@ -206,12 +206,16 @@ plan_checks() {
     | select(.values.rate_limits[0].max_concurrent_dispatches > ($fn[.name].max_instance_count * ($fn[.name].max_instance_request_concurrency // 1)))
     | "\(.address): \(.values.rate_limits[0].max_concurrent_dispatches) > \($fn[.name].max_instance_count) x \($fn[.name].max_instance_request_concurrency // 1)"' "$json")"
   [[ -z "$bad" ]] || fail "queue concurrency above function capacity: $bad"
+  # Each job's deadline within the timeout of the function it invokes: the
+  # sweep PollSignature's, the reconciliation IssueCertificate's.
   bad="$(jq -r '
     [.planned_values.root_module.resources[]] as $r
-    | ($r[] | select(.type == "google_cloudfunctions2_function" and .name == "poll") | .values.service_config[0].timeout_seconds) as $t
+    | ([$r[] | select(.type == "google_cloudfunctions2_function") | {key: .name, value: .values.service_config[0].timeout_seconds}] | from_entries) as $t
+    | {sweep: "poll", reconcile: "issue"} as $target
     | $r[] | select(.type == "google_cloud_scheduler_job")
-    | select((.values.attempt_deadline | rtrimstr("s") | tonumber) > $t)
-    | "\(.address) attempt_deadline \(.values.attempt_deadline) > PollSignature timeout \($t)s"' "$json")"
+    | ($target[.name] // "poll") as $fn
+    | select((.values.attempt_deadline | rtrimstr("s") | tonumber) > $t[$fn])
+    | "\(.address) attempt_deadline \(.values.attempt_deadline) > the \($fn) function timeout \($t[$fn])s"' "$json")"
   [[ -z "$bad" ]] || fail "$bad"
 
   # Cost and hygiene: large fields unindexed, old images and bundles cleaned up.

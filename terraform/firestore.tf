@@ -34,6 +34,28 @@ resource "google_firestore_field" "expire_at" {
   index_config {}
 }
 
+# The certificate inventory (shared/inventory): one document per uploaded
+# certificate, deleted by Firestore once its expireAt (the certificate's
+# not-after + INVENTORY_GRACE) has passed, independently of the progress
+# documents. expireAt is exempt from indexing as above; the inventory's
+# queries (certprov certs, the reconciliation) use single-field indexes only.
+resource "google_firestore_field" "inventory_expire_at" {
+  lifecycle {
+    precondition {
+      condition     = var.inventory.collection != var.firestore_collection
+      error_message = "inventory.collection must differ from firestore_collection: the inventory has a TTL of its own."
+    }
+  }
+
+  project    = var.project_id
+  database   = google_firestore_database.progress.name
+  collection = var.inventory.collection
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+}
+
 # Large and never queried fields of the progress document (shared/progress
 # Record): blobs, arrays and long texts. Firestore indexes every field by
 # default, which costs index storage and write latency and, for blobs over

@@ -21,9 +21,13 @@
 # |                                   |                                      |   which is every entry by default; secrets.tf)                       |
 # |                                   |                                      | custom casIssuer role (each CAS pool: create, get, CA certs; cas.tf) |
 # |                                   |                                      | privateca.templateUser (each cas_certificate_templates entry)        |
+# |                                   |                                      | with reconcile.enabled: custom casRevoker role (each CAS pool:       |
+# |                                   |                                      |   certificates.update; reconcile.tf) and, with directory_subject,    |
+# |                                   |                                      |   iam.serviceAccountTokenCreator (itself)                            |
 # | tasks  (NAME_PREFIX-tasks@)       | OIDC token on every poll/issue task  | run.invoker (poll service, issue service)                            |
 # | push   (NAME_PREFIX-push@)        | OIDC token of the claim subscription | run.invoker (claim service)                                          |
 # | sweep  (NAME_PREFIX-sweep@)       | OIDC token of the hourly sweep job   | run.invoker (poll service; sweep.tf)                                 |
+# | reconcile (NAME_PREFIX-reconcile@)| OIDC token of the reconciliation job | run.invoker (issue service; reconcile.tf; with reconcile.enabled)    |
 # | build  (NAME_PREFIX-build@)       | Cloud Build, building the functions  | logging.logWriter (project: build logs)                              |
 # |                                   |                                      | artifactregistry.writer (functions repository)                       |
 # |                                   |                                      | storage.objectViewer (source bundle bucket)                          |
@@ -275,10 +279,11 @@ resource "google_project_iam_member" "build_staging_objects" {
 # sign a JWT for DIRECTORY_SUBJECT as themselves through the IAM Credentials
 # API: each may mint tokens for its own service account and no other.
 resource "google_service_account_iam_member" "directory_delegation_self" {
-  for_each = var.directory_subject == null ? {} : {
+  for_each = var.directory_subject == null ? {} : merge({
     claim = google_service_account.claim
     poll  = google_service_account.poll
-  }
+    # The reconciliation (reconcile.tf) reads device and user statuses.
+  }, var.reconcile.enabled ? { issue = google_service_account.issue } : {})
 
   service_account_id = each.value.name
   role               = "roles/iam.serviceAccountTokenCreator"

@@ -38,6 +38,8 @@ locals {
       TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
       TASKS_MAX_ATTEMPTS    = tostring(var.tasks_max_attempts)
       RECORD_TTL            = var.record_ttl
+      INVENTORY_COLLECTION  = var.inventory.collection
+      INVENTORY_GRACE       = var.inventory.grace
       LOG_LEVEL             = var.log_level
       SWEEP_AFTER           = var.sweep.after
       LEASE                 = var.lease.lease

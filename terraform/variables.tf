@@ -567,3 +567,37 @@ variable "operator_members" {
     error_message = "operator_members.readers and .actors must be IAM members such as user:NAME@DOMAIN or group:NAME@DOMAIN, never allUsers or allAuthenticatedUsers."
   }
 }
+
+variable "inventory" {
+  description = "The certificate inventory (README, \"Certificate inventory\"): `collection` (INVENTORY_COLLECTION) holds one document per uploaded certificate, deleted by Firestore's TTL policy `grace` (INVENTORY_GRACE, a Go duration) after the certificate's not-after."
+  type = object({
+    collection = optional(string, "certprovCertificates")
+    grace      = optional(string, "2160h")
+  })
+  default = {}
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(h|m|s))+$", var.inventory.grace))
+    error_message = "inventory.grace must be a Go duration such as 2160h."
+  }
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_-]{0,99}$", var.inventory.collection)) && !startswith(var.inventory.collection, "__")
+    error_message = "inventory.collection must be a collection id (a letter, then letters, digits, _ or -), of its own: not firestore_collection."
+  }
+}
+
+variable "reconcile" {
+  description = "The daily reconciliation (README, \"Revocation\"): when `enabled`, a Cloud Scheduler job (cron `schedule` in `time_zone`) with its own identity posts to IssueCertificate's /reconcile, which revokes the certificates of devices deprovisioned, disabled or deleted and of users suspended or deleted (Directory API), where the CA allows it, and logs (metric and alert) those it can only report. `dry_run` (the default) only reports what it would revoke: turn it off once the dry run's logs look right. Off by default."
+  type = object({
+    enabled   = optional(bool, false)
+    dry_run   = optional(bool, true)
+    schedule  = optional(string, "23 4 * * *")
+    time_zone = optional(string, "Etc/UTC")
+  })
+  default = {}
+
+  validation {
+    condition     = length(split(" ", trimspace(var.reconcile.schedule))) == 5
+    error_message = "reconcile.schedule must be a cron expression of 5 fields, such as \"23 4 * * *\"."
+  }
+}

@@ -56,3 +56,6 @@ cas_certificate_templates = ["projects/other-pki/locations/europe-west1/certific
 notification_channels  = ["projects/certprov-ci-check/notificationChannels/123"]
 failure_rate_threshold = 0.5
 alert_window           = "1800s"
+
+inventory = { collection = "certificates", grace = "720h" }
+reconcile = { enabled = true, dry_run = false, schedule = "5 3 * * *" }

@@ -306,6 +306,8 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"TASKS_SERVICE_ACCOUNT=certprov-tasks@bundle-test.iam.gserviceaccount.com",
 		"TASKS_MAX_ATTEMPTS=10",
 		"RECORD_TTL=720h",
+		"INVENTORY_COLLECTION=certprovCertificates",
+		"INVENTORY_GRACE=2160h",
 		"LOG_LEVEL=debug",
 		"CALLER_INSTANCE_ID=certprov-adapter-bundle-test",
 		"POLL_INITIAL_DELAY=2s",

@@ -57,3 +57,19 @@ func (l *lazyDirectory) User(ctx context.Context, userKey string, custom []strin
 	}
 	return c.User(ctx, userKey, custom)
 }
+
+func (l *lazyDirectory) DeviceStatus(ctx context.Context, customer, deviceID string) (string, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return c.DeviceStatus(ctx, customer, deviceID)
+}
+
+func (l *lazyDirectory) UserStatus(ctx context.Context, userKey string) (string, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return c.UserStatus(ctx, userKey)
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/cpapi"
+	"github.com/chromeos-certprov/adapter/shared/inventory"
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/seal"
@@ -143,6 +144,8 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 		CAs:              cas,
 		Profiles:         cfg.Adapter.Profiles,
 		Directory:        directoryClient(cfg),
+		Inventory:        inventory.NewFirestore(fs, cfg.InventoryCollection),
+		InventoryGrace:   cfg.InventoryGrace,
 		Allowed:          cfg.Adapter.Allowed,
 		CallerID:         cfg.CallerInstanceID,
 		Project:          cfg.Project,

@@ -204,9 +204,18 @@ func Sweep(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) 
 	}
 }
 
-// Issue returns the HTTP function for issue tasks.
+// Issue returns the HTTP function for issue tasks and, at ReconcilePath,
+// for the scheduler's reconciliation.
 func Issue(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) http.HandlerFunc {
-	return taskHandler(get, tasks.QueueIssue, func(p *pipeline.Pipeline) func(context.Context, pipeline.Delivery) error { return p.Issue })
+	issue := taskHandler(get, tasks.QueueIssue, func(p *pipeline.Pipeline) func(context.Context, pipeline.Delivery) error { return p.Issue })
+	reconcile := Reconcile(get)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == ReconcilePath {
+			reconcile(w, r)
+			return
+		}
+		issue(w, r)
+	}
 }
 
 // TaskAttempt is the attempt (from 1, as pipeline.Delivery counts) of the

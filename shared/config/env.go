@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chromeos-certprov/adapter/shared/inventory"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 )
 
@@ -55,6 +56,10 @@ type Config struct {
 	TasksMaxAttempts    int
 	Poll                pipeline.PollSchedule
 	RecordTTL           time.Duration
+	// InventoryCollection and InventoryGrace: the certificate inventory
+	// (shared/inventory).
+	InventoryCollection string
+	InventoryGrace      time.Duration
 	// SweepAfter: see pipeline.Pipeline.SweepAfter (0 disables).
 	SweepAfter time.Duration
 	// SweepBudget: see pipeline.Pipeline.SweepBudget.
@@ -180,6 +185,10 @@ func (c *Config) settings() []Setting {
 			Doc: "deadline of each CA call (the SCEP challenge, the issuance and the check of its answer); a CA slower than this is treated as unreachable (retried); at most half of `LEASE` (refused otherwise)"},
 		{Name: "RECORD_TTL", target: &c.RecordTTL, Default: duration(pipeline.DefaultTTL),
 			Doc: "how long finished progress documents are kept (Firestore TTL field `expireAt`)"},
+		{Name: "INVENTORY_COLLECTION", target: &c.InventoryCollection, Default: inventory.DefaultCollection,
+			Doc: "collection of the [certificate inventory](#certificate-inventory): one document per uploaded certificate"},
+		{Name: "INVENTORY_GRACE", target: &c.InventoryGrace, Default: duration(inventory.DefaultGrace),
+			Doc: "how long an inventory entry is kept after its certificate's not-after (Firestore TTL field `expireAt` = not-after + this)"},
 		{Name: "LOG_LEVEL", target: &c.LogLevel, Default: "info",
 			Doc: "`debug`, `info`, `warn`, `error`"},
 		{Name: "RECORD_SEALING_KEY", target: &c.SealingKey,

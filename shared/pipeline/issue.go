@@ -307,6 +307,7 @@ func (p *Pipeline) upload(ctx context.Context, rec *progress.Record, attempt int
 			slog.String("reason", err.Error()))
 	} else {
 		if proc.IssuedCertificate != "" {
+			p.recordInventory(ctx, rec)
 			return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
 				r.UploadedAt = now
 				progress.ReleaseLease(r)
@@ -359,6 +360,7 @@ func (p *Pipeline) uploadLeased(ctx context.Context, rec *progress.Record, attem
 	if err := p.crash(ctx, rec.Key, "upload:after-upload"); err != nil {
 		return nil, err
 	}
+	p.recordInventory(ctx, rec)
 	return p.transition(ctx, rec.Key, []progress.State{progress.StateIssued}, progress.StateUploaded, func(r *progress.Record) error {
 		r.UploadedAt = p.Now().UTC()
 		progress.ReleaseLease(r)

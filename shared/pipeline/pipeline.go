@@ -73,6 +73,10 @@ type Pipeline struct {
 	// Directory reads the directory variables' values; needed only when a
 	// profile uses one.
 	Directory Directory
+	// Inventory, when set, records every uploaded certificate (inventory.go),
+	// kept InventoryGrace past its not-after (default inventory.DefaultGrace).
+	Inventory      Inventory
+	InventoryGrace time.Duration
 	// Allowed reports whether a customer's notifications are accepted.
 	Allowed  func(customer string) bool
 	CallerID string

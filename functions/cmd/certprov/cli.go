@@ -42,6 +42,9 @@ func commands() []command {
 		{"list", "list processes with counts by state and failure", list},
 		{"retry", "re-drive a stuck process as the sweep does", retry},
 		{"fail", "fail a process on purpose (setFailure, then FAILED)", fail},
+		{"certs list", "list inventoried certificates (by device, user, expiry, CA)", certsList},
+		{"certs show", "show one inventoried certificate by serial", certsShow},
+		{"certs revoke", "revoke certificates (CAS) or say what to revoke in the CA", certsRevoke},
 	}
 }
 
@@ -64,6 +67,8 @@ Examples:
   certprov list --state FAILED --since 24h
   certprov retry 3f0c8f7e-...              # the functions' TASKS_* variables
   certprov fail 3f0c8f7e-... --message "Restart the device to try again."
+  certprov certs list --expiring 30d
+  certprov certs revoke 1A2B3C4D --reason keyCompromise
 `
 
 func usage(w io.Writer) {

@@ -78,6 +78,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		}
 		o.Store = memory.New()
 	}
+	if local.reconcile {
+		o.Reconcile = &simulation.ReconcileSpec{Deprovision: local.deprovision, Suspend: local.suspend}
+	} else if local.deprovision > 0 || local.suspend > 0 {
+		return 2, fmt.Errorf("-deprovision and -suspend need -reconcile")
+	}
 	var r *simulation.Report
 	if local.compare {
 		// The first schedule is the default: its run is the report's main figures.
@@ -119,9 +124,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 
 // localFlags are the local run's own flags, beside the scenario's.
 type localFlags struct {
-	config  string
-	compare bool
-	keep    string
+	config               string
+	compare              bool
+	keep                 string
+	reconcile            bool
+	deprovision, suspend int
 }
 
 // keep saves the run's progress records for the operator CLI.
@@ -150,6 +157,9 @@ func flags(stderr io.Writer) (*flag.FlagSet, *scenario.Scenario, *localFlags) {
 	fs.StringVar(&l.config, "config", "", "adapter config JSON (CA connections, profiles, allowedCustomers); secrets it names are read from the environment; default: the built-in development CA")
 	fs.BoolVar(&l.compare, "compare-schedules", false, "run the same clients once per poll schedule (default, fixed 10 s, alternatives) and print added latency against operations.get calls")
 	fs.StringVar(&l.keep, "keep", "", "write the run's progress records to this JSON file, for the operator CLI: certprov status|find|list|timeline --records FILE")
+	fs.BoolVar(&l.reconcile, "reconcile", false, "end with the reconciliation (POST /reconcile on IssueCertificate): a dry run, then for real, against the emulator's directory and the inventory")
+	fs.IntVar(&l.deprovision, "deprovision", 0, "with -reconcile: deprovision this many simulated devices in the directory first")
+	fs.IntVar(&l.suspend, "suspend", 0, "with -reconcile: suspend this many simulated users in the directory first")
 	return fs, sc, l
 }
 
@@ -157,6 +167,12 @@ func printSummary(w io.Writer, r *simulation.Report) {
 	fmt.Fprintf(w, "\n%d clients in %.1fs\n", r.Clients, r.WallSeconds)
 	fmt.Fprintf(w, "outcomes: uploaded %d, failed %d, claimed elsewhere %d, unfinished %d\n",
 		r.Outcomes.Uploaded, r.Outcomes.Failed, r.Outcomes.ClaimedElsewhere, r.Outcomes.Unfinished)
+	fmt.Fprintf(w, "inventoried: %d certificates\n", r.Inventoried)
+	if rc := r.Reconcile; rc != nil {
+		fmt.Fprintf(w, "reconciliation: %d devices deprovisioned, %d users suspended, %d of their certificates\n", len(rc.Deprovisioned), len(rc.Suspended), rc.Affected)
+		fmt.Fprintf(w, "  dry run: checked %d, would revoke %d, would report %d, failed %d\n", rc.DryRun.Checked, rc.DryRun.WouldRevoke, rc.DryRun.WouldReport, rc.DryRun.Failed)
+		fmt.Fprintf(w, "  real:    checked %d, revoked %d, reported %d, failed %d; in the dev CA's CRL: %d\n", rc.Real.Checked, rc.Real.Revoked, rc.Real.Reported, rc.Real.Failed, rc.InCRL)
+	}
 	fmt.Fprint(w, "API calls:")
 	for _, m := range sortedKeys(r.APICalls) {
 		fmt.Fprintf(w, " %s %d", m, r.APICalls[m])

@@ -51,9 +51,9 @@ func TestDocumentedCommandLines(t *testing.T) {
 		clients int
 		report  string
 	}{
-		{[]string{"-clients", "200", "-report", "r.json"}, 200, "r.json"},               // README, "Try it"
-		{[]string{"-clients", "200", "-report", "out.json", "-quiet"}, 200, "out.json"}, // .ci/run
-		{[]string{"-load", "-seed", "1", "-report", "load.json"}, 10000, "load.json"},   // README, Performance
+		{[]string{"-clients", "200", "-report", "r.json"}, 200, "r.json"},                                                                   // README, "Try it"
+		{[]string{"-clients", "200", "-report", "out.json", "-quiet", "-reconcile", "-deprovision", "5", "-suspend", "5"}, 200, "out.json"}, // .ci/run
+		{[]string{"-load", "-seed", "1", "-report", "load.json"}, 10000, "load.json"},                                                       // README, Performance
 	} {
 		fs, sc, _ := flags(io.Discard)
 		if err := fs.Parse(tc.args); err != nil {

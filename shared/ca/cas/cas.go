@@ -20,6 +20,11 @@
 // used, needs privateca.certificateTemplates.use (roles/privateca.templateUser
 // on the template).
 //
+// Revoke (ca.Revoker, revoke.go) revokes a certificate the connector issued
+// with RevokeCertificate and the reason; it needs privateca.certificates.update
+// on the pool, which terraform/reconcile.tf grants (a role of its own) only
+// when the reconciliation is on.
+//
 // Issue reads the pool's CA certificates (FetchCaCerts), then sends
 // CreateCertificate with the CSR as pem_csr; Roots reuses those CA
 // certificates, so a certificate once issued is checked without another call. A request whose

@@ -1,7 +1,8 @@
 // Package devca is the built-in development CA: it issues certificates itself,
 // from a key and certificate read from files or generated at start. It is for
 // local runs, tests and benchmarks, and for trying a configuration before a real
-// CA is connected.
+// CA is connected. It revokes too (ca.Revoker): the revoked certificates are in
+// the CRL it signs and serves (crl.go).
 package devca
 
 import (
@@ -56,6 +57,9 @@ type Connector struct {
 	mu     sync.Mutex
 	issued map[string]*x509.Certificate // by RequestID
 	fault  func(req ca.Request) error
+	// revoked holds the revoked certificates' CRL entries, by serial (hex).
+	revoked   map[string]x509.RevocationListEntry
+	crlNumber int64
 
 	count atomic.Int64
 }
@@ -86,7 +90,7 @@ func New(_ context.Context, settings json.RawMessage, secrets func(string) (stri
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	c := &Connector{validity: validity, issued: map[string]*x509.Certificate{}}
+	c := &Connector{validity: validity, issued: map[string]*x509.Certificate{}, revoked: map[string]x509.RevocationListEntry{}}
 	if s.CertFile == "" {
 		cn := s.CommonName
 		if cn == "" {

@@ -40,6 +40,8 @@ const (
 // DirectoryDevice is what the directory holds of a ChromeOS device.
 type DirectoryDevice struct {
 	AnnotatedAssetID, AnnotatedLocation, AnnotatedUser, OrgUnitPath string
+	// Status is the device's status ("": ACTIVE; DEPROVISIONED, DISABLED, ...).
+	Status string
 }
 
 // DirectoryUser is what the directory holds of a user.
@@ -50,6 +52,9 @@ type DirectoryUser struct {
 	// CustomSchemas are the custom schema fields: schema -> field -> value
 	// (a string, a number, a bool, or a list of {"value": ...}).
 	CustomSchemas map[string]map[string]any
+	// Suspended and Deleted: a suspended user is still read (suspended:
+	// true); a deleted one is 404.
+	Suspended, Deleted bool
 }
 
 // DefaultDirectoryDevice is a simulated device's directory entry, until
@@ -73,6 +78,34 @@ type directoryState struct {
 	devices map[string]*DirectoryDevice // by device id; nil value: deleted
 	users   map[string]*DirectoryUser   // by user id or email
 	calls   map[[2]string]int           // by method and key
+	// deviceStatus and userStatus override the status of an entry,
+	// replaced or not (SetDeviceStatus, SetUserStatus).
+	deviceStatus map[string]string
+	userStatus   map[string]string
+}
+
+// SetDeviceStatus sets the directory status of device deviceID (ACTIVE,
+// DEPROVISIONED, DISABLED; "DELETED": the device answers 404), keeping its
+// other attributes: a device deprovisioned or disabled by an administrator.
+func (e *Emulator) SetDeviceStatus(deviceID, status string) {
+	e.dir.mu.Lock()
+	defer e.dir.mu.Unlock()
+	if e.dir.deviceStatus == nil {
+		e.dir.deviceStatus = map[string]string{}
+	}
+	e.dir.deviceStatus[deviceID] = status
+}
+
+// SetUserStatus sets the status of the user whose directory id or primary
+// email is userKey: ACTIVE, SUSPENDED (read with suspended: true) or DELETED
+// (404), keeping the user's other attributes.
+func (e *Emulator) SetUserStatus(userKey, status string) {
+	e.dir.mu.Lock()
+	defer e.dir.mu.Unlock()
+	if e.dir.userStatus == nil {
+		e.dir.userStatus = map[string]string{}
+	}
+	e.dir.userStatus[strings.ToLower(userKey)] = status
 }
 
 // SetDirectoryDevice replaces the directory entry of device deviceID (or
@@ -227,7 +260,11 @@ func (e *Emulator) directoryDevice(r *http.Request, customer, deviceID string) (
 	e.mu.RUnlock()
 	e.dir.mu.Lock()
 	set, replaced := e.dir.devices[deviceID]
+	statusOverride := e.dir.deviceStatus[deviceID]
 	e.dir.mu.Unlock()
+	if statusOverride == "DELETED" {
+		return nil, http.StatusNotFound, "notFound", "Resource Not Found: deviceId"
+	}
 	if customer == "my_customer" && e.opts.MyCustomer != "" {
 		customer = e.opts.MyCustomer
 	}
@@ -238,8 +275,15 @@ func (e *Emulator) directoryDevice(r *http.Request, customer, deviceID string) (
 	if replaced {
 		dev = *set
 	}
+	status := dev.Status
+	if statusOverride != "" {
+		status = statusOverride
+	}
+	if status == "" {
+		status = "ACTIVE"
+	}
 	return map[string]any{
-		"kind": "admin#directory#chromeosdevice", "deviceId": deviceID, "serialNumber": serial, "status": "ACTIVE",
+		"kind": "admin#directory#chromeosdevice", "deviceId": deviceID, "serialNumber": serial, "status": status,
 		"annotatedAssetId": dev.AnnotatedAssetID, "annotatedLocation": dev.AnnotatedLocation,
 		"annotatedUser": dev.AnnotatedUser, "orgUnitPath": dev.OrgUnitPath,
 	}, http.StatusOK, "", ""
@@ -275,6 +319,12 @@ func (e *Emulator) directoryUser(r *http.Request, userKey string) (any, int, str
 			set, replaced = e.dir.users[email]
 		}
 	}
+	userStatus := e.dir.userStatus[strings.ToLower(userKey)]
+	if userStatus == "" && id != "" {
+		if userStatus = e.dir.userStatus[strings.ToLower(id)]; userStatus == "" {
+			userStatus = e.dir.userStatus[strings.ToLower(email)]
+		}
+	}
 	e.dir.mu.Unlock()
 	if id == "" && !replaced {
 		return nil, http.StatusNotFound, "notFound", "Resource Not Found: userKey"
@@ -286,7 +336,17 @@ func (e *Emulator) directoryUser(r *http.Request, userKey string) (any, int, str
 	if replaced {
 		u = *set
 	}
-	out := map[string]any{"kind": "admin#directory#user", "id": id, "primaryEmail": email, "orgUnitPath": u.OrgUnitPath}
+	switch userStatus {
+	case "SUSPENDED":
+		u.Suspended = true
+	case "DELETED":
+		u.Deleted = true
+	}
+	if u.Deleted {
+		return nil, http.StatusNotFound, "notFound", "Resource Not Found: userKey"
+	}
+	out := map[string]any{"kind": "admin#directory#user", "id": id, "primaryEmail": email, "orgUnitPath": u.OrgUnitPath,
+		"suspended": u.Suspended, "archived": false}
 	if u.EmployeeID != "" {
 		out["externalIds"] = []map[string]string{{"type": "organization", "value": u.EmployeeID}}
 	}

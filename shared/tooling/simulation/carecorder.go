@@ -38,11 +38,15 @@ type Issuance struct {
 func NewCARecorder() *CARecorder { return &CARecorder{byID: map[string]*Issuance{}} }
 
 // Wrap returns iss recording into r. A connection that fetches challenges
-// (pipeline.Challenger) keeps doing so.
+// (pipeline.Challenger) keeps doing so; one that revokes (ca.Revoker, and
+// no Challenger) too.
 func (r *CARecorder) Wrap(iss pipeline.Issuer) pipeline.Issuer {
 	w := &recordingIssuer{Issuer: iss, r: r}
 	if ch, ok := iss.(pipeline.Challenger); ok {
 		return &recordingChallenger{recordingIssuer: w, ch: ch}
+	}
+	if rv, ok := iss.(ca.Revoker); ok {
+		return &recordingRevoker{recordingIssuer: w, rv: rv}
 	}
 	return w
 }
@@ -148,4 +152,13 @@ type recordingChallenger struct {
 
 func (w *recordingChallenger) Challenge(ctx context.Context, processKey string) (string, time.Time, error) {
 	return w.ch.Challenge(ctx, processKey)
+}
+
+type recordingRevoker struct {
+	*recordingIssuer
+	rv ca.Revoker
+}
+
+func (w *recordingRevoker) Revoke(ctx context.Context, r ca.Revocation) error {
+	return w.rv.Revoke(ctx, r)
 }

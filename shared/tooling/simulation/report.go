@@ -60,8 +60,13 @@ type Report struct {
 	FunctionCPUSeconds map[string]float64 `json:"function_cpu_seconds,omitempty"`
 	PeakRSSMiB         float64            `json:"peak_rss_mib"`
 	PeakHeapMiB        float64            `json:"peak_heap_mib"`
-	Violations         []string           `json:"violations"`
-	Unexpected         []string           `json:"unexpected"`
+	// Inventoried counts the certificate inventory's entries (one per
+	// uploaded certificate); Reconcile is the reconciliation's outcome
+	// (Options.Reconcile).
+	Inventoried int             `json:"inventoried"`
+	Reconcile   *ReconcileStats `json:"reconcile,omitempty"`
+	Violations  []string        `json:"violations"`
+	Unexpected  []string        `json:"unexpected"`
 	// Sweep adds up the stale-process sweeps of the run (Options.SweepEvery);
 	// TasksDropped counts the tasks Options.TaskFault dropped.
 	Sweep        *SweepStats `json:"sweep,omitempty"`
@@ -288,6 +293,11 @@ func (w *World) Report(o *Options) *Report {
 	if n := r.PubSub.DeadLettered; n > 0 {
 		r.Violations = append(r.Violations, fmt.Sprintf("%d Pub/Sub messages dead-lettered", n))
 	}
+	var invProblems []string
+	r.Inventoried, invProblems = w.inventoried(ctx)
+	r.Unexpected = append(r.Unexpected, invProblems...)
+	r.Reconcile = w.reconciled
+	r.Unexpected = append(r.Unexpected, w.reconcileProblems...)
 	r.Finish()
 	w.storeByScenario(r)
 	r.Cost = w.cost(r)

@@ -164,6 +164,9 @@ type Options struct {
 	// Store, when set, is the store of the run (the fault campaign reads
 	// records while the run goes on).
 	Store *memory.Store
+	// Reconcile, when set, ends the run with the reconciliation (dry run,
+	// then real) after deprovisioning devices and suspending users.
+	Reconcile *ReconcileSpec
 	// Published, when set, sees every notification as the API publishes it,
 	// in the order the processes were created (the fault campaign numbers
 	// the processes by it).
@@ -173,13 +176,17 @@ type Options struct {
 // World is a finished simulation: what the report and the fault campaign
 // inspect.
 type World struct {
-	emu     *cpemulator.Emulator
-	store   *memory.Store
-	clients []Client
-	cas     *CARecorder
-	disp    *embedded.Dispatcher
-	pubsub  pubsubStats
-	invoked [3]atomic.Int64
+	emu   *cpemulator.Emulator
+	store *memory.Store
+	inv   *memory.Inventory
+	// reconciled is the reconciliation's outcome (Options.Reconcile).
+	reconciled        *ReconcileStats
+	reconcileProblems []string
+	clients           []Client
+	cas               *CARecorder
+	disp              *embedded.Dispatcher
+	pubsub            pubsubStats
+	invoked           [3]atomic.Int64
 	// billedNs adds up each function's requests' durations, each rounded
 	// up to Cloud Run's 100 ms (nanoseconds).
 	billedNs [3]atomic.Int64
@@ -312,7 +319,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		return nil, fmt.Errorf("simulation: adapter config: %w", err)
 	}
 	rng := &lockedRand{rng: rand.New(rand.NewPCG(o.Seed, 0x5eed))}
-	w := &World{store: o.Store, cas: NewCARecorder(), logs: o.logs}
+	w := &World{store: o.Store, cas: NewCARecorder(), logs: o.logs, inv: memory.NewInventory()}
 	if w.store == nil {
 		w.store = memory.New()
 	}
@@ -414,9 +421,13 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simulation: %w", err)
 	}
+	var devCAs []*devca.Connector
 	for ref, c := range cas {
-		if d, ok := c.(*devca.Connector); ok && o.CAFault != nil {
-			d.SetFault(o.CAFault)
+		if d, ok := c.(*devca.Connector); ok {
+			devCAs = append(devCAs, d)
+			if o.CAFault != nil {
+				d.SetFault(o.CAFault)
+			}
 		}
 		cas[ref] = w.cas.Wrap(c)
 	}
@@ -430,6 +441,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		CAs:              cas,
 		Profiles:         cfg.Profiles,
 		Directory:        dir,
+		Inventory:        w.inv,
 		Allowed:          cfg.Allowed,
 		CallerID:         "certprov-local",
 		RefuseIncomplete: cfg.RefuseIncomplete(),
@@ -643,6 +655,13 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 	cancel()
 	w.disp.Close()
 	pubsubWG.Wait()
+	if o.Reconcile != nil {
+		st, problems, err := w.reconcile(ctx, o, p, devCAs)
+		if err != nil {
+			return nil, fmt.Errorf("simulation: %w", err)
+		}
+		w.reconciled, w.reconcileProblems = st, problems
+	}
 	return w, nil
 }
 

@@ -89,6 +89,7 @@ type Fake struct {
 	templates  map[string]*privatecapb.CertificateTemplate
 	certs      map[string]*privatecapb.Certificate // by full name
 	requestIDs map[string]seenRequest
+	revokeIDs  map[string]string // request_id of a revocation -> certificate name
 	issued     int
 	calls      map[string]int
 	outage     bool
@@ -131,6 +132,7 @@ func Start(t testing.TB) (addr string, f *Fake) {
 		templates:  map[string]*privatecapb.CertificateTemplate{},
 		certs:      map[string]*privatecapb.Certificate{},
 		requestIDs: map[string]seenRequest{},
+		revokeIDs:  map[string]string{},
 		calls:      map[string]int{},
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -502,6 +504,40 @@ func (f *Fake) GetCertificate(_ context.Context, req *privatecapb.GetCertificate
 	c := f.certs[req.GetName()]
 	if c == nil {
 		return nil, status.Errorf(codes.NotFound, "Resource '%s' was not found.", req.GetName())
+	}
+	return proto.Clone(c).(*privatecapb.Certificate), nil
+}
+
+// RevokeCertificate revokes a stored certificate as the service does:
+// InvalidArgument for a malformed name, NotFound for an unknown one,
+// FailedPrecondition when it is already revoked; a retry with the same
+// request_id returns the revoked certificate. The revocation shows in the
+// certificate's revocation_details.
+func (f *Fake) RevokeCertificate(_ context.Context, req *privatecapb.RevokeCertificateRequest) (*privatecapb.Certificate, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if certRE.FindStringSubmatch(req.GetName()) == nil {
+		return nil, status.Errorf(codes.InvalidArgument, "Malformed certificate name %q.", req.GetName())
+	}
+	c := f.certs[req.GetName()]
+	if c == nil {
+		return nil, status.Errorf(codes.NotFound, "Resource '%s' was not found.", req.GetName())
+	}
+	if id := req.GetRequestId(); id != "" {
+		if u, err := uuid.Parse(id); err != nil || len(id) != 36 || u == uuid.Nil {
+			return nil, status.Errorf(codes.InvalidArgument, "request_id %q is not a valid UUID (the zero UUID is not supported).", id)
+		}
+		if f.revokeIDs[id] == req.GetName() {
+			return proto.Clone(c).(*privatecapb.Certificate), nil
+		}
+	}
+	if c.GetRevocationDetails() != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "Certificate '%s' is already revoked.", req.GetName())
+	}
+	c.RevocationDetails = &privatecapb.Certificate_RevocationDetails{RevocationState: req.GetReason(), RevocationTime: timestamppb.Now()}
+	c.UpdateTime = timestamppb.Now()
+	if id := req.GetRequestId(); id != "" {
+		f.revokeIDs[id] = req.GetName()
 	}
 	return proto.Clone(c).(*privatecapb.Certificate), nil
 }
