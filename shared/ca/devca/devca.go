@@ -56,6 +56,7 @@ type Connector struct {
 	mu     sync.Mutex
 	issued map[string]*x509.Certificate // by RequestID
 	fault  func(req ca.Request) error
+	rate   *rate // SetRate (rate.go)
 
 	count atomic.Int64
 }
@@ -202,6 +203,11 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, er
 	}
 	if cert, ok := c.issued[req.RequestID]; ok {
 		return &ca.Issued{Leaf: cert}, nil
+	}
+	if c.rate != nil {
+		if err := c.rate.take(); err != nil {
+			return nil, err
+		}
 	}
 	csr, err := x509.ParseCertificateRequest(req.CSR)
 	if err != nil {

@@ -178,7 +178,7 @@ type Emulator struct {
 	order []*process          // in creation order
 
 	calls [numMethods]atomic.Int64
-	quota *quota // nil: no quota (Options.QuotaPerMinute)
+	quota *quota         // nil: no quota (Options.QuotaPerMinute)
 	dir   directoryState // the Directory endpoints (directory.go)
 
 	vmu        sync.Mutex

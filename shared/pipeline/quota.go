@@ -1,0 +1,149 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+
+	"github.com/chromeos-certprov/adapter/shared/notification"
+	"github.com/chromeos-certprov/adapter/shared/progress"
+	"github.com/chromeos-certprov/adapter/shared/tasks"
+)
+
+// Pacing under the API's quota.
+//
+// The Certificate Provisioning API has one per-project quota of requests per
+// minute. A rollout starts tens of thousands of processes within minutes, far
+// more than the quota serves, so the adapter admits new claims at the pace
+// the quota allows and lets the work already in flight go first:
+//
+//   - Every queue's dispatch rate is set from the quota (QueueRates; terraform
+//     sets the same numbers from api_quota_per_minute). Instances share no
+//     memory, so the pacing is the queues', as in production.
+//   - A claim that meets 429 (on any delivery, not only the last) is handed to
+//     a task on the rate-limited claim queue (QueueClaim) and the notification
+//     acknowledged: Pub/Sub's ten deliveries are not spent, and Cloud Tasks
+//     keeps the task for as long as the backlog takes.
+//   - A claim task that meets 429 again hands on to a fresh claim task
+//     instead of spending its attempts: quota is never a process's failure.
+//
+// The arithmetic (README, "Rollout under quota"; terraform/tasks.tf): an
+// enrollment makes about CallsPerEnrollment API requests (4 by the claim step:
+// get, claim, get, signData; about 2 operations.get; 1 uploadCertificate). Of
+// the quota, QuotaHeadroom is kept for the sweep, the operator command and
+// failures, and the rest is the budget B (requests per second). The poll and
+// issue queues get their share first, as caps well above what the enrollments
+// admitted need (poll: 3 of every 7 requests, issue: 1 of 7), so work in
+// flight never waits behind new claims; the claim queue admits B/7 enrollments
+// per second, which is what the budget can finish. A claim task makes the 4
+// requests of the claim step, so the admitted claims use 4/7 of B and the
+// polls and uploads they lead to the other 3/7.
+
+// QuotaHeadroom is the share of the API quota kept out of the queues' rates.
+const QuotaHeadroom = 0.05
+
+// CallsPerEnrollment is how many API requests an enrollment takes, on average,
+// for the claim queue's rate: the claim step's 4, the polls' 2 (the measured
+// operations.get per enrollment of clients that sign within seconds), and the
+// upload.
+const CallsPerEnrollment = 7
+
+// QueueRates are the dispatch rates (per second) that keep the queues, together,
+// under an API quota of quotaPerMinute requests per minute, and issue under
+// caPerSecond issuances per second per CA connection (0: no CA limit).
+// terraform/tasks.tf computes the same from api_quota_per_minute.
+func QueueRates(quotaPerMinute, caPerSecond float64) map[tasks.Queue]float64 {
+	budget := quotaPerMinute / 60 * (1 - QuotaHeadroom)
+	issue := budget * 1 / CallsPerEnrollment
+	if caPerSecond > 0 {
+		issue = math.Min(issue, caPerSecond)
+	}
+	return map[tasks.Queue]float64{
+		tasks.QueuePoll:  budget * 3 / CallsPerEnrollment,
+		tasks.QueueIssue: issue,
+		tasks.QueueClaim: budget / CallsPerEnrollment,
+	}
+}
+
+// deferClaim hands a notification whose claim met the quota (err, a 429) to
+// the claim queue and acknowledges it (nil): the record is RECEIVED or
+// CLAIMED (its lease freed by the failed call). In SIGNING the first poll
+// task, enqueued before signData, carries on. Otherwise, or when the record
+// cannot be read, err is returned and Pub/Sub delivers the message again.
+func (p *Pipeline) deferClaim(ctx context.Context, data []byte, err error) error {
+	ev, _, derr := notification.Decode(data)
+	if derr != nil {
+		return err
+	}
+	rec, gerr := p.Store.Get(ctx, progress.Key(ev.CustomerID, ev.ProcessID))
+	if gerr != nil {
+		return err
+	}
+	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
+	switch rec.State {
+	case progress.StateReceived, progress.StateClaimed:
+		return p.enqueueClaim(ctx, rec, 1, err)
+	case progress.StateSigning:
+		return nil
+	}
+	return err
+}
+
+// enqueueClaim puts the n-th claim task of rec on the claim queue (a no-op if
+// it exists). Its rate decides when it runs.
+func (p *Pipeline) enqueueClaim(ctx context.Context, rec *progress.Record, n int, cause error) error {
+	body, _ := json.Marshal(TaskBody{Key: rec.Key, Attempt: n})
+	t := tasks.Task{Queue: tasks.QueueClaim, Name: fmt.Sprintf("claim-%s-%d", taskID(rec.Key), n), Body: body}
+	if err := p.Tasks.Enqueue(ctx, t); err != nil {
+		return fmt.Errorf("%v; and handing the claim to the claim queue: %w", cause, err)
+	}
+	p.logger(ctx).Info("quota reached; the claim waits in the claim queue", slog.String("state", string(rec.State)), slog.Int("claim_task", n), slog.String("reason", cause.Error()))
+	return nil
+}
+
+// ClaimTask handles a task of the claim queue (d.Body is a TaskBody whose
+// Attempt numbers the claim tasks of the process): it carries the process on
+// from where it is, as Poll does. A 429 hands on to the next claim task; on
+// the task's last attempt, contention goes to a fresh task and any other
+// transient failure before signData is reported, as on the last delivery of
+// the notification.
+func (p *Pipeline) ClaimTask(ctx context.Context, d Delivery) error {
+	p.init()
+	tb, ok := decodeTask(d.Body)
+	rec, err := p.read(ctx, tb, ok, len(d.Body), "claim")
+	if rec == nil {
+		return err
+	}
+	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
+	if p.noLongerServed(rec) {
+		_, err := p.fail(ctx, rec, d.Attempt, "the customer is no longer in allowedCustomers", msgNoLongerServed)
+		return err
+	}
+	err = p.advance(ctx, rec, d.Attempt)
+	if err == nil || IsCrash(err) {
+		return err
+	}
+	cur, gerr := p.Store.Get(ctx, rec.Key)
+	if gerr != nil {
+		return err
+	}
+	quota := isQuota(err)
+	if quota && (cur.State == progress.StateReceived || cur.State == progress.StateClaimed) {
+		return p.enqueueClaim(ctx, cur, tb.Attempt+1, err)
+	}
+	if cur.State == progress.StateSigning && quota {
+		return nil // the first poll task carries on
+	}
+	if !p.lastAttempt(d.Attempt) || (cur.State != progress.StateReceived && cur.State != progress.StateClaimed) {
+		return err
+	}
+	if errors.Is(err, errBusy) || quota {
+		return p.continueLater(ctx, cur, err)
+	}
+	_, ferr := p.fail(ctx, cur, d.Attempt, fmt.Sprintf("giving up after %d claim task attempts: %v", d.Attempt, err),
+		"The adapter could not start this enrollment because a service was unavailable. The device will try again later.")
+	return ferr
+}
