@@ -31,25 +31,29 @@ import (
 //     instead of spending its attempts: quota is never a process's failure.
 //
 // The arithmetic (README, "Rollout under quota"; terraform/tasks.tf): an
-// enrollment makes about CallsPerEnrollment API requests (4 by the claim step:
-// get, claim, get, signData; about 2 operations.get; 1 uploadCertificate). Of
-// the quota, QuotaHeadroom is kept for the sweep, the operator command and
-// failures, and the rest is the budget B (requests per second). The poll and
-// issue queues get their share first, as caps well above what the enrollments
-// admitted need (poll: 3 of every 7 requests, issue: 1 of 7), so work in
-// flight never waits behind new claims; the claim queue admits B/7 enrollments
-// per second, which is what the budget can finish. A claim task makes the 4
-// requests of the claim step, so the admitted claims use 4/7 of B and the
-// polls and uploads they lead to the other 3/7.
+// enrollment makes about CallsPerEnrollment = 6 API requests: 4 by the claim
+// step (get, claim, get, signData), about 1 operations.get (the first poll,
+// 2 s after signData, finds most signatures of clients that sign within
+// seconds; measured 1.1 per enrollment) and 1 uploadCertificate. Of the
+// quota Q (per minute), QuotaHeadroom is kept for the sweep, the operator
+// command and failures; the rest is the budget B = Q/60 x (1 - headroom)
+// requests per second. The claim queue admits B/6 enrollments per second,
+// which is what the budget can finish: their claim tasks use 4/6 of B, the
+// polls and uploads they lead to the other 2/6. The poll and issue queues get
+// their share first, as caps above what the admitted enrollments need (poll
+// 2/6 of B, twice its need; issue 1/6, and at most the CA's rate), so the
+// work in flight never waits behind new claims. A claim that meets 429
+// anyway (the first deliveries of a burst come straight from Pub/Sub) waits
+// in the claim queue.
 
 // QuotaHeadroom is the share of the API quota kept out of the queues' rates.
 const QuotaHeadroom = 0.05
 
 // CallsPerEnrollment is how many API requests an enrollment takes, on average,
-// for the claim queue's rate: the claim step's 4, the polls' 2 (the measured
-// operations.get per enrollment of clients that sign within seconds), and the
+// for the claim queue's rate: the claim step's 4, the polls' 1 (measured: 1.1
+// operations.get per enrollment of clients that sign within 1-5 s), and the
 // upload.
-const CallsPerEnrollment = 7
+const CallsPerEnrollment = 6
 
 // QueueRates are the dispatch rates (per second) that keep the queues, together,
 // under an API quota of quotaPerMinute requests per minute, and issue under
@@ -62,7 +66,7 @@ func QueueRates(quotaPerMinute, caPerSecond float64) map[tasks.Queue]float64 {
 		issue = math.Min(issue, caPerSecond)
 	}
 	return map[tasks.Queue]float64{
-		tasks.QueuePoll:  budget * 3 / CallsPerEnrollment,
+		tasks.QueuePoll:  budget * 2 / CallsPerEnrollment,
 		tasks.QueueIssue: issue,
 		tasks.QueueClaim: budget / CallsPerEnrollment,
 	}

@@ -81,3 +81,15 @@ func errQuota() *apiError {
 	return &apiError{HTTP: http.StatusTooManyRequests, Status: "RESOURCE_EXHAUSTED",
 		Message: "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'chromemanagement.googleapis.com' (emulated)."}
 }
+
+// Keys returns the customer and id of every process, in creation order,
+// without the cost of a snapshot: for a run's timeline.
+func (e *Emulator) Keys() (customers, ids []string) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	customers, ids = make([]string, len(e.order)), make([]string, len(e.order))
+	for i, p := range e.order {
+		customers[i], ids[i] = p.customer, p.id
+	}
+	return customers, ids
+}
