@@ -40,9 +40,9 @@ import (
 // requests per second. The claim queue admits B/6 enrollments per second,
 // which is what the budget can finish: their claim tasks use 4/6 of B, the
 // polls and uploads they lead to the other 2/6. The poll and issue queues get
-// their share first, as caps above what the admitted enrollments need (poll
-// 2/6 of B, twice its need; issue 1/6, and at most the CA's rate), so the
-// work in flight never waits behind new claims. A claim that meets 429
+// their share first, as caps at twice what the admitted enrollments need
+// (poll 2/6 of B; issue 2/6, and at most the CA's rate), so the work in
+// flight never waits behind new claims and a backlog of it drains. A claim that meets 429
 // anyway (the first deliveries of a burst come straight from Pub/Sub) waits
 // in the claim queue.
 
@@ -61,7 +61,7 @@ const CallsPerEnrollment = 6
 // terraform/tasks.tf computes the same from api_quota_per_minute.
 func QueueRates(quotaPerMinute, caPerSecond float64) map[tasks.Queue]float64 {
 	budget := quotaPerMinute / 60 * (1 - QuotaHeadroom)
-	issue := budget * 1 / CallsPerEnrollment
+	issue := budget * 2 / CallsPerEnrollment
 	if caPerSecond > 0 {
 		issue = math.Min(issue, caPerSecond)
 	}

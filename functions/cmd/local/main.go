@@ -5,6 +5,10 @@
 // any process did not end as its scenario expects.
 //
 //	go run ./functions/cmd/local -clients 200 -report r.json
+//
+// With -rollout it runs the rollout benchmark instead (shared/tooling/rollout):
+//
+//	go run ./functions/cmd/local -rollout 50000 -rollout-window 60s -api-quota-per-minute 2400 -report rollout.json -plot rollout.svg
 package main
 
 import (
@@ -52,6 +56,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 	if sc.Logs {
 		o.Log = logging.New(stderr, slog.LevelInfo, "local")
+	}
+	if local.rollout > 0 {
+		return runRollout(ctx, local, sc, stdout, stderr)
 	}
 	if local.config != "" {
 		data, err := os.ReadFile(local.config)
@@ -102,6 +109,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 type localFlags struct {
 	config  string
 	compare bool
+	rolloutFlags
 }
 
 // flags declares the local run's flags: the scenario's (shared with
@@ -112,6 +120,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *scenario.Scenario, *localFlags) {
 	sc := scenario.Flags(fs)
 	l := &localFlags{}
 	fs.StringVar(&l.config, "config", "", "adapter config JSON (CA connections, profiles, allowedCustomers); secrets it names are read from the environment; default: the built-in development CA")
+	l.rolloutFlags.declare(fs)
 	fs.BoolVar(&l.compare, "compare-schedules", false, "run the same clients once per poll schedule (default, fixed 10 s, alternatives) and print added latency against operations.get calls")
 	return fs, sc, l
 }
