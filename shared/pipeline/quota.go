@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 
+	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/notification"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
@@ -70,6 +71,18 @@ func QueueRates(quotaPerMinute, caPerSecond float64) map[tasks.Queue]float64 {
 		tasks.QueueIssue: issue,
 		tasks.QueueClaim: budget / CallsPerEnrollment,
 	}
+}
+
+// isCAQuota reports whether err is a CA's throttling answer (ca.ErrThrottled):
+// like the API's 429, never the process's failure.
+func isCAQuota(err error) bool { return errors.Is(err, ca.ErrThrottled) }
+
+// caQuotaLater hands an issuance throttled by the CA on the task's last
+// attempt to a fresh task instead of failing the process: the call is over,
+// so its lease is freed first.
+func (p *Pipeline) caQuotaLater(ctx context.Context, rec *progress.Record, err error) error {
+	p.freeLease(ctx, rec, "CA: "+err.Error())
+	return p.continueLater(ctx, rec, err)
 }
 
 // deferClaim hands a notification whose claim met the quota (err, a 429) to

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/chromeos-certprov/adapter/shared/ca"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
@@ -121,4 +122,30 @@ func TestQueueRates(t *testing.T) {
 	if got := pipeline.QueueRates(600, 0)[tasks.QueueIssue]; got != 600.0/60*(1-pipeline.QuotaHeadroom)*2/6 {
 		t.Errorf("issue without a CA rate: %v", got)
 	}
+}
+
+// An issuance the CA throttles (its rate reached) on every attempt of the
+// issue task is not the process's failure: the last attempt hands it to a
+// fresh task, which issues once the CA takes requests again.
+func TestCAThrottledOnTheLastAttemptIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{})
+	throttled := 0
+	h.ca.SetFault(func(ca.Request) error {
+		if throttled < h.p.MaxAttempts {
+			throttled++
+			return &ca.Error{Kind: ca.Transient, Reason: "RESOURCE_EXHAUSTED", Err: ca.ErrThrottled}
+		}
+		return nil
+	})
+	name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+	if err := h.claim(note, 1); err != nil {
+		t.Fatal(err)
+	}
+	h.drain()
+	if throttled != h.p.MaxAttempts {
+		t.Fatalf("the CA throttled %d requests, want %d (one task's attempts)", throttled, h.p.MaxAttempts)
+	}
+	h.wantUploaded(name)
+	h.noViolations()
 }

@@ -60,7 +60,7 @@ func (r *rate) take() error {
 	}
 	if r.n >= r.perSecond {
 		r.refused++
-		return &ca.Error{Kind: ca.Transient, Reason: "RESOURCE_EXHAUSTED: issuance rate of the development CA exceeded"}
+		return &ca.Error{Kind: ca.Transient, Reason: "RESOURCE_EXHAUSTED: issuance rate of the development CA exceeded", Err: ca.ErrThrottled}
 	}
 	r.n++
 	return nil
