@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/progress"
 	"github.com/chromeos-certprov/adapter/shared/tooling/clock"
 	"github.com/chromeos-certprov/adapter/shared/tooling/simulation"
@@ -48,8 +49,8 @@ type Options struct {
 	// Unpaced also runs the same rollout without pacing; default true in
 	// the local run.
 	Unpaced bool
-	// SampleEvery is the timeline's step (clock time); default Window/6,
-	// at least a second of clock time.
+	// SampleEvery is the timeline's step (clock time); default about 1/150
+	// of the rollout's expected length, at least Window/6 and a second.
 	SampleEvery time.Duration
 	// Timeout bounds each run in clock time; default 24h.
 	Timeout time.Duration
@@ -128,7 +129,10 @@ func (o *Options) defaults() error {
 		o.TimeScale = 1
 	}
 	if o.SampleEvery <= 0 {
-		o.SampleEvery = max(o.Window/6, time.Duration(float64(time.Second)/o.TimeScale))
+		// About 150 samples over the rollout's expected length (6
+		// requests per process at the quota): each reads every record.
+		expected := time.Duration(float64(o.Processes) * pipeline.CallsPerEnrollment / float64(o.QuotaPerMinute) * float64(time.Minute) / o.TimeScale)
+		o.SampleEvery = max(o.Window/6, expected/150, time.Duration(float64(time.Second)/o.TimeScale))
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 24 * time.Hour

@@ -14,12 +14,16 @@ func TestSmallRollout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a rollout of 400 processes")
 	}
-	r, err := Run(context.Background(), Options{Processes: 400, Window: 10 * time.Second, QuotaPerMinute: 300, CAPerSecond: 7, Seed: 1, Unpaced: true, Progress: os.Stderr})
+	n, q := 400, 300
+	if os.Getenv("ROLLOUT_N") != "" {
+		n, q = 5000, 600
+	}
+	r, err := Run(context.Background(), Options{Processes: n, Window: 10 * time.Second, QuotaPerMinute: q, CAPerSecond: 7, Seed: 1, Unpaced: true, Progress: os.Stderr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := r.Paced
-	if p.Uploaded != 400 || p.FailedByCause["quota"] != 0 || p.SignDataOnce != 400 || p.SignDataNot != 0 || len(p.Violations) > 0 {
+	if p.Uploaded != n || p.FailedByCause["quota"] != 0 || p.SignDataOnce != n || p.SignDataNot != 0 || len(p.Violations) > 0 {
 		t.Errorf("paced: uploaded %d, quota failures %d, signData once %d / not once %d, violations %q; want 400, 0, 400, 0, none",
 			p.Uploaded, p.FailedByCause["quota"], p.SignDataOnce, p.SignDataNot, p.Violations)
 	}
