@@ -41,9 +41,6 @@ func runRollout(ctx context.Context, l *localFlags, sc *scenario.Scenario, stdou
 		Processes: l.rollout, Window: l.window, QuotaPerMinute: l.quota, CAPerSecond: l.caRate,
 		Runs: l.runs, Seed: sc.Seed, TimeScale: sc.TimeScale, RealClock: l.realClock, Unpaced: l.unpaced,
 	}
-	if l.realClock {
-		o.Window = time.Duration(float64(o.Window) / sc.TimeScale)
-	}
 	if !sc.Quiet {
 		o.Progress = stderr
 	}
