@@ -109,11 +109,15 @@ func (p *Pipeline) deferClaim(ctx context.Context, data []byte, err error) error
 	return err
 }
 
-// enqueueClaim puts the n-th claim task of rec on the claim queue (a no-op if
-// it exists). Its rate decides when it runs.
+// enqueueClaim puts the n-th claim task of a chain for rec, as read after its
+// claim met the quota, on the claim queue; its rate decides when it runs.
+// The task is named for the record's version and n (the body carries n as
+// its Attempt): two deliveries that met the same 429 enqueue one task, and
+// every hand-off of a chain has a fresh name, also when the failed step
+// wrote nothing (a 429 on the get before signData).
 func (p *Pipeline) enqueueClaim(ctx context.Context, rec *progress.Record, n int, cause error) error {
 	body, _ := json.Marshal(TaskBody{Key: rec.Key, Attempt: n})
-	t := tasks.Task{Queue: tasks.QueueClaim, Name: fmt.Sprintf("claim-%s-%d", taskID(rec.Key), n), Body: body}
+	t := tasks.Task{Queue: tasks.QueueClaim, Name: fmt.Sprintf("claim-%s-%d-%d", taskID(rec.Key), rec.Version, n), Body: body}
 	if err := p.Tasks.Enqueue(ctx, t); err != nil {
 		return fmt.Errorf("%v; and handing the claim to the claim queue: %w", cause, err)
 	}
@@ -121,9 +125,15 @@ func (p *Pipeline) enqueueClaim(ctx context.Context, rec *progress.Record, n int
 	return nil
 }
 
-// ClaimTask handles a task of the claim queue (d.Body is a TaskBody whose
-// Attempt numbers the claim tasks of the process): it carries the process on
-// from where it is, as Poll does. A 429 hands on to the next claim task; on
+// unclaimed reports whether rec's claim step is still to do.
+func unclaimed(rec *progress.Record) bool {
+	return rec.State == progress.StateReceived || rec.State == progress.StateClaimed
+}
+
+// ClaimTask handles a task of the claim queue (d.Body is a TaskBody), and a
+// poll task that finds the claim still to do when claims are paced (a fresh
+// task after contention, a sweep's re-drive): it carries the process on from
+// where it is, as Poll does. A 429 hands on to the next claim task; on
 // the task's last attempt, contention goes to a fresh task and any other
 // transient failure before signData is reported, as on the last delivery of
 // the notification.
@@ -148,7 +158,7 @@ func (p *Pipeline) ClaimTask(ctx context.Context, d Delivery) error {
 		return err
 	}
 	quota := isQuota(err)
-	if quota && (cur.State == progress.StateReceived || cur.State == progress.StateClaimed) {
+	if quota && unclaimed(cur) {
 		return p.enqueueClaim(ctx, cur, tb.Attempt+1, err)
 	}
 	if cur.State == progress.StateSigning && quota {

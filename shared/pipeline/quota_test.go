@@ -149,3 +149,37 @@ func TestCAThrottledOnTheLastAttemptIsNotAFailure(t *testing.T) {
 	h.wantUploaded(name)
 	h.noViolations()
 }
+
+// With PaceClaims, a poll task that finds the claim still to do (the fresh
+// task after contention, a sweep's re-drive) and meets 429 hands the claim
+// to the claim queue instead of spending its attempts: before, its last
+// attempt dropped the task and left the process to the sweep.
+func TestQuotaOnAPollTaskBeforeTheClaim(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cpemulator.Options{Fault: faultTimes(cpemulator.MethodGet, cpemulator.FaultResourceExhausted, 2)})
+	h.p.PaceClaims = true
+	name, note := h.add(cpemulator.ClientSpec{Key: cpemulator.ECP256, SignDelay: time.Second})
+	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: note, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	first, ok := h.q.next()
+	if !ok || first.Queue != tasks.QueueClaim {
+		t.Fatalf("no claim task after the claim's 429")
+	}
+	body := []byte(`{"key":"` + h.key(name) + `"}`)
+	if err := h.p.Poll(context.Background(), pipeline.Delivery{Body: body, Attempt: h.p.MaxAttempts}); err != nil {
+		t.Fatalf("a poll task before the claim erred on its last attempt: %v", err)
+	}
+	task, ok := h.q.next()
+	if !ok || task.Queue != tasks.QueueClaim {
+		t.Fatalf("the poll task's 429 did not go to the claim queue (next task %v, %v)", task.Queue, ok)
+	}
+	for _, tk := range []tasks.Task{first, task} {
+		if err := h.deliver(tk, 1); err != nil {
+			t.Fatalf("claim task %s: %v", tk.Name, err)
+		}
+	}
+	h.drain()
+	h.wantUploaded(name)
+	h.noViolations()
+}

@@ -190,6 +190,9 @@ func runOnce(ctx context.Context, o Options, paced bool, seed uint64) (*Result, 
 		TaskMinBackoff: time.Duration(float64(2*time.Second) / o.TimeScale),
 		TaskMaxBackoff: time.Duration(float64(300*time.Second) / o.TimeScale),
 		Lease:          time.Duration(float64(2*time.Minute) / o.TimeScale),
+		// The hourly sweep re-drives what a dropped task left behind.
+		SweepAfter: time.Duration(float64(time.Hour) / o.TimeScale),
+		SweepEvery: time.Duration(float64(time.Hour) / o.TimeScale),
 	}
 	if o.Processes > 1 && o.Window > 0 {
 		so.Arrival = float64(o.Processes-1) / (o.Window.Seconds() / o.TimeScale)
