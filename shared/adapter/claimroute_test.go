@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -35,18 +36,21 @@ func (q queueRecorder) Enqueue(_ context.Context, t tasks.Task) error {
 
 // PollSignature runs the claim queue's tasks at cloudtasks.ClaimPath: a claim
 // task that meets 429 hands on to the next claim task and is acknowledged,
-// where a poll task on the root path is retried.
+// where a poll task on the root path is retried, unless claims are paced
+// (then a poll task that finds the claim to do hands it on too).
 func TestClaimRoute(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		path   string
+		paced  bool
 		status int
 		queues int
 	}{
-		{cloudtasks.ClaimPath, http.StatusOK, 1},
-		{"/", http.StatusServiceUnavailable, 0},
+		{cloudtasks.ClaimPath, false, http.StatusOK, 1},
+		{"/", false, http.StatusServiceUnavailable, 0},
+		{"/", true, http.StatusOK, 1},
 	} {
-		t.Run(tc.path, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s paced %v", tc.path, tc.paced), func(t *testing.T) {
 			t.Parallel()
 			store := memory.New()
 			now := time.Now().UTC()
@@ -56,7 +60,7 @@ func TestClaimRoute(t *testing.T) {
 			}
 			var queues []tasks.Queue
 			p := &pipeline.Pipeline{Store: store, Tasks: queueRecorder{&queues}, API: quotaAPI{}, Allowed: func(string) bool { return true },
-				Log: testlog.New(t), PaceClaims: true}
+				Log: testlog.New(t), PaceClaims: tc.paced}
 			get := func(context.Context) (*pipeline.Pipeline, *slog.Logger, error) { return p, p.Log, nil }
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(`{"key":"C0:p","attempt":1}`))
