@@ -197,14 +197,16 @@ plan_checks() {
     | "\(.address) \(.values.permissions)"' "$json")"
   [[ -z "$bad" ]] || fail "CAS custom role permissions: $bad"
 
-  # Queue concurrency within what the function serves at once, and the sweep
+  # Queue concurrency within what the function serves at once (the claim
+  # queue's target is PollSignature), and the sweep
   # job's deadline within PollSignature's timeout.
   bad="$(jq -r '
     [.planned_values.root_module.resources[]] as $r
     | ($r | map(select(.type == "google_cloudfunctions2_function")) | map({key: .name, value: .values.service_config[0]}) | from_entries) as $fn
     | $r[] | select(.type == "google_cloud_tasks_queue")
-    | select(.values.rate_limits[0].max_concurrent_dispatches > ($fn[.name].max_instance_count * ($fn[.name].max_instance_request_concurrency // 1)))
-    | "\(.address): \(.values.rate_limits[0].max_concurrent_dispatches) > \($fn[.name].max_instance_count) x \($fn[.name].max_instance_request_concurrency // 1)"' "$json")"
+    | (if .name == "claim" then "poll" else .name end) as $f
+    | select(.values.rate_limits[0].max_concurrent_dispatches > ($fn[$f].max_instance_count * ($fn[$f].max_instance_request_concurrency // 1)))
+    | "\(.address): \(.values.rate_limits[0].max_concurrent_dispatches) > \($fn[$f].max_instance_count) x \($fn[$f].max_instance_request_concurrency // 1)"' "$json")"
   [[ -z "$bad" ]] || fail "queue concurrency above function capacity: $bad"
   # Each job's deadline within the timeout of the function it invokes: the
   # sweep PollSignature's, the reconciliation IssueCertificate's.
@@ -259,6 +261,9 @@ plan_refused 'function_limits={poll = {timeout_seconds = 30}}' "function_limits.
 plan_refused 'queue_rate_limits={poll = {max_dispatches_per_second = 5, max_concurrent_dispatches = 500}, issue = {max_dispatches_per_second = 2, max_concurrent_dispatches = 5}}' \
   "queue_rate_limits.poll.max_concurrent_dispatches (500) must not exceed function_limits.poll.max_instances x concurrency (100)"
 plan_refused 'log_metric_wait=soon' "log_metric_wait must be a duration"
+plan_refused 'api_quota_per_minute=10' "api_quota_per_minute must be a whole number from 60 to 1000000"
+plan_refused 'queue_rate_limits={claim = {max_dispatches_per_second = 100}}' "admits more enrollments than api_quota_per_minute (2400) can finish"
+plan_refused 'queue_rate_limits={claim = {max_concurrent_dispatches = 90}}' "PollSignature runs both queues' tasks"
 
 step "the README lists every role the deployer needs (derived from the planned resource types)"
 roles_map="$repo/.ci/tofu/deployer-roles.json"

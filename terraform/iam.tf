@@ -152,13 +152,14 @@ resource "google_project_iam_member" "firestore_user" {
 
 locals {
   enqueues = {
-    claim = ["poll", "issue"]
-    poll  = ["poll", "issue"]
+    claim = ["poll", "issue", "claim"]
+    poll  = ["poll", "issue", "claim"]
     issue = ["issue"]
   }
   queue_names = {
     poll  = google_cloud_tasks_queue.poll.name
     issue = google_cloud_tasks_queue.issue.name
+    claim = google_cloud_tasks_queue.claim.name
   }
 }
 

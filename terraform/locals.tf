@@ -33,6 +33,7 @@ locals {
       FIRESTORE_COLLECTION  = var.firestore_collection
       TASKS_POLL_QUEUE      = google_cloud_tasks_queue.poll.id
       TASKS_ISSUE_QUEUE     = google_cloud_tasks_queue.issue.id
+      TASKS_CLAIM_QUEUE     = google_cloud_tasks_queue.claim.id
       POLL_SIGNATURE_URL    = local.run_urls.poll
       ISSUE_CERTIFICATE_URL = local.run_urls.issue
       TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email

@@ -40,10 +40,11 @@ output "functions" {
 }
 
 output "queues" {
-  description = "Cloud Tasks queues (TASKS_POLL_QUEUE, TASKS_ISSUE_QUEUE)."
+  description = "Cloud Tasks queues (TASKS_POLL_QUEUE, TASKS_ISSUE_QUEUE, TASKS_CLAIM_QUEUE)."
   value = {
     poll  = google_cloud_tasks_queue.poll.id
     issue = google_cloud_tasks_queue.issue.id
+    claim = google_cloud_tasks_queue.claim.id
   }
 }
 

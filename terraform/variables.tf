@@ -169,27 +169,58 @@ variable "tasks_retry_backoff" {
   }
 }
 
-variable "queue_rate_limits" {
-  description = "Dispatch limits of the poll and issue queues. Every poll is one operations.get on the Certificate Provisioning API and every issue one CA request: keep them inside the API's quota and the CA's capacity."
-  type = object({
-    poll = object({
-      max_dispatches_per_second = number
-      max_concurrent_dispatches = number
-    })
-    issue = object({
-      max_dispatches_per_second = number
-      max_concurrent_dispatches = number
-    })
-  })
-  default = {
-    poll  = { max_dispatches_per_second = 5, max_concurrent_dispatches = 20 }
-    issue = { max_dispatches_per_second = 2, max_concurrent_dispatches = 5 }
+variable "api_quota_per_minute" {
+  description = <<-EOT
+    The project's quota of the Certificate Provisioning API, in requests per
+    minute across all methods (Cloud console: APIs & Services, Chrome
+    Management API, Quotas). It sets the queues' dispatch rates so that,
+    together, they stay under it (tasks.tf, README "Rollout under quota"): the
+    claim queue admits new enrollments at the pace the quota can finish them,
+    and the poll and issue queues, whose work is in flight, get their share
+    first. Raise it with the quota.
+  EOT
+  type        = number
+  default     = 2400
+
+  validation {
+    condition     = var.api_quota_per_minute >= 60 && var.api_quota_per_minute <= 1000000 && floor(var.api_quota_per_minute) == var.api_quota_per_minute
+    error_message = "api_quota_per_minute must be a whole number from 60 to 1000000."
   }
+}
+
+variable "ca_issuance_per_second" {
+  description = "Issuance rate of each CA connection, by its reference in adapter_config, in certificates per second (Google CAS allows 7 CreateCertificate per second per Enterprise-tier CA). The issue queue dispatches at most the lowest of them. Empty: only the API quota bounds it."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for r in values(var.ca_issuance_per_second) : r > 0 && r <= 500])
+    error_message = "ca_issuance_per_second values must be in (0, 500]."
+  }
+}
+
+variable "queue_rate_limits" {
+  description = "Dispatch limits of the poll, issue and claim queues. max_dispatches_per_second left out (the default) is set from api_quota_per_minute and ca_issuance_per_second (tasks.tf); set it only to override that. Every poll is one operations.get, every issue one CA request and one uploadCertificate, every claim task the claim step's four requests."
+  type = object({
+    poll = optional(object({
+      max_dispatches_per_second = optional(number)
+      max_concurrent_dispatches = optional(number, 20)
+    }), {})
+    issue = optional(object({
+      max_dispatches_per_second = optional(number)
+      max_concurrent_dispatches = optional(number, 5)
+    }), {})
+    claim = optional(object({
+      max_dispatches_per_second = optional(number)
+      max_concurrent_dispatches = optional(number, 20)
+    }), {})
+  })
+  default = {}
 
   validation {
     condition = alltrue([
-      for q in [var.queue_rate_limits.poll, var.queue_rate_limits.issue] :
-      q.max_dispatches_per_second > 0 && q.max_dispatches_per_second <= 500 &&
+      for q in [var.queue_rate_limits.poll, var.queue_rate_limits.issue, var.queue_rate_limits.claim] :
+      (q.max_dispatches_per_second == null ? true : q.max_dispatches_per_second > 0 && q.max_dispatches_per_second <= 500) &&
       q.max_concurrent_dispatches >= 1 && q.max_concurrent_dispatches <= 5000
     ])
     error_message = "max_dispatches_per_second must be in (0, 500] and max_concurrent_dispatches in [1, 5000]."

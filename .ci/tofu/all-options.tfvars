@@ -20,9 +20,12 @@ claim_retry_backoff = { minimum = "5s", maximum = "300s" }
 
 tasks_max_attempts  = 20
 tasks_retry_backoff = { minimum = "1s", maximum = "60s" }
+api_quota_per_minute   = 6000
+ca_issuance_per_second = { dev = 7 }
 queue_rate_limits = {
   poll  = { max_dispatches_per_second = 10, max_concurrent_dispatches = 50 }
   issue = { max_dispatches_per_second = 1, max_concurrent_dispatches = 1 }
+  claim = { max_concurrent_dispatches = 20 }
 }
 poll_schedule             = { initial_delay = "1s", multiplier = 2, max_delay = "30s", jitter = 0.1, late_after = "15m", late_interval = "10m", deadline = "12h" }
 poll_deadline_alert_hours = 12

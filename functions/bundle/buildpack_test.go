@@ -301,6 +301,7 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"FIRESTORE_COLLECTION=certprovProcesses",
 		"TASKS_POLL_QUEUE=projects/bundle-test/locations/us-central1/queues/certprov-poll",
 		"TASKS_ISSUE_QUEUE=projects/bundle-test/locations/us-central1/queues/certprov-issue",
+		"TASKS_CLAIM_QUEUE=projects/bundle-test/locations/us-central1/queues/certprov-claim",
 		"POLL_SIGNATURE_URL=https://certprov-poll-123456789012.us-central1.run.app",
 		"ISSUE_CERTIFICATE_URL=https://certprov-issue-123456789012.us-central1.run.app",
 		"TASKS_SERVICE_ACCOUNT=certprov-tasks@bundle-test.iam.gserviceaccount.com",

@@ -114,7 +114,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 	if err != nil {
 		return nil, nil, fmt.Errorf("firestore client: %w", err)
 	}
-	tcfg := cloudtasks.Config{PollQueue: cfg.PollQueue, IssueQueue: cfg.IssueQueue, PollURL: cfg.PollURL, IssueURL: cfg.IssueURL, ServiceAccount: cfg.TasksServiceAccount}
+	tcfg := cloudtasks.Config{PollQueue: cfg.PollQueue, IssueQueue: cfg.IssueQueue, PollURL: cfg.PollURL, IssueURL: cfg.IssueURL, ClaimQueue: cfg.ClaimQueue, ServiceAccount: cfg.TasksServiceAccount}
 	var enq *cloudtasks.Enqueuer
 	if cfg.TasksEmulator != "" {
 		opts, err := cloudtasks.Dial(ctx, cfg.TasksEmulator)
@@ -152,6 +152,7 @@ func FromEnv(ctx context.Context, lookup config.Lookup, fn string) (*pipeline.Pi
 		Schedule:         cfg.Poll,
 		TTL:              cfg.RecordTTL,
 		MaxAttempts:      cfg.TasksMaxAttempts,
+		PaceClaims:       cfg.ClaimQueue != "",
 		SweepAfter:       cfg.SweepAfter,
 		SweepBudget:      cfg.SweepBudget,
 		Lease:            cfg.Lease,

@@ -22,6 +22,7 @@ import (
 	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tasks"
+	"github.com/chromeos-certprov/adapter/shared/tasks/cloudtasks"
 )
 
 // maxBody bounds a task body; ours are under 200 bytes.
@@ -159,9 +160,14 @@ func Poll(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) h
 		}
 	})
 	sweep := Sweep(get)
+	claim := ClaimTask(get)
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == SweepPath {
+		switch r.URL.Path {
+		case SweepPath:
 			sweep(w, r)
+			return
+		case cloudtasks.ClaimPath:
+			claim(w, r)
 			return
 		}
 		poll(w, r)
@@ -202,6 +208,12 @@ func Sweep(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) 
 		}
 		w.WriteHeader(http.StatusOK)
 	}
+}
+
+// ClaimTask returns the HTTP handler of the claim queue's tasks (served by
+// PollSignature at cloudtasks.ClaimPath): the claims that met the API's quota.
+func ClaimTask(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) http.HandlerFunc {
+	return taskHandler(get, tasks.QueueClaim, func(p *pipeline.Pipeline) func(context.Context, pipeline.Delivery) error { return p.ClaimTask })
 }
 
 // Issue returns the HTTP function for issue tasks and, at ReconcilePath,

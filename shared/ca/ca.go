@@ -77,6 +77,11 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrThrottled is wrapped by a Transient error that says the CA's rate or
+// quota was reached (CAS RESOURCE_EXHAUSTED, the development CA's rate): as
+// the API's 429, never a process's failure.
+var ErrThrottled = errors.New("the CA's issuance rate was reached")
+
 // KindOf returns the kind of err: an *Error's own kind, Transient for anything else.
 func KindOf(err error) Kind {
 	var e *Error

@@ -50,6 +50,7 @@ type Config struct {
 	TasksEmulator       string
 	PollQueue           string
 	IssueQueue          string
+	ClaimQueue          string
 	PollURL             string
 	IssueURL            string
 	TasksServiceAccount string
@@ -153,6 +154,8 @@ func (c *Config) settings() []Setting {
 			Doc: "full name `projects/P/locations/L/queues/Q` of the queue of the poll tasks"},
 		{Name: "TASKS_ISSUE_QUEUE", target: &c.IssueQueue, RequiredInCloud: true,
 			Doc: "full name `projects/P/locations/L/queues/Q` of the queue of the issue tasks"},
+		{Name: "TASKS_CLAIM_QUEUE", target: &c.ClaimQueue,
+			Doc: "full name `projects/P/locations/L/queues/Q` of the rate-limited queue of the claims that met the API's quota (PollSignature runs them at its `/claim` path); empty: such claims are left to Pub/Sub's redeliveries"},
 		{Name: "POLL_SIGNATURE_URL", target: &c.PollURL, RequiredInCloud: true,
 			Doc: "URL of the PollSignature function"},
 		{Name: "ISSUE_CERTIFICATE_URL", target: &c.IssueURL, RequiredInCloud: true,

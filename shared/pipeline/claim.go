@@ -27,6 +27,9 @@ func (p *Pipeline) Claim(ctx context.Context, d Delivery) error {
 	p.init()
 	attempt := d.Attempt
 	err := p.claim(ctx, d.Body, attempt)
+	if err != nil && !IsCrash(err) && p.PaceClaims && isQuota(err) {
+		return p.deferClaim(ctx, d.Body, err) // quota.go
+	}
 	if err == nil || IsCrash(err) || !p.lastAttempt(attempt) {
 		return err
 	}

@@ -234,8 +234,11 @@ func (h *harness) nextIssue() tasks.Task {
 func (h *harness) deliver(t tasks.Task, attempt int) error {
 	d := pipeline.Delivery{Body: t.Body, Attempt: attempt, Name: t.Name}
 	step := h.p.Poll
-	if t.Queue == tasks.QueueIssue {
+	switch t.Queue {
+	case tasks.QueueIssue:
 		step = h.p.Issue
+	case tasks.QueueClaim:
+		step = h.p.ClaimTask
 	}
 	if !h.dup {
 		return step(context.Background(), d)

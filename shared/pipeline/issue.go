@@ -270,6 +270,9 @@ func (p *Pipeline) caFailure(ctx context.Context, rec *progress.Record, err erro
 		}
 		return p.fail(ctx, rec, attempt, "CA refused: "+err.Error(), msg)
 	}
+	if p.lastAttempt(attempt) && isCAQuota(err) {
+		return nil, p.caQuotaLater(ctx, rec, err) // quota.go
+	}
 	if p.lastAttempt(attempt) {
 		return p.fail(ctx, rec, attempt, "CA unavailable on the last attempt: "+err.Error(),
 			"The certificate authority could not be reached. The device will try again later.")

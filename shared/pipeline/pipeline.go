@@ -109,6 +109,10 @@ type Pipeline struct {
 	// the default, so that a slow CA is given up while the lease holds.
 	CATimeout time.Duration
 	Log       *slog.Logger
+	// PaceClaims hands a claim that meets the API's quota (429) to the
+	// claim queue (tasks.QueueClaim, run by ClaimTask) instead of leaving it
+	// to Pub/Sub's redeliveries (quota.go).
+	PaceClaims bool
 	// Now and Jitter are replaceable in tests; defaults time.Now and rand.Float64.
 	Now    func() time.Time
 	Jitter func() float64

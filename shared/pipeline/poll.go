@@ -42,6 +42,9 @@ func (p *Pipeline) Poll(ctx context.Context, d Delivery) error {
 		_, err := p.fail(ctx, rec, attempt, "the customer is no longer in allowedCustomers", msgNoLongerServed)
 		return err
 	}
+	if p.PaceClaims && unclaimed(rec) {
+		return p.ClaimTask(ctx, d) // quota.go: a claim that meets 429 waits in the claim queue
+	}
 	if rec.State == progress.StateSigning {
 		// signData's answer was lost, or its caller died: the process tells
 		// whether it started. This task is then the record's first poll

@@ -17,6 +17,11 @@ const (
 	QueuePoll Queue = "poll"
 	// QueueIssue carries tasks for IssueCertificate.
 	QueueIssue Queue = "issue"
+	// QueueClaim carries the claims that met the API's quota (429): a
+	// rate-limited queue whose tasks PollSignature runs (it resumes a
+	// process in any state), so that a burst of notifications is claimed at
+	// the pace the quota allows instead of spending Pub/Sub redeliveries.
+	QueueClaim Queue = "claim"
 )
 
 // Task is one invocation of a target function, at or after ScheduleTime.

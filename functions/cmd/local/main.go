@@ -5,6 +5,10 @@
 // any process did not end as its scenario expects.
 //
 //	go run ./functions/cmd/local -clients 200 -report r.json
+//
+// With -rollout it runs the rollout benchmark instead (shared/tooling/rollout):
+//
+//	go run ./functions/cmd/local -rollout 50000 -rollout-window 60s -api-quota-per-minute 2400 -report rollout.json -plot rollout.svg
 package main
 
 import (
@@ -60,6 +64,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	// benchmark counts them.
 	o.SweepAfter = time.Duration(float64(config.DefaultSweepAfter) / o.TimeScale)
 	o.SweepEvery = time.Duration(float64(time.Hour) / o.TimeScale)
+	if local.rollout > 0 {
+		return runRollout(ctx, local, sc, stdout, stderr)
+	}
 	if local.config != "" {
 		data, err := os.ReadFile(local.config)
 		if err != nil {
@@ -129,6 +136,7 @@ type localFlags struct {
 	keep                 string
 	reconcile            bool
 	deprovision, suspend int
+	rolloutFlags
 }
 
 // keep saves the run's progress records for the operator CLI.
@@ -155,6 +163,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *scenario.Scenario, *localFlags) {
 	sc := scenario.Flags(fs)
 	l := &localFlags{}
 	fs.StringVar(&l.config, "config", "", "adapter config JSON (CA connections, profiles, allowedCustomers); secrets it names are read from the environment; default: the built-in development CA")
+	l.rolloutFlags.declare(fs)
 	fs.BoolVar(&l.compare, "compare-schedules", false, "run the same clients once per poll schedule (default, fixed 10 s, alternatives) and print added latency against operations.get calls")
 	fs.StringVar(&l.keep, "keep", "", "write the run's progress records to this JSON file, for the operator CLI: certprov status|find|list|timeline --records FILE")
 	fs.BoolVar(&l.reconcile, "reconcile", false, "end with the reconciliation (POST /reconcile on IssueCertificate): a dry run, then for real, against the emulator's directory and the inventory")

@@ -405,7 +405,10 @@ func classify(op string, err error) error {
 	}
 	e := &ca.Error{Reason: st.Message(), Err: fmt.Errorf("cas %s: %w", op, err)}
 	switch st.Code() {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted,
+	case codes.ResourceExhausted:
+		e.Kind, e.UserMessage = ca.Transient, msgUnavailable
+		e.Err = fmt.Errorf("cas %s: %w: %w", op, ca.ErrThrottled, err)
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted,
 		codes.Internal, codes.Unknown, codes.Canceled, codes.DataLoss, codes.Unauthenticated:
 		e.Kind, e.UserMessage = ca.Transient, msgUnavailable
 	default:

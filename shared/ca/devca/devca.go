@@ -60,6 +60,7 @@ type Connector struct {
 	// revoked holds the revoked certificates' CRL entries, by serial (hex).
 	revoked   map[string]x509.RevocationListEntry
 	crlNumber int64
+	rate      *rate // SetRate (rate.go)
 
 	count atomic.Int64
 }
@@ -206,6 +207,11 @@ func (c *Connector) Issue(ctx context.Context, req ca.Request) (_ *ca.Issued, er
 	}
 	if cert, ok := c.issued[req.RequestID]; ok {
 		return &ca.Issued{Leaf: cert}, nil
+	}
+	if c.rate != nil {
+		if err := c.rate.take(); err != nil {
+			return nil, err
+		}
 	}
 	csr, err := x509.ParseCertificateRequest(req.CSR)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
@@ -31,6 +32,9 @@ type Config struct {
 	// projects/P/locations/L/queues/Q (TASKS_POLL_QUEUE, TASKS_ISSUE_QUEUE).
 	PollQueue  string
 	IssueQueue string
+	// ClaimQueue, optional, is the full name of the claim queue
+	// (TASKS_CLAIM_QUEUE); its tasks go to PollURL's ClaimPath.
+	ClaimQueue string
 	// PollURL and IssueURL are the target functions' URLs (POLL_SIGNATURE_URL,
 	// ISSUE_CERTIFICATE_URL).
 	PollURL  string
@@ -64,8 +68,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: want an absolute http(s) URL", urlField, q.url))
 		}
 	}
+	if c.ClaimQueue != "" && !queueName.MatchString(c.ClaimQueue) {
+		errs = append(errs, fmt.Errorf("ClaimQueue %q: want projects/P/locations/L/queues/Q", c.ClaimQueue))
+	}
 	return errors.Join(errs...)
 }
+
+// ClaimPath is the path of PollSignature that runs the claim queue's tasks.
+const ClaimPath = "/claim"
 
 // Enqueuer creates Cloud Tasks tasks. It is safe for concurrent use.
 type Enqueuer struct {
@@ -86,14 +96,18 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Enqueue
 	if err != nil {
 		return nil, fmt.Errorf("cloudtasks: new client: %w", err)
 	}
-	return &Enqueuer{
+	e := &Enqueuer{
 		client: client,
 		cfg:    cfg,
 		targets: map[tasks.Queue]target{
 			tasks.QueuePoll:  {cfg.PollQueue, cfg.PollURL},
 			tasks.QueueIssue: {cfg.IssueQueue, cfg.IssueURL},
 		},
-	}, nil
+	}
+	if cfg.ClaimQueue != "" {
+		e.targets[tasks.QueueClaim] = target{cfg.ClaimQueue, strings.TrimSuffix(cfg.PollURL, "/") + ClaimPath}
+	}
+	return e, nil
 }
 
 // Dial returns client options for the Cloud Tasks emulator at emulatorHost

@@ -157,6 +157,14 @@ type Options struct {
 	// "my_customer" in a request stands for, as the real API resolves it for
 	// the caller.
 	MyCustomer string
+
+	// QuotaPerMinute, when positive, is the project's request quota: at most
+	// this many requests per QuotaWindow across all methods; the rest are
+	// answered 429 RESOURCE_EXHAUSTED without acting (Quota reports them).
+	QuotaPerMinute int
+	// QuotaWindow is the quota's window; default one minute (a run whose
+	// time is scaled passes a minute divided by its scale).
+	QuotaWindow time.Duration
 }
 
 // Emulator is the fake API. Create it with New; it is an http.Handler that
@@ -170,6 +178,7 @@ type Emulator struct {
 	order []*process          // in creation order
 
 	calls [numMethods]atomic.Int64
+	quota *quota         // nil: no quota (Options.QuotaPerMinute)
 	dir   directoryState // the Directory endpoints (directory.go)
 
 	vmu        sync.Mutex
@@ -191,12 +200,19 @@ func New(opts Options) *Emulator {
 	if now == nil {
 		now = time.Now
 	}
-	return &Emulator{
+	e := &Emulator{
 		opts:  opts,
 		now:   now,
 		procs: make(map[string]*process),
 		rng:   rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 	}
+	if opts.QuotaPerMinute > 0 {
+		e.quota = &quota{limit: opts.QuotaPerMinute, window: opts.QuotaWindow}
+		if e.quota.window <= 0 {
+			e.quota.window = time.Minute
+		}
+	}
+	return e
 }
 
 // Calls returns how many requests each method received, including those that
@@ -299,6 +315,10 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := e.lookup(rt.process)
 	if p != nil {
 		p.requests[rt.method].Add(1)
+	}
+	if e.quota != nil && !e.quota.take(e.now()) {
+		writeError(w, r, errQuota())
+		return
 	}
 
 	fault := e.fault(methodNames[rt.method], rt.process)

@@ -161,6 +161,23 @@ type Options struct {
 	// per process may profile at a time.
 	CPUByFunction bool
 
+	// QuotaPerMinute, when positive, gives the API emulator a quota of
+	// requests per minute across all methods (its window a minute divided
+	// by TimeScale); the rest are answered 429.
+	QuotaPerMinute int
+	// Pace paces the run under QuotaPerMinute as production does: the task
+	// queues dispatch at pipeline.QueueRates (times TimeScale) and a claim
+	// that meets 429 goes to the claim queue (Pipeline.PaceClaims).
+	Pace bool
+	// CAPerSecond, when positive, limits each development CA connection to
+	// that many issuances per second (times TimeScale).
+	CAPerSecond int
+	// TaskMinBackoff is the dispatcher's first retry backoff; default 100ms.
+	TaskMinBackoff time.Duration
+	// SampleEvery, when positive, is how often (clock time) the run looks at
+	// its processes, and records a Sample of the timeline (World.Timeline).
+	SampleEvery time.Duration
+
 	// Store, when set, is the store of the run (the fault campaign reads
 	// records while the run goes on).
 	Store *memory.Store
@@ -205,6 +222,9 @@ type World struct {
 	// failed: their task was dropped.
 	lastDropped atomic.Int64
 	sweeps      sweepTotals
+	tmu         sync.Mutex
+	timeline    []Sample
+	devcas      []*devca.Connector // rate-limited (Options.CAPerSecond)
 }
 
 // attemptWriter keeps a task attempt's status (TaskAttempt). With dropped
@@ -285,6 +305,9 @@ func (o *Options) defaults() {
 	}
 	if o.Lease <= 0 {
 		o.Lease = 5 * time.Second
+	}
+	if o.TaskMinBackoff <= 0 {
+		o.TaskMinBackoff = 100 * time.Millisecond
 	}
 	if o.TaskMaxBackoff <= 0 {
 		o.TaskMaxBackoff = 5 * time.Second
@@ -369,6 +392,8 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		Now:               clk.Now,
 		Sleep:             emuSleep,
 		TimeoutHold:       hold,
+		QuotaPerMinute:    o.QuotaPerMinute,
+		QuotaWindow:       time.Duration(float64(time.Minute) / o.TimeScale),
 	})
 	// On the real clock over real HTTP on a loopback port; on a virtual
 	// clock in process (the same handler, without the sockets).
@@ -429,6 +454,10 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 				d.SetFault(o.CAFault)
 			}
 		}
+		if d, ok := c.(*devca.Connector); ok && o.CAPerSecond > 0 {
+			d.SetRate(int(float64(o.CAPerSecond)*o.TimeScale+0.5), clk.Now)
+			w.devcas = append(w.devcas, d)
+		}
 		cas[ref] = w.cas.Wrap(c)
 	}
 
@@ -454,6 +483,7 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		Sealer:           sealer,
 		SweepAfter:       o.SweepAfter,
 		Now:              clk.Now,
+		PaceClaims:       o.Pace,
 	}
 	if p.Crash == nil && o.CrashRate > 0 {
 		p.Crash = func(context.Context, string, string) error {
@@ -509,9 +539,11 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 	w.disp = embedded.New(map[tasks.Queue]http.Handler{
 		tasks.QueuePoll:  count(1, adapter.Poll(get)),
 		tasks.QueueIssue: count(2, adapter.Issue(get)),
+		tasks.QueueClaim: count(1, adapter.ClaimTask(get)),
 	}, embedded.Options{
 		MaxAttempts:   pipeline.DefaultMaxAttempts,
-		MinBackoff:    100 * time.Millisecond,
+		MinBackoff:    o.TaskMinBackoff,
+		Rates:         o.rates(),
 		MaxBackoff:    o.TaskMaxBackoff,
 		Concurrency:   o.Concurrency,
 		DuplicateRate: o.DuplicateRate,
@@ -588,6 +620,10 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 		clk.AfterFunc(o.SweepEvery, sweep)
 	}
 
+	if o.SampleEvery > 0 {
+		w.sampleEvery(runCtx, clk, simStart, o.SampleEvery)
+	}
+
 	// The clients. While they arrive, a progress line says how many have.
 	arrived := make(chan struct{})
 	if o.Progress != nil && o.ProgressEvery > 0 {
@@ -624,6 +660,9 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 	if virtual {
 		look = time.Second
 	}
+	if o.SampleEvery > 0 {
+		look = max(look, o.SampleEvery)
+	}
 	pending := make([]Client, len(clients))
 	copy(pending, clients)
 	counts := statusCounts{}
@@ -647,6 +686,9 @@ func Execute(ctx context.Context, o *Options) (*World, error) {
 	}
 	w.wall = time.Since(start)
 	w.simulated = clk.Now().Sub(simStart)
+	if o.SampleEvery > 0 {
+		w.sampleNow(ctx, w.simulated)
+	}
 	w.cpu = cpuprofile.ProcessCPU() - cpuStart
 	if stopCPU != nil {
 		w.fnCPU = stopCPU()

@@ -99,6 +99,7 @@ type Fake struct {
 	dropN      int
 	garbage    bool
 	hang       bool
+	rate       *rateLimit // SetRate (rate.go)
 }
 
 type pool struct {
@@ -388,6 +389,11 @@ func (f *Fake) CreateCertificate(_ context.Context, req *privatecapb.CreateCerti
 	}
 	if req.GetValidateOnly() {
 		return nil, status.Error(codes.Unimplemented, "castest: validate_only is not supported")
+	}
+	if f.rate != nil {
+		if err := f.rate.take(parent); err != nil {
+			return nil, err
+		}
 	}
 	if !idRE.MatchString(req.GetCertificateId()) {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate_id %q must match [a-zA-Z0-9_-]{1,63} and is required in the Enterprise tier.", req.GetCertificateId())

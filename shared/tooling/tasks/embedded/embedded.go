@@ -53,6 +53,10 @@ type Options struct {
 	Seed int64
 	// Logger, if set, gets a warning for every dropped task.
 	Logger *slog.Logger
+	// Rates limits each listed queue's dispatches per second, as a Cloud
+	// Tasks queue's maxDispatchesPerSecond does: a due attempt waits for its
+	// queue's next slot (ratelimit.go). Queues not listed are not limited.
+	Rates map[tasks.Queue]float64
 	// Clock schedules the attempts (default the real clock). With a virtual
 	// clock, every attempt runs holding it, so that time moves to the next
 	// due attempt only when no handler is running.
@@ -96,6 +100,7 @@ type Dispatcher struct {
 	timer   clock.Timer // fires when the head of the heap is due
 	timerAt time.Time   // when timer fires
 	stats   Stats
+	paces   map[tasks.Queue]*pace // Options.Rates
 	closed  bool
 }
 
@@ -114,6 +119,7 @@ type entry struct {
 	retries   int       // earlier attempts
 	execs     int       // earlier attempts answered with other than 5xx
 	duplicate bool      // an injected extra delivery
+	paced     bool      // eta is a slot its queue's rate reserved
 	seq       uint64    // FIFO among equal ETAs
 }
 
@@ -146,6 +152,7 @@ func New(targets map[tasks.Queue]http.Handler, opts Options) *Dispatcher {
 		idle:    make(chan struct{}),
 	}
 	close(d.idle) // nothing pending yet
+	d.paces = newPaces(opts.Rates)
 	for q, h := range targets {
 		if h != nil {
 			d.targets[q] = h
@@ -310,6 +317,10 @@ func (d *Dispatcher) dispatch() {
 			return
 		}
 		next := heap.Pop(&d.due).(*entry)
+		if d.wait(next) {
+			d.mu.Unlock()
+			continue
+		}
 		d.mu.Unlock()
 		h := held{e: next, release: d.clk.Hold()}
 		select {
