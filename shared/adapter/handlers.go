@@ -189,6 +189,19 @@ func legacySweep(body []byte) bool {
 // sweep could not list the records, so that the scheduler retries. The body
 // is ignored.
 func Sweep(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) http.HandlerFunc {
+	return schedulerRoute(get, func(ctx context.Context, w http.ResponseWriter, _ *http.Request, p *pipeline.Pipeline, log *slog.Logger) {
+		if err := guard(ctx, log, "sweep", func() error { _, err := p.Sweep(ctx); return err }); err != nil {
+			retryLater(ctx, log, w, "sweep will be retried", err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+// schedulerRoute is what the Cloud Scheduler routes (the sweep, the
+// reconciliation) share before their work: the configured pipeline (500
+// without one), its logger with the request's trace in ctx, and POST only.
+func schedulerRoute(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error), serve func(ctx context.Context, w http.ResponseWriter, r *http.Request, p *pipeline.Pipeline, log *slog.Logger)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		p, log, err := get(ctx)
@@ -202,11 +215,7 @@ func Sweep(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) 
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
 			return
 		}
-		if err := guard(ctx, log, "sweep", func() error { _, err := p.Sweep(ctx); return err }); err != nil {
-			retryLater(ctx, log, w, "sweep will be retried", err)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
+		serve(ctx, w, r, p, log)
 	}
 }
 

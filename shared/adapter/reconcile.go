@@ -8,7 +8,6 @@ import (
 	"net/http"
 
 	"github.com/chromeos-certprov/adapter/shared/ca"
-	"github.com/chromeos-certprov/adapter/shared/logging"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/revocation"
 )
@@ -32,19 +31,7 @@ const maxResults = 100
 // maxResults results), 503 when the inventory could not be read (the
 // scheduler retries).
 func Reconcile(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		p, log, err := get(ctx)
-		if err != nil {
-			http.Error(w, "adapter not configured", http.StatusInternalServerError)
-			return
-		}
-		log = log.With(logging.TraceAttrs(projectOf(p), r.Header.Get("X-Cloud-Trace-Context"), r.Header.Get("traceparent"))...)
-		ctx = logging.WithLogger(ctx, log)
-		if r.Method != http.MethodPost {
-			http.Error(w, "POST only", http.StatusMethodNotAllowed)
-			return
-		}
+	return schedulerRoute(get, func(ctx context.Context, w http.ResponseWriter, r *http.Request, p *pipeline.Pipeline, log *slog.Logger) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
 		var req ReconcileRequest
 		dryRun := true
@@ -63,7 +50,7 @@ func Reconcile(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, erro
 			cas[ref] = c
 		}
 		var rep revocation.Report
-		err = guard(ctx, log, "reconcile", func() error {
+		err := guard(ctx, log, "reconcile", func() error {
 			var err error
 			rep, err = revocation.Reconcile(ctx, inv, dir, &revocation.Revoker{Inventory: inv, CAs: cas, Now: p.Now, Log: log}, dryRun)
 			return err
@@ -77,5 +64,5 @@ func Reconcile(get func(context.Context) (*pipeline.Pipeline, *slog.Logger, erro
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(rep)
-	}
+	})
 }
