@@ -71,37 +71,133 @@ func (p *Pipeline) claim(ctx context.Context, data []byte, attempt int) error {
 		return nil
 	}
 	key := progress.Key(ev.CustomerID, ev.ProcessID)
+	// A process seen before goes on from its record, with no call.
+	rec, err := p.Store.Get(ctx, key)
+	switch {
+	case err == nil:
+		p.logger(ctx).Info("notification for a known process", slog.String("state", string(rec.State)))
+		return p.carryOn(ctx, rec, attempt)
+	case !errors.Is(err, progress.ErrNotFound):
+		return fmt.Errorf("claim %s: read progress: %w", key, err)
+	}
+	return p.start(ctx, ev, format, attempt)
+}
+
+// start begins a process the store has not seen. It reads the process and
+// plans the request first, so that the record is created with the signing
+// intent and the bytes (in RECEIVED: nothing is claimed yet) under the lease
+// of this delivery, which then claims the process and calls signData; the
+// outcome is the record's next write (RECEIVED, CLAIMED, SIGNING, POLLING,
+// with the operation). A process that cannot be planned (failed, gone, a
+// configuration error, a failed call) gets a plain RECEIVED record and goes
+// step by step, as a retry does. The record's creation is the claim's lease:
+// a duplicate delivered meanwhile finds it and backs off.
+func (p *Pipeline) start(ctx context.Context, ev notification.Event, format notification.Format, attempt int) error {
+	key := progress.Key(ev.CustomerID, ev.ProcessID)
 	now := p.Now().UTC()
-	// The delivery that creates the record holds a lease on the claim, so a
-	// duplicate delivered meanwhile backs off instead of claiming too.
 	fresh := progress.New(ev.CustomerID, ev.ProcessID, ev.Name(), now)
-	if err := progress.AcquireLease(fresh, newHolder("claim"), now, p.Lease); err != nil {
-		return fmt.Errorf("claim %s: %w", key, err)
+	proc, gerr := p.API.Get(ctx, ev.Name())
+	intent := false
+	var pre *planned
+	if gerr == nil && proc.FailureMessage == "" {
+		pl, err := p.plan(ctx, fresh, proc)
+		pre = &planned{pl, err}
+		if err == nil {
+			if stored, err := p.protect(key, pl.signData, pl.secret); err == nil {
+				p.setIntent(fresh, proc, pl, stored, now)
+				intent = true
+			}
+		}
+	}
+	holder := "claim"
+	if intent {
+		holder = "sign"
+	}
+	if gerr == nil {
+		// A call follows under this delivery's lease (none when the read
+		// failed: the error goes back to Pub/Sub or the claim queue).
+		if err := progress.AcquireLease(fresh, newHolder(holder), now, p.Lease); err != nil {
+			return fmt.Errorf("claim %s: %w", key, err)
+		}
 	}
 	rec, err := p.Store.Create(ctx, fresh)
-	owned := err == nil
 	switch {
 	case errors.Is(err, progress.ErrExists):
 		if rec, err = p.Store.Get(ctx, key); err != nil {
 			return fmt.Errorf("claim %s: read progress: %w", key, err)
 		}
 		p.logger(ctx).Info("notification for a known process", slog.String("state", string(rec.State)))
+		return p.carryOn(ctx, rec, attempt)
 	case err != nil:
 		return fmt.Errorf("claim %s: create progress: %w", key, err)
-	default:
-		p.logger(ctx).Info("state transition", slog.String("state", string(progress.StateReceived)), slog.String("format", string(format)))
 	}
+	p.logger(ctx).Info("state transition", slog.String("state", string(progress.StateReceived)), slog.String("format", string(format)))
 	if err := p.crash(ctx, key, "claim:after-create"); err != nil {
 		return err
 	}
-	if owned {
-		next, err := p.claimProcess(ctx, rec, attempt)
-		if err != nil || next == nil {
-			return err
-		}
-		rec = next
+	var next *progress.Record
+	switch {
+	case gerr != nil:
+		next, err = p.getFailed(ctx, rec, attempt, gerr)
+	case intent:
+		next, err = p.claimAndSign(ctx, rec, proc, attempt)
+	default:
+		next, err = p.claimProcess(ctx, rec, proc, pre, attempt)
+	}
+	if err != nil || next == nil {
+		return err
+	}
+	return p.advance(ctx, next, attempt)
+}
+
+// carryOn drives a known process on from a notification delivered again. A
+// record created with the signing intent whose delivery still holds the
+// lease (it is calling the API, or died doing so) is left to a poll task,
+// which resumes it once the lease has passed, rather than contending for the
+// lease until Pub/Sub gives up on the notification; the task is named as the
+// first poll, which the delivery enqueues if it lives.
+func (p *Pipeline) carryOn(ctx context.Context, rec *progress.Record, attempt int) error {
+	if intended(rec) && rec.Leased(p.Now()) {
+		return p.enqueuePoll(ctx, rec, rec.LeaseUntil.Add(time.Second))
 	}
 	return p.advance(ctx, rec, attempt)
+}
+
+// setIntent records in r (a new record, or one in RECEIVED or CLAIMED being
+// moved to SIGNING) what signData is asked for, before the call: the plan
+// from proc and the bytes (stored: sealed when they hold a secret).
+func (p *Pipeline) setIntent(r *progress.Record, proc *cpapi.Process, pl *plan, stored []byte, now time.Time) {
+	r.CAConnectionRef, r.ProfileRef = pl.caRef, pl.profileRef
+	setSubject(r, proc) // also for a record claimed by an earlier release
+	r.SPKI, r.KeyType, r.SignatureAlgorithm = pl.spki, string(pl.keyType), pl.algorithm
+	r.SignData = stored
+	r.ChallengeExpiresAt = pl.challengeExpires
+	r.RequestID = RequestID(r.Key)
+	r.SignDataCalls++
+	r.Deadline = now.Add(p.Schedule.Deadline)
+	r.NextPollAt = now.Add(p.pollDelay(r, 0, now))
+}
+
+// intended reports whether rec is a RECEIVED record created with the signing
+// intent: its delivery may have claimed the process and called signData.
+func intended(rec *progress.Record) bool {
+	return rec.State == progress.StateReceived && len(rec.SignData) > 0
+}
+
+// claimAndSign claims the process of rec (in RECEIVED with the signing
+// intent, under this delivery's lease) and calls signData.
+func (p *Pipeline) claimAndSign(ctx context.Context, rec *progress.Record, proc *cpapi.Process, attempt int) (*progress.Record, error) {
+	if err := p.crash(ctx, rec.Key, "claim:before-claim"); err != nil {
+		return nil, err
+	}
+	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
+		return p.claimFailed(ctx, rec, proc, attempt, err)
+	}
+	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
+	if err := p.crash(ctx, rec.Key, "claim:after-claim"); err != nil {
+		return nil, err
+	}
+	return p.callSignData(ctx, rec, attempt)
 }
 
 // withProcess returns ctx with a logger that names the process, once: a ctx
@@ -174,6 +270,9 @@ func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record, attempt
 	if rec.Leased(now) {
 		return nil, errBusy
 	}
+	if intended(rec) {
+		return p.resumeIntent(ctx, rec, attempt)
+	}
 	holder := newHolder("claim")
 	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateReceived, func(r *progress.Record) error {
 		if err := p.takeLease(r, holder, now); err != nil {
@@ -185,21 +284,65 @@ func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record, attempt
 	if err != nil {
 		return nil, err
 	}
-	return p.claimProcess(ctx, rec, attempt)
+	return p.claimProcess(ctx, rec, nil, nil, attempt)
 }
 
-// claimProcess reads the process and claims it, under the claim lease.
-func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
+// resumeIntent takes over a record created with the signing intent whose
+// delivery died or lost an answer (its lease passed): that delivery may have
+// claimed the process and called signData. The process, not the client, tells
+// whether signData started (invariant 1); if not, the claim is made again
+// (a refusal is then the ambiguous one of a lost claim answer) and signData
+// called, under a fresh lease.
+func (p *Pipeline) resumeIntent(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
-		if cpapi.IsNotFound(err) {
-			return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateFailed, func(r *progress.Record) error {
-				r.LastError = "the process does not exist: " + err.Error()
-				r.FailureReported = true // nothing to report to
-				return nil
-			})
+		return p.getFailed(ctx, rec, attempt, err)
+	}
+	if proc.FailureMessage != "" {
+		return p.apiFailed(ctx, rec, proc.FailureMessage)
+	}
+	if proc.SignData != "" || proc.Signature != "" {
+		// signData reached the client (so the claim went through): poll
+		// the process itself for the signature.
+		return p.transitionPath(ctx, rec.Key, []progress.State{progress.StateReceived}, []progress.State{progress.StateClaimed, progress.StateSigning, progress.StatePolling}, func(r *progress.Record) error {
+			progress.ReleaseLease(r)
+			r.LastError = "signData's answer was lost; polling the process"
+			return nil
+		})
+	}
+	now := p.Now().UTC()
+	holder := newHolder("sign")
+	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateReceived, func(r *progress.Record) error {
+		if err := p.takeLease(r, holder, now); err != nil {
+			return err
 		}
-		return nil, p.claimAPIError(ctx, rec, attempt, "get process", err)
+		r.Attempts++
+		r.SignDataCalls++
+		// The client gets its whole deadline from the call that reaches it.
+		r.Deadline = now.Add(p.Schedule.Deadline)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p.claimAndSign(ctx, rec, proc, attempt)
+}
+
+// planned is a plan made before the claim, or why it could not be made.
+type planned struct {
+	pl  *plan
+	err error
+}
+
+// claimProcess claims the process of rec (in RECEIVED, under the claim
+// lease), reading it first unless proc is given, then plans the request
+// (unless pre holds the plan made from proc already) and calls signData.
+func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, proc *cpapi.Process, pre *planned, attempt int) (*progress.Record, error) {
+	if proc == nil {
+		var err error
+		if proc, err = p.API.Get(ctx, rec.ProcessName); err != nil {
+			return p.getFailed(ctx, rec, attempt, err)
+		}
 	}
 	if proc.FailureMessage != "" {
 		return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateFailed, func(r *progress.Record) error {
@@ -213,21 +356,7 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attem
 		return nil, err
 	}
 	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
-		if errors.Is(err, cpapi.ErrClaimRefused) {
-			if rec.Attempts > 1 {
-				// An earlier delivery of ours held this claim's lease and
-				// may have claimed the process, its answer lost: the API may
-				// be refusing our own repeat claim. Another adapter may hold
-				// it too, so it is left alone, but a person must look.
-				p.logger(ctx).Error(MsgOwnClaimRefused, slog.Int("attempts", rec.Attempts), slog.String("reason", err.Error()))
-			}
-			return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimedElsewhere, func(r *progress.Record) error {
-				r.LastError = err.Error()
-				setSubject(r, proc)
-				return nil
-			})
-		}
-		return nil, p.claimAPIError(ctx, rec, attempt, "claim", err)
+		return p.claimFailed(ctx, rec, proc, attempt, err)
 	}
 	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
 	if err := p.crash(ctx, rec.Key, "claim:after-claim"); err != nil {
@@ -236,7 +365,40 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, attem
 	// The process just read is the one to plan from: claiming it changes
 	// nothing the plan reads, so no second get. The claim and the signing
 	// intent are then one write (RECEIVED, CLAIMED, SIGNING).
-	return p.sign(ctx, rec, proc, attempt)
+	return p.sign(ctx, rec, proc, pre, attempt)
+}
+
+// getFailed handles a failed read of the process of rec (in RECEIVED): a
+// process that does not exist ends the record; any other error is apiError's.
+func (p *Pipeline) getFailed(ctx context.Context, rec *progress.Record, attempt int, err error) (*progress.Record, error) {
+	if cpapi.IsNotFound(err) {
+		return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateFailed, func(r *progress.Record) error {
+			r.LastError = "the process does not exist: " + err.Error()
+			r.FailureReported = true // nothing to report to
+			return nil
+		})
+	}
+	return nil, p.claimAPIError(ctx, rec, attempt, "get process", err)
+}
+
+// claimFailed handles a claim of rec's process (rec in RECEIVED) that the API
+// did not accept: a refusal leaves the process to the adapter that holds it.
+func (p *Pipeline) claimFailed(ctx context.Context, rec *progress.Record, proc *cpapi.Process, attempt int, err error) (*progress.Record, error) {
+	if !errors.Is(err, cpapi.ErrClaimRefused) {
+		return nil, p.claimAPIError(ctx, rec, attempt, "claim", err)
+	}
+	if rec.Attempts > 1 {
+		// An earlier delivery of ours held this claim's lease and may have
+		// claimed the process, its answer lost: the API may be refusing
+		// our own repeat claim. Another adapter may hold it too, so it is
+		// left alone, but a person must look.
+		p.logger(ctx).Error(MsgOwnClaimRefused, slog.Int("attempts", rec.Attempts), slog.String("reason", err.Error()))
+	}
+	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimedElsewhere, func(r *progress.Record) error {
+		r.LastError = err.Error()
+		setSubject(r, proc)
+		return nil
+	})
 }
 
 // claimed records the claim alone (RECEIVED to CLAIMED), when the signing
@@ -254,7 +416,7 @@ func (p *Pipeline) claimed(ctx context.Context, rec *progress.Record, proc *cpap
 // transient failure frees the lease, since the call is over (invariant 9),
 // so that the next delivery may act at once.
 func (p *Pipeline) claimAPIError(ctx context.Context, rec *progress.Record, attempt int, what string, err error) error {
-	if cpapi.Transient(err) {
+	if cpapi.Transient(err) && rec.LeaseHolder != "" {
 		p.freeLease(ctx, rec, what+": "+err.Error())
 	}
 	return p.apiError(ctx, rec, attempt, what, err)
@@ -277,14 +439,18 @@ func (p *Pipeline) startSigning(ctx context.Context, rec *progress.Record, attem
 	if err != nil {
 		return nil, p.apiError(ctx, rec, attempt, "get process", err)
 	}
-	return p.sign(ctx, rec, proc, attempt)
+	return p.sign(ctx, rec, proc, nil, attempt)
 }
 
 // sign plans the request from proc for a record in CLAIMED, or in RECEIVED
 // under the claim lease right after the claim (the claim is then recorded in
 // the same write as the signing intent), and calls signData once.
-func (p *Pipeline) sign(ctx context.Context, rec *progress.Record, proc *cpapi.Process, attempt int) (*progress.Record, error) {
-	plan, perr := p.plan(ctx, rec, proc)
+func (p *Pipeline) sign(ctx context.Context, rec *progress.Record, proc *cpapi.Process, pre *planned, attempt int) (*progress.Record, error) {
+	if pre == nil {
+		pl, err := p.plan(ctx, rec, proc)
+		pre = &planned{pl, err}
+	}
+	plan, perr := pre.pl, pre.err
 	if perr != nil {
 		var pe *planError
 		if errors.As(perr, &pe) {
@@ -319,15 +485,7 @@ func (p *Pipeline) sign(ctx context.Context, rec *progress.Record, proc *cpapi.P
 		if err := p.takeLease(r, holder, now); err != nil {
 			return err
 		}
-		r.CAConnectionRef, r.ProfileRef = plan.caRef, plan.profileRef
-		setSubject(r, proc) // also for a record claimed by an earlier release
-		r.SPKI, r.KeyType, r.SignatureAlgorithm = plan.spki, string(plan.keyType), plan.algorithm
-		r.SignData = stored
-		r.ChallengeExpiresAt = plan.challengeExpires
-		r.RequestID = RequestID(r.Key)
-		r.SignDataCalls++
-		r.Deadline = now.Add(p.Schedule.Deadline)
-		r.NextPollAt = now.Add(p.pollDelay(r, 0, now))
+		p.setIntent(r, proc, plan, stored, now)
 		return nil
 	})
 	if err != nil {
@@ -341,30 +499,43 @@ func (p *Pipeline) sign(ctx context.Context, rec *progress.Record, proc *cpapi.P
 	return p.callSignData(ctx, rec, attempt)
 }
 
-// callSignData calls signData for a record in SIGNING whose lease this
-// delivery holds, then records the operation.
+// callSignData calls signData for a record whose lease this delivery holds,
+// then records the operation: a record in SIGNING, or one created with the
+// signing intent (RECEIVED) whose claim this delivery just made, which the
+// same write records (RECEIVED, CLAIMED, SIGNING, POLLING).
 func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	if err := p.crash(ctx, rec.Key, "sign:before-signData"); err != nil {
 		return nil, err
 	}
 	data, err := p.plain(rec.Key, rec.SignData)
 	if err != nil {
+		if rec, err = p.recordClaim(ctx, rec, true, "open the signData bytes: "+err.Error()); err != nil {
+			return nil, err
+		}
 		_, ferr := p.fail(ctx, rec, attempt, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
 		return nil, ferr
 	}
 	op, err := p.API.SignData(ctx, rec.ProcessName, data, rec.SignatureAlgorithm)
 	if err != nil {
-		if cpapi.Transient(err) {
-			// Maybe applied, maybe not: never call again blindly; the retry
-			// reads the process first. An answered error (429, 5xx) ends
-			// the call, so its lease is freed for the next delivery; after
-			// a timeout or a broken connection the request may still be
-			// acting, so the lease stands until it passes.
-			if answered(err) {
-				p.freeLease(ctx, rec, "signData: "+err.Error())
-			} else {
-				p.note(ctx, rec.Key, "signData: "+err.Error())
+		transient := cpapi.Transient(err)
+		// Maybe applied, maybe not: never call again blindly; the retry
+		// reads the process first. An answered error (429, 5xx) ends the
+		// call, so its lease is freed for the next delivery; after a
+		// timeout or a broken connection the request may still be acting,
+		// so the lease stands until it passes.
+		over := !transient || answered(err)
+		if rec.State == progress.StateReceived {
+			next, werr := p.recordClaim(ctx, rec, over, "signData: "+err.Error())
+			if werr != nil {
+				return nil, fmt.Errorf("signData %s: %w; and recording the claim: %v", rec.Key, err, werr)
 			}
+			rec = next
+		} else if transient && over {
+			p.freeLease(ctx, rec, "signData: "+err.Error())
+		} else if transient {
+			p.note(ctx, rec.Key, "signData: "+err.Error())
+		}
+		if transient {
 			// The poll task that resumes SIGNING (it reads the process
 			// first), in case no delivery of this one comes back.
 			if eerr := p.enqueuePoll(ctx, rec, rec.NextPollAt); eerr != nil {
@@ -378,9 +549,32 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record, attem
 	if err := p.crash(ctx, rec.Key, "sign:after-signData"); err != nil {
 		return nil, err
 	}
-	return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {
+	from, path := []progress.State{progress.StateSigning}, []progress.State{progress.StatePolling}
+	if rec.State == progress.StateReceived {
+		from, path = []progress.State{progress.StateReceived}, []progress.State{progress.StateClaimed, progress.StateSigning, progress.StatePolling}
+	}
+	return p.transitionPath(ctx, rec.Key, from, path, func(r *progress.Record) error {
 		r.OperationName = op
 		progress.ReleaseLease(r)
+		return nil
+	})
+}
+
+// recordClaim records the claim that this delivery made for rec, created
+// with the signing intent (RECEIVED), when signData did not answer with an
+// operation: RECEIVED, CLAIMED, SIGNING, so that what resumes it reads the
+// process instead of claiming again. over: the call is over, and this
+// delivery's lease is freed. A record in another state is returned as it is.
+func (p *Pipeline) recordClaim(ctx context.Context, rec *progress.Record, over bool, lastError string) (*progress.Record, error) {
+	if rec.State != progress.StateReceived {
+		return rec, nil
+	}
+	holder := rec.LeaseHolder
+	return p.transitionPath(ctx, rec.Key, []progress.State{progress.StateReceived}, []progress.State{progress.StateClaimed, progress.StateSigning}, func(r *progress.Record) error {
+		if over && r.LeaseHolder == holder {
+			progress.ReleaseLease(r)
+		}
+		r.LastError = lastError
 		return nil
 	})
 }

@@ -29,10 +29,21 @@ func (p *Pipeline) Issue(ctx context.Context, d Delivery) error {
 	if ok && tb.Key != "" {
 		// The first transaction is the step's one read: it takes the
 		// issue lease when nothing stands in the way (the common case),
-		// and otherwise hands back the record as it is.
-		rec, err = p.transition(ctx, tb.Key, []progress.State{progress.StateSigned}, progress.StateIssuing, func(r *progress.Record) error {
+		// and otherwise hands back the record as it is. A task that
+		// carries the signature finds the record in POLLING and stores
+		// the verified signature and the CSR in the same write.
+		from, path := []progress.State{progress.StateSigned}, []progress.State{progress.StateIssuing}
+		if len(tb.Sig) > 0 {
+			from, path = []progress.State{progress.StatePolling}, []progress.State{progress.StateSigned, progress.StateIssuing}
+		}
+		rec, err = p.transitionPath(ctx, tb.Key, from, path, func(r *progress.Record) error {
 			if !p.issueReady(r) {
-				return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StateSigned}, Current: r.Clone()}
+				return &progress.StateError{Key: r.Key, Want: from, Current: r.Clone()}
+			}
+			if r.State == progress.StatePolling {
+				if u := p.storeCSR(r, tb); u != nil {
+					return u
+				}
 			}
 			if err := p.takeLease(r, holder, p.Now().UTC()); err != nil {
 				return err
@@ -40,8 +51,13 @@ func (p *Pipeline) Issue(ctx context.Context, d Delivery) error {
 			r.IssueAttempts++
 			return nil
 		})
+		var u *unusable
 		if err == nil {
 			leased = true
+		} else if errors.As(err, &u) {
+			ctx = withProcess(ctx, p.logger(ctx), u.rec.Customer, u.rec.ProcessID)
+			_, ferr := p.fail(ctx, u.rec, attempt, u.reason, u.message)
+			return ferr
 		} else if cur, ok := stale(err); ok {
 			rec, err = cur, nil
 		} else if p.unreadable(ctx, "issue", tb.Key, err) {
@@ -66,6 +82,10 @@ func (p *Pipeline) Issue(ctx context.Context, d Delivery) error {
 		case leased:
 			leased = false
 			rec, err = p.callCA(ctx, rec, holder, attempt)
+		case rec.State == progress.StatePolling && len(tb.Sig) > 0:
+			// Not ready to ask the CA (issue decides why: a failure,
+			// contention): the signature is stored first, on its own.
+			rec, err = p.signed(ctx, rec, tb, attempt)
 		case rec.State == progress.StateSigned, rec.State == progress.StateIssuing:
 			rec, err = p.issue(ctx, rec, attempt)
 		case rec.State == progress.StateIssued:
@@ -134,12 +154,46 @@ func (p *Pipeline) issue(ctx context.Context, rec *progress.Record, attempt int)
 	return p.callCA(ctx, rec, holder, attempt)
 }
 
-// issueReady reports whether r may go from SIGNED to ISSUING with nothing
-// else to decide first (issue decides the rest: a failure, contention).
+// issueReady reports whether r may go from SIGNED (or POLLING, with the
+// signature its task carries) to ISSUING with nothing else to decide first
+// (issue decides the rest: a failure, contention).
 func (p *Pipeline) issueReady(r *progress.Record) bool {
 	_, known := p.CAs[r.CAConnectionRef]
 	expired := !r.ChallengeExpiresAt.IsZero() && p.Now().After(r.ChallengeExpiresAt)
-	return r.State == progress.StateSigned && !p.noLongerServed(r) && known && !expired
+	return (r.State == progress.StateSigned || r.State == progress.StatePolling) && !p.noLongerServed(r) && known && !expired
+}
+
+// storeCSR verifies the signature that issue task tb carries against r's key
+// and request and stores the CSR in r (in POLLING, inside a transition to
+// SIGNED), or says why the signature cannot be used.
+func (p *Pipeline) storeCSR(r *progress.Record, tb TaskBody) *unusable {
+	der, u := p.assemble(r, tb.Sig)
+	if u != nil {
+		return u
+	}
+	r.CSR = der
+	r.SignedAt = tb.SignedAt
+	if r.SignedAt.IsZero() {
+		r.SignedAt = p.Now().UTC()
+	}
+	r.PollCount = max(r.PollCount, tb.Poll) + 1
+	return nil
+}
+
+// signed stores the signature that issue task tb carries (POLLING to SIGNED)
+// on its own, for a record that issue cannot take straight to ISSUING.
+func (p *Pipeline) signed(ctx context.Context, rec *progress.Record, tb TaskBody, attempt int) (*progress.Record, error) {
+	next, err := p.transition(ctx, rec.Key, []progress.State{progress.StatePolling}, progress.StateSigned, func(r *progress.Record) error {
+		if u := p.storeCSR(r, tb); u != nil {
+			return u
+		}
+		return nil
+	})
+	var u *unusable
+	if errors.As(err, &u) {
+		return p.fail(ctx, u.rec, attempt, u.reason, u.message)
+	}
+	return next, err
 }
 
 // callCA asks the CA for rec's certificate under holder's lease (rec is in

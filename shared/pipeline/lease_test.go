@@ -32,6 +32,13 @@ func (c *takeoverCA) Issue(ctx context.Context, req ca.Request) (*ca.Issued, err
 	return c.Issuer.Issue(ctx, req)
 }
 
+// outageCA is a CA in an outage: every call fails, transiently.
+type outageCA struct{ pipeline.Issuer }
+
+func (outageCA) Issue(context.Context, ca.Request) (*ca.Issued, error) {
+	return nil, &ca.Error{Kind: ca.Transient, Reason: "outage"}
+}
+
 // A delivery frees only its own lease: when its CA call outlived the lease
 // and another delivery took the process over (and is calling the CA), the
 // first one's failed call leaves the second's lease in place, so that no
@@ -80,25 +87,33 @@ func TestALeaseWithoutHolderIsHeldUntilItExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	issue := h.nextIssue()
+	// The record in ISSUING with its CSR, as the previous release left it
+	// after a CA outage, then what that release wrote when it took the CA
+	// lease again (its delivery is still calling the CA): no leaseHolder.
+	h.p.CAs[cpemulator.DefaultCARef] = outageCA{}
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 1}); err == nil {
+		t.Fatal("Issue during a CA outage returned nil; want an error for a retry")
+	}
+	h.p.CAs[cpemulator.DefaultCARef] = h.ca
 	until := h.clk.Now().Add(h.p.Lease)
-	// What the previous release wrote when it took the CA lease (its
-	// delivery is still calling the CA): no leaseHolder field.
 	if _, err := h.store.Update(context.Background(), h.key(name), func(r *progress.Record) error {
-		r.History = append(r.History, progress.Change{From: r.State, To: progress.StateIssuing, At: h.clk.Now()})
-		r.State, r.LeaseUntil, r.LeaseHolder, r.IssueAttempts = progress.StateIssuing, until, "", r.IssueAttempts+1
+		if r.State != progress.StateIssuing || len(r.CSR) == 0 {
+			t.Fatalf("after the CA outage: %s with a CSR of %d bytes; want ISSUING with the CSR", r.State, len(r.CSR))
+		}
+		r.LeaseUntil, r.LeaseHolder, r.IssueAttempts = until, "", r.IssueAttempts+1
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	h.clk.advance(h.p.Lease / 2)
-	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 1}); err == nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 2}); err == nil {
 		t.Fatal("Issue under the previous release's live lease returned nil; want an error (busy) for a retry")
 	}
 	if rec := h.record(name); rec.State != progress.StateIssuing || rec.LeaseHolder != "" || !rec.LeaseUntil.Equal(until) {
 		t.Fatalf("the lease of the previous release was touched: %s, held by %q until %v", rec.State, rec.LeaseHolder, rec.LeaseUntil)
 	}
 	h.clk.advanceTo(until)
-	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 2}); err != nil {
+	if err := h.p.Issue(context.Background(), pipeline.Delivery{Body: issue.Body, Attempt: 3}); err != nil {
 		t.Fatalf("Issue once the lease expired: %v", err)
 	}
 	h.wantUploaded(name)

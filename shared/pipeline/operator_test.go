@@ -34,13 +34,13 @@ func TestRetryResumesStrandedProcesses(t *testing.T) {
 		{"crash after signData, then the first poll task dropped", func(h *harness, note []byte) {
 			h.crashClaim("sign:after-signData", note)
 			h.q.drop()
-		}, progress.StateSigning, tasks.QueuePoll},
-		{"issue task dropped", func(h *harness, note []byte) {
+		}, progress.StateReceived, tasks.QueuePoll},
+		{"issue task dropped (it carried the signature: the record is still POLLING)", func(h *harness, note []byte) {
 			if err := h.claim(note, 1); err != nil {
 				h.t.Fatal(err)
 			}
 			h.nextIssue()
-		}, progress.StateSigned, tasks.QueueIssue},
+		}, progress.StatePolling, tasks.QueuePoll},
 		{"crash before the upload, then the issue task dropped", func(h *harness, note []byte) {
 			if err := h.claim(note, 1); err != nil {
 				h.t.Fatal(err)

@@ -199,11 +199,20 @@ type TaskBody struct {
 	Checkpoint time.Time `json:"checkpoint,omitzero"`
 	Gen        int       `json:"gen,omitempty"`
 	Release    string    `json:"release,omitempty"`
+
+	// An issue task enqueued by the poll that found the signature carries
+	// it (Sig), and when it was found (SignedAt): the issue step verifies
+	// it against the record's key and request and stores the CSR in the
+	// same write that takes the CA's lease (POLLING, SIGNED, ISSUING), so
+	// the signature costs no write of its own. An issue task without Sig
+	// (earlier releases, re-drives, hand-offs) finds its record SIGNED.
+	Sig      []byte    `json:"sig,omitempty"`
+	SignedAt time.Time `json:"signedAt,omitzero"`
 }
 
-// Release is the task body format's version: poll tasks that carry their
-// operation (issue 15).
-const Release = "2"
+// Release is the task body format's version: "2", poll tasks that carry
+// their operation; "3", issue tasks that carry the signature (issue 15).
+const Release = "3"
 
 // taskID is a task-name-safe id for a record key.
 func taskID(key string) string {
@@ -268,10 +277,22 @@ func signingSince(r *progress.Record) time.Time {
 }
 
 func (p *Pipeline) enqueueIssue(ctx context.Context, r *progress.Record, at time.Time) error {
-	body, _ := json.Marshal(TaskBody{Key: r.Key, Attempt: r.IssueAttempts})
-	t := tasks.Task{Queue: tasks.QueueIssue, Name: fmt.Sprintf("issue-%s-%d", taskID(r.Key), r.IssueAttempts), Body: body, ScheduleTime: at}
+	return p.enqueueIssueTask(ctx, TaskBody{Key: r.Key, Attempt: r.IssueAttempts}, at)
+}
+
+// enqueueIssueTask enqueues issue task tb. Its name is the record's issue
+// attempt, and for a signature found by a re-driven chain of polls
+// (tb.Gen > 0) that chain's generation: a hand-off lost with its name used
+// does not keep the re-driven one out.
+func (p *Pipeline) enqueueIssueTask(ctx context.Context, tb TaskBody, at time.Time) error {
+	body, _ := json.Marshal(tb)
+	name := fmt.Sprintf("issue-%s-%d", taskID(tb.Key), tb.Attempt)
+	if tb.Gen > 0 {
+		name = fmt.Sprintf("issue-%s-s%d-%d", taskID(tb.Key), tb.Gen, tb.Attempt)
+	}
+	t := tasks.Task{Queue: tasks.QueueIssue, Name: name, Body: body, ScheduleTime: at}
 	if err := p.Tasks.Enqueue(ctx, t); err != nil {
-		return fmt.Errorf("enqueue issue of %s: %w", r.Key, err)
+		return fmt.Errorf("enqueue issue of %s: %w", tb.Key, err)
 	}
 	return nil
 }

@@ -37,20 +37,26 @@ func (p *Pipeline) Poll(ctx context.Context, d Delivery) error {
 	if rec == nil {
 		return err
 	}
+	ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
 	if p.noLongerServed(rec) {
-		ctx = withProcess(ctx, p.logger(ctx), rec.Customer, rec.ProcessID)
 		_, err := p.fail(ctx, rec, attempt, "the customer is no longer in allowedCustomers", msgNoLongerServed)
 		return err
 	}
 	if p.PaceClaims && unclaimed(rec) {
 		return p.ClaimTask(ctx, d) // quota.go: a claim that meets 429 waits in the claim queue
 	}
-	if rec.State == progress.StateSigning {
+	if rec.State == progress.StateSigning || intended(rec) {
 		// signData's answer was lost, or its caller died: the process tells
 		// whether it started. This task is then the record's first poll
-		// (enqueued before signData, under that poll's name), so it polls on
-		// itself: enqueuing "the current poll" would be a no-op.
-		next, err := p.resumeSigning(ctx, rec, attempt)
+		// (enqueued under that poll's name), so it polls on itself:
+		// enqueuing "the current poll" would be a no-op.
+		var next *progress.Record
+		var err error
+		if rec.State == progress.StateSigning {
+			next, err = p.resumeSigning(ctx, rec, attempt)
+		} else {
+			next, err = p.retryClaim(ctx, rec, attempt)
+		}
 		if cur, ok := stale(err); ok {
 			next, err = cur, nil
 		}
@@ -118,7 +124,7 @@ func (p *Pipeline) pollTask(ctx context.Context, tb TaskBody, attempt int) (bool
 	case res.err != nil || res.apiFailure != "" || !now.Before(tb.Deadline):
 		return false, res, nil
 	case res.done:
-		return true, nil, p.storeSignature(ctx, tb, res.sig, attempt)
+		return true, nil, p.storeSignature(ctx, tb, res.sig)
 	case !tb.Checkpoint.IsZero() && !now.Before(tb.Checkpoint):
 		return true, nil, p.checkpoint(ctx, tb, attempt)
 	}
@@ -194,33 +200,18 @@ type unusable struct {
 
 func (e *unusable) Error() string { return e.reason }
 
-// storeSignature verifies the client's signature, assembles the CSR and
-// stores it (POLLING to SIGNED) in one transaction, then hands over to Issue.
-func (p *Pipeline) storeSignature(ctx context.Context, tb TaskBody, sig []byte, attempt int) error {
-	now := p.Now().UTC()
-	next, err := p.transition(ctx, tb.Key, []progress.State{progress.StatePolling}, progress.StateSigned, func(r *progress.Record) error {
-		der, u := p.assemble(r, sig)
-		if u != nil {
-			return u
-		}
-		r.CSR = der
-		r.SignedAt = now
-		r.PollCount = max(r.PollCount, tb.Poll) + 1
-		return nil
-	})
-	var u *unusable
-	if errors.As(err, &u) {
-		ctx = withProcess(ctx, p.logger(ctx), u.rec.Customer, u.rec.ProcessID)
-		_, ferr := p.fail(ctx, u.rec, attempt, u.reason, u.message)
-		return ferr
-	}
-	if err != nil {
-		return p.taskWriteError(ctx, tb, err, attempt)
-	}
+// storeSignature hands the client's signature over to Issue: an issue task
+// that carries it (and the poll's number and chain), for the issue step to
+// verify, assemble and store in the write that takes the CA's lease. The
+// signature costs no write of its own; until that write the record stays in
+// POLLING, where a lost hand-off is found by the sweep, whose re-driven poll
+// finds the signature again.
+func (p *Pipeline) storeSignature(ctx context.Context, tb TaskBody, sig []byte) error {
 	if err := p.crash(ctx, tb.Key, "poll:after-signed"); err != nil {
 		return err
 	}
-	return p.enqueueIssue(ctx, next, time.Time{})
+	it := TaskBody{Key: tb.Key, Poll: tb.Poll, Gen: tb.Gen, Sig: sig, SignedAt: p.Now().UTC(), Release: Release}
+	return p.enqueueIssueTask(ctx, it, time.Time{})
 }
 
 // assemble verifies sig against r's key and request and returns the CSR
@@ -374,7 +365,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt i
 		}
 		return p.enqueuePoll(ctx, next, next.NextPollAt)
 	}
-	return p.storeSignature(ctx, TaskBody{Key: rec.Key, Poll: rec.PollCount}, sig, attempt)
+	return p.storeSignature(ctx, TaskBody{Key: rec.Key, Poll: rec.PollCount, Gen: rec.Sweeps}, sig)
 }
 
 var errPermanent = errors.New("permanent")

@@ -91,11 +91,13 @@ func TestCARetryAfterThePollDeadline(t *testing.T) {
 	}
 }
 
-// The first poll task is enqueued right after the SIGNING transition: a
-// delivery that dies between the two leaves SIGNING with no task. A later
-// notification delivery that finds SIGNING makes sure the task exists and
-// leaves the rest to it, instead of contending for the lease until Pub/Sub
-// gives up -- which stranded the process in SIGNING for good.
+// The first poll task is enqueued right after the write that records the
+// operation: a delivery that dies between the two (here: its write's answer
+// lost) leaves POLLING with no task. A later notification delivery, while
+// the lease would still hold, makes sure the task exists and leaves the
+// rest to it, instead of contending for the lease until Pub/Sub gives up.
+// (Before issue 15 the same happened between SIGNING and its first poll,
+// which stranded the process in SIGNING for good.)
 func TestSigningWithoutItsPollTaskIsResumed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, cpemulator.Options{})
@@ -108,7 +110,7 @@ func TestSigningWithoutItsPollTaskIsResumed(t *testing.T) {
 			return nil
 		}
 		updates++
-		if updates == 1 { // RECEIVED -> CLAIMED -> SIGNING committed, its answer lost
+		if updates == 1 { // RECEIVED -> CLAIMED -> SIGNING -> POLLING committed, its answer lost
 			return errors.New("injected: lost after commit")
 		}
 		return nil
@@ -117,10 +119,10 @@ func TestSigningWithoutItsPollTaskIsResumed(t *testing.T) {
 	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: data, Attempt: 1}); err == nil {
 		t.Fatal("the first delivery succeeded despite the lost write")
 	}
-	if rec := h.record(name); rec.State != progress.StateSigning {
-		t.Fatalf("state %s, want SIGNING", rec.State)
+	if rec := h.record(name); rec.State != progress.StatePolling {
+		t.Fatalf("state %s, want POLLING", rec.State)
 	}
-	// The last delivery comes while the dead delivery's lease still holds.
+	// The last delivery comes while the dead delivery's lease would still hold.
 	if err := h.p.Claim(context.Background(), pipeline.Delivery{Body: data, Attempt: h.p.MaxAttempts}); err != nil {
 		t.Errorf("last delivery: %v", err)
 	}

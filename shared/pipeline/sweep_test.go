@@ -82,7 +82,7 @@ func TestSweepResumesStrandedProcesses(t *testing.T) {
 		{"crash after signData, then the first poll task dropped", func(h *harness, note []byte) {
 			h.crashClaim("sign:after-signData", note)
 			h.q.drop() // and Pub/Sub gave up on the notification
-		}, progress.StateSigning},
+		}, progress.StateReceived}, // created with the signing intent: the process tells that signData started
 		{"claim died after creating the record, notification dead-lettered", func(h *harness, note []byte) {
 			h.crashClaim("claim:after-create", note)
 		}, progress.StateReceived},
@@ -92,13 +92,13 @@ func TestSweepResumesStrandedProcesses(t *testing.T) {
 		{"claim died before signData, notification dead-lettered", func(h *harness, note []byte) {
 			h.crashClaim("sign:before-signData", note)
 			h.q.drop()
-		}, progress.StateSigning},
-		{"issue task dropped", func(h *harness, note []byte) {
+		}, progress.StateReceived}, // created with the signing intent: the process tells that signData never started
+		{"issue task dropped (it carried the signature: the record is still POLLING)", func(h *harness, note []byte) {
 			if err := h.claim(note, 1); err != nil {
 				h.t.Fatal(err)
 			}
 			h.nextIssue() // and dropped
-		}, progress.StateSigned},
+		}, progress.StatePolling},
 		{"crash after the CA answered, then the issue task dropped", func(h *harness, note []byte) {
 			if err := h.claim(note, 1); err != nil {
 				h.t.Fatal(err)
