@@ -9,25 +9,26 @@
 # shared/pipeline/quota.go computes the same numbers for the local run):
 #   budget B = api_quota_per_minute / 60 x (1 - 0.05) requests per second
 #              (5% kept for the sweep, the operator command and failures);
-#   an enrollment takes about 6 requests: the claim step's 4 (get, claim,
-#   get, signData), about 1 operations.get, 1 uploadCertificate;
-#   claim queue: B / 6 tasks per second, the enrollments the budget can
-#                finish (their claim steps use 4/6 of B, their polls and
-#                uploads the other 2/6);
-#   poll queue:  B x 2/6 per second, twice what the admitted enrollments poll,
-#   issue queue: B x 2/6 per second, at most the lowest ca_issuance_per_second:
+#   an enrollment takes about C = 5.6 requests (measured by the rollout
+#   benchmark: 5.58): the claim step's 3 (get, claim, signData), about 1.6
+#   operations.get, 1 uploadCertificate;
+#   claim queue: B / C tasks per second, the enrollments the budget can
+#                finish;
+#   poll queue:  B x 2/C per second, more than the admitted enrollments poll,
+#   issue queue: B x 2/C per second, at most the lowest ca_issuance_per_second:
 #                work in flight gets its share first and a backlog of it drains.
-# Example: 2,400/min gives B = 38/s: claim 6.3/s, poll 12.7/s, issue 12.7/s
-# (7/s with a CAS Enterprise CA): 50,000 enrollments in about 2.2 hours, the
+# Example: 2,400/min gives B = 38/s: claim 6.8/s, poll 13.6/s, issue 13.6/s
+# (7/s with a CAS Enterprise CA): 50,000 enrollments in about 2 hours, the
 # floor that the quota sets.
 
 locals {
   api_budget_per_second = var.api_quota_per_minute / 60 * (1 - 0.05)
-  ca_rate_limit         = length(var.ca_issuance_per_second) > 0 ? min(values(var.ca_issuance_per_second)...) : local.api_budget_per_second * 2 / 6
+  calls_per_enrollment  = 5.6 # pipeline.CallsPerEnrollment
+  ca_rate_limit         = length(var.ca_issuance_per_second) > 0 ? min(values(var.ca_issuance_per_second)...) : local.api_budget_per_second * 2 / local.calls_per_enrollment
   queue_rates = {
-    claim = coalesce(var.queue_rate_limits.claim.max_dispatches_per_second, local.api_budget_per_second / 6)
-    poll  = coalesce(var.queue_rate_limits.poll.max_dispatches_per_second, local.api_budget_per_second * 2 / 6)
-    issue = coalesce(var.queue_rate_limits.issue.max_dispatches_per_second, min(local.api_budget_per_second * 2 / 6, local.ca_rate_limit))
+    claim = coalesce(var.queue_rate_limits.claim.max_dispatches_per_second, local.api_budget_per_second / local.calls_per_enrollment)
+    poll  = coalesce(var.queue_rate_limits.poll.max_dispatches_per_second, local.api_budget_per_second * 2 / local.calls_per_enrollment)
+    issue = coalesce(var.queue_rate_limits.issue.max_dispatches_per_second, min(local.api_budget_per_second * 2 / local.calls_per_enrollment, local.ca_rate_limit))
   }
 }
 
@@ -133,10 +134,10 @@ resource "google_cloud_tasks_queue" "claim" {
       error_message = "queue_rate_limits.poll.max_concurrent_dispatches + claim.max_concurrent_dispatches (${var.queue_rate_limits.poll.max_concurrent_dispatches + var.queue_rate_limits.claim.max_concurrent_dispatches}) must not exceed function_limits.poll.max_instances x concurrency (${local.function_limits.poll.max_instances * local.function_limits.poll.concurrency}): PollSignature runs both queues' tasks."
     }
     # An explicit claim rate must leave the quota room to finish what it
-    # admits (about 6 requests per enrollment).
+    # admits (about 5.6 requests per enrollment).
     precondition {
-      condition     = local.queue_rates.claim * 6 <= var.api_quota_per_minute / 60
-      error_message = "queue_rate_limits.claim.max_dispatches_per_second (${local.queue_rates.claim}) admits more enrollments than api_quota_per_minute (${var.api_quota_per_minute}) can finish: at most ${floor(var.api_quota_per_minute / 360 * 1000) / 1000} per second (6 requests each)."
+      condition     = local.queue_rates.claim * local.calls_per_enrollment <= var.api_quota_per_minute / 60
+      error_message = "queue_rate_limits.claim.max_dispatches_per_second (${local.queue_rates.claim}) admits more enrollments than api_quota_per_minute (${var.api_quota_per_minute}) can finish: at most ${floor(var.api_quota_per_minute / 60 / local.calls_per_enrollment * 1000) / 1000} per second (${local.calls_per_enrollment} requests each)."
     }
   }
 

@@ -112,14 +112,15 @@ func TestQueueRates(t *testing.T) {
 	got := pipeline.QueueRates(2400, 7)
 	budget := 2400.0 / 60 * (1 - pipeline.QuotaHeadroom)
 	want := map[tasks.Queue]float64{
-		tasks.QueueClaim: budget / 6,
-		tasks.QueuePoll:  budget * 2 / 6,
+		tasks.QueueClaim: budget / 5.6,
+		tasks.QueuePoll:  budget * 2 / 5.6,
 		tasks.QueueIssue: 7,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("rates (-want +got):\n%s", diff)
 	}
-	if got := pipeline.QueueRates(600, 0)[tasks.QueueIssue]; got != 600.0/60*(1-pipeline.QuotaHeadroom)*2/6 {
+	budget = 600.0 / 60 * (1 - pipeline.QuotaHeadroom) // at run time, as QueueRates computes it
+	if got := pipeline.QueueRates(600, 0)[tasks.QueueIssue]; got != budget*2/5.6 {
 		t.Errorf("issue without a CA rate: %v", got)
 	}
 }
