@@ -553,8 +553,13 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record, attem
 	if rec.State == progress.StateReceived {
 		from, path = []progress.State{progress.StateReceived}, []progress.State{progress.StateClaimed, progress.StateSigning, progress.StatePolling}
 	}
+	now := p.Now().UTC()
 	return p.transitionPath(ctx, rec.Key, from, path, func(r *progress.Record) error {
 		r.OperationName = op
+		// The schedule counts from signData's answer: the intent was
+		// written before the claim and the call (and, from RECEIVED,
+		// before the process was even read and planned).
+		r.NextPollAt = now.Add(p.Schedule.Delay(0, 0, p.Jitter()))
 		progress.ReleaseLease(r)
 		return nil
 	})
