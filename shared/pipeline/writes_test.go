@@ -51,3 +51,32 @@ func TestStoreOperationsPerEnrollment(t *testing.T) {
 		})
 	}
 }
+
+// The first poll counts from signData's answer, not from the record's
+// creation: the record is created with the intent before the process is
+// claimed, and a slow claim (here 5 s) must not make the first poll come
+// before the client could have signed (the load benchmark saw it early).
+func TestFirstPollCountsFromSignData(t *testing.T) {
+	t.Parallel()
+	var h *harness
+	h = newHarness(t, cpemulator.Options{Fault: func(method, _ string) cpemulator.Fault {
+		if method == cpemulator.MethodClaim {
+			h.clk.advance(5 * time.Second)
+		}
+		return cpemulator.NoFault
+	}})
+	_, note := h.add(cpemulator.ClientSpec{SignDelay: time.Second})
+	start := h.clk.Now()
+	if err := h.claim(note, 1); err != nil {
+		t.Fatal(err)
+	}
+	task, ok := h.q.next()
+	if !ok {
+		t.Fatal("no poll task")
+	}
+	earliest := start.Add(5*time.Second + time.Duration(float64(h.p.Schedule.Initial)*(1-h.p.Schedule.Jitter)))
+	if task.ScheduleTime.Before(earliest) {
+		t.Errorf("first poll at +%v, before signData's answer (+5s) and the schedule's first wait (%v less its jitter)",
+			task.ScheduleTime.Sub(start), h.p.Schedule.Initial)
+	}
+}
