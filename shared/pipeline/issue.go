@@ -167,6 +167,8 @@ func (p *Pipeline) issueReady(r *progress.Record) bool {
 // and request and stores the CSR in r (in POLLING, inside a transition to
 // SIGNED), or says why the signature cannot be used.
 func (p *Pipeline) storeCSR(r *progress.Record, tb TaskBody) *unusable {
+	// The poll that found the signature counts, also when it cannot be used.
+	r.PollCount = max(r.PollCount, tb.Poll) + 1
 	der, u := p.assemble(r, tb.Sig)
 	if u != nil {
 		return u
@@ -176,7 +178,6 @@ func (p *Pipeline) storeCSR(r *progress.Record, tb TaskBody) *unusable {
 	if r.SignedAt.IsZero() {
 		r.SignedAt = p.Now().UTC()
 	}
-	r.PollCount = max(r.PollCount, tb.Poll) + 1
 	return nil
 }
 

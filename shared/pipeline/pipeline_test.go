@@ -250,8 +250,14 @@ func TestInvalidSignature(t *testing.T) {
 			if h.ca.Issued() != 0 {
 				t.Error("a certificate was issued for an unverified signature")
 			}
-			if rec := h.record(name); len(rec.CSR) != 0 {
+			rec := h.record(name)
+			if len(rec.CSR) != 0 {
 				t.Error("a CSR was assembled from an invalid signature")
+			}
+			if rec.PollCount < 1 {
+				// The signature is verified by the issue step, which the
+				// poll that found it hands it to: that poll counts.
+				t.Errorf("poll count %d, want the poll that found the signature counted", rec.PollCount)
 			}
 		})
 	}
