@@ -204,16 +204,24 @@ func (e *Env) registerMeasured(ctx context.Context) error {
 	}
 	for i, h := range map[int]http.Handler{1: adapter.Poll(get(1)), 2: adapter.Issue(get(2))} {
 		name := functionNames[i]
-		if err := funcframework.RegisterHTTPFunctionContext(ctx, measuredPath(e.Project, name), func(w http.ResponseWriter, r *http.Request) {
+		base := measuredPath(e.Project, name)
+		// Deployed, each function is its own service, served at "/":
+		// PollSignature's /sweep and /claim are paths of its own. Here the
+		// twin's base is stripped from them, as from the function's root.
+		twin := http.StripPrefix(base, h)
+		fn := func(w http.ResponseWriter, r *http.Request) {
 			end := m.begin(i)
 			if eta, err := strconv.ParseFloat(r.Header.Get("X-CloudTasks-TaskETA"), 64); err == nil {
 				m.lag(i, time.Since(time.Unix(0, int64(eta*1e9))))
 			}
 			sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-			cpuprofile.InFunction(r.Context(), name, func(ctx context.Context) { h.ServeHTTP(sw, r.WithContext(ctx)) })
+			cpuprofile.InFunction(r.Context(), name, func(ctx context.Context) { twin.ServeHTTP(sw, r.WithContext(ctx)) })
 			end(sw.code)
-		}); err != nil {
-			return fmt.Errorf("standins: register %s: %w", name, err)
+		}
+		for _, path := range []string{base, base + "/"} {
+			if err := funcframework.RegisterHTTPFunctionContext(ctx, path, fn); err != nil {
+				return fmt.Errorf("standins: register %s: %w", name, err)
+			}
 		}
 	}
 	e.meter = m

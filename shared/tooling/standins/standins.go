@@ -40,6 +40,7 @@ import (
 	_ "github.com/chromeos-certprov/adapter/functions/issue"
 	_ "github.com/chromeos-certprov/adapter/functions/poll"
 
+	"github.com/chromeos-certprov/adapter/shared/adapter"
 	"github.com/chromeos-certprov/adapter/shared/ca/devca"
 	"github.com/chromeos-certprov/adapter/shared/config"
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
@@ -84,7 +85,7 @@ type Options struct {
 	// waiting for the answer), where Pub/Sub itself scales push
 	// concurrency with the subscriber's throughput: shards lift that limit.
 	PushShards int
-	// Rate limits of both queues; zero: the Cloud Tasks maximum rate (500
+	// Rate limits of the queues; zero: the Cloud Tasks maximum rate (500
 	// dispatches/s) and 1000 concurrent dispatches.
 	MaxDispatchesPerSecond  float64
 	MaxConcurrentDispatches int32
@@ -190,16 +191,20 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 		"CLOUD_TASKS_EMULATOR_HOST":  h.Tasks,
 		"TASKS_POLL_QUEUE":           loc + "/queues/poll-" + o.Project,
 		"TASKS_ISSUE_QUEUE":          loc + "/queues/issue-" + o.Project,
-		"POLL_SIGNATURE_URL":         fnURL(PollSignature),
-		"ISSUE_CERTIFICATE_URL":      fnURL(IssueCertificate),
-		"TASKS_MAX_ATTEMPTS":         "10",
-		"POLL_INITIAL_DELAY":         o.Schedule.Initial.String(),
-		"POLL_MULTIPLIER":            strconv.FormatFloat(o.Schedule.Multiplier, 'f', -1, 64),
-		"POLL_MAX_DELAY":             o.Schedule.Max.String(),
-		"POLL_JITTER":                strconv.FormatFloat(o.Schedule.Jitter, 'f', -1, 64),
-		"POLL_DEADLINE":              o.Schedule.Deadline.String(),
-		"LOG_LEVEL":                  o.LogLevel,
-		"PUBSUB_EMULATOR_HOST":       h.PubSub,
+		// The claim queue, as terraform always makes it: claims are paced
+		// (a claim that meets 429 waits there; PollSignature runs it at
+		// /claim).
+		"TASKS_CLAIM_QUEUE":     loc + "/queues/claim-" + o.Project,
+		"POLL_SIGNATURE_URL":    fnURL(PollSignature),
+		"ISSUE_CERTIFICATE_URL": fnURL(IssueCertificate),
+		"TASKS_MAX_ATTEMPTS":    "10",
+		"POLL_INITIAL_DELAY":    o.Schedule.Initial.String(),
+		"POLL_MULTIPLIER":       strconv.FormatFloat(o.Schedule.Multiplier, 'f', -1, 64),
+		"POLL_MAX_DELAY":        o.Schedule.Max.String(),
+		"POLL_JITTER":           strconv.FormatFloat(o.Schedule.Jitter, 'f', -1, 64),
+		"POLL_DEADLINE":         o.Schedule.Deadline.String(),
+		"LOG_LEVEL":             o.LogLevel,
+		"PUBSUB_EMULATOR_HOST":  h.PubSub,
 	}
 	// The late phase of the schedule, when it has one ("0" turns it off;
 	// unset, the code's default would apply).
@@ -232,7 +237,7 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 	if e.tasks, err = cloudtasks.NewClient(ctx, topts...); err != nil {
 		return nil, fmt.Errorf("standins: cloud tasks client: %w", err)
 	}
-	for _, q := range []string{env["TASKS_POLL_QUEUE"], env["TASKS_ISSUE_QUEUE"]} {
+	for _, q := range []string{env["TASKS_POLL_QUEUE"], env["TASKS_ISSUE_QUEUE"], env["TASKS_CLAIM_QUEUE"]} {
 		_, err := e.tasks.CreateQueue(ctx, &cloudtaskspb.CreateQueueRequest{Parent: loc, Queue: &cloudtaskspb.Queue{
 			Name:       q,
 			RateLimits: &cloudtaskspb.RateLimits{MaxDispatchesPerSecond: rate, MaxConcurrentDispatches: concurrent},
@@ -249,6 +254,8 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 		if err := e.registerMeasured(ctx); err != nil {
 			return nil, err
 		}
+	} else if err := registerPollPaths(ctx); err != nil {
+		return nil, err
 	}
 
 	// Serve the functions, then point the push subscriptions at the claim function.
@@ -375,4 +382,22 @@ func Profiles() map[string]profile.Profile {
 			SubjectAltNames: []profile.SAN{{Type: profile.SANEmail, Value: "${USER_EMAIL}"}},
 		},
 	}
+}
+
+// pollPaths registers, once per process, what serves PollSignature's own
+// paths (/sweep, /claim) under its URL here. Deployed, each function is its
+// own service and functions-framework-go serves it at "/", so those paths
+// reach it; served together, each function has only the exact path of its
+// name, and /PollSignature/claim would be answered 404.
+var pollPaths struct {
+	once sync.Once
+	err  error
+}
+
+func registerPollPaths(ctx context.Context) error {
+	pollPaths.once.Do(func() {
+		base := "/" + PollSignature
+		pollPaths.err = funcframework.RegisterHTTPFunctionContext(ctx, base+"/", http.StripPrefix(base, adapter.Poll(adapter.Lazy(PollSignature))).ServeHTTP)
+	})
+	return pollPaths.err
 }

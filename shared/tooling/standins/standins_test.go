@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,6 +127,66 @@ func TestEnrollOverRealStandIns(t *testing.T) {
 	sub, err := ps.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: "projects/" + project + "/subscriptions/certprov-claim"})
 	if err != nil || sub.PushConfig.GetPushEndpoint() == "" {
 		t.Errorf("subscription: %v", err)
+	}
+}
+
+// TestClaimQueueOverRealStandIns: every process's first claim meets the API's
+// quota (429). ClaimProcess hands it to the claim queue and acknowledges the
+// push; the Cloud Tasks emulator dispatches the claim task to PollSignature's
+// /claim path over HTTP, which claims and signs; every process ends uploaded
+// with one signData, and no Pub/Sub redelivery was spent on the quota.
+func TestClaimQueueOverRealStandIns(t *testing.T) {
+	hosts := standins.Hosts{Firestore: testenv.Firestore(t), PubSub: testenv.PubSub(t), Tasks: testenv.CloudTasks(t)}
+	ctx := context.Background()
+	project := fmt.Sprintf("standins%d", time.Now().UnixNano()%1e9)
+	var mu sync.Mutex
+	refused := map[string]bool{}
+	env, err := standins.Start(ctx, hosts, standins.Options{
+		Project: project, Customer: "C0standins", Dir: t.TempDir(),
+		Schedule: pipeline.PollSchedule{Initial: 300 * time.Millisecond, Multiplier: 1.5, Max: 2 * time.Second, Jitter: 0.2, Deadline: 2 * time.Minute},
+		Measure:  true, // its own pipelines and paths: one deployed-style Env per process
+		Emulator: cpemulator.Options{Fault: func(method, name string) cpemulator.Fault {
+			mu.Lock()
+			defer mu.Unlock()
+			if method != cpemulator.MethodClaim || refused[name] {
+				return cpemulator.NoFault
+			}
+			refused[name] = true
+			return cpemulator.FaultResourceExhausted
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+
+	const n = 6
+	keys := make([]string, n)
+	names := make([]string, n)
+	for i := range n {
+		name, err := env.Emu.AddClient(ctx, cpemulator.ClientSpec{Customer: env.Customer, Key: cpemulator.ECP256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := env.Emu.Process(name)
+		names[i], keys[i] = name, progress.Key(s.Customer, s.ID)
+	}
+	waitAll(t, env, keys, 2*time.Minute)
+	for i, name := range names {
+		s, _ := env.Emu.Process(name)
+		rec, err := env.Store.Get(ctx, keys[i])
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if rec.State != progress.StateUploaded || s.State != cpemulator.StateUploaded || s.SignDataCalls != 1 {
+			t.Errorf("%s: record %s, API %s, signData %d; want uploaded after one signData (last error %q)", name, rec.State, s.State, s.SignDataCalls, rec.LastError)
+		}
+	}
+	if calls := env.Emu.Calls(); calls["claim"] != 2*n {
+		t.Errorf("API calls %v: want %d claims, one refused with 429 and one from the claim queue per process", calls, 2*n)
+	}
+	if v := env.Emu.Violations(); len(v) > 0 {
+		t.Errorf("API misuse: %+v", v)
 	}
 }
 
