@@ -94,3 +94,33 @@ func TestChallengeIsSealedAndExpires(t *testing.T) {
 		})
 	}
 }
+
+// A record created with a sealed intent (a SCEP challenge) whose delivery
+// died before the claim, resumed by an instance without the sealing key (a
+// configuration change in between): the bytes cannot be opened, so the
+// process fails with a message, the claim it just made recorded first (no
+// second claim before setFailure), instead of a panic or a stuck record.
+func TestSealedIntentWithoutTheKeyFails(t *testing.T) {
+	t.Parallel()
+	sealer, err := seal.New(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, cpemulator.Options{})
+	var seen []byte
+	h.p.CAs[cpemulator.DefaultCARef] = challengeCA{Issuer: h.ca, h: h, validity: time.Hour, seen: &seen}
+	h.p.Sealer = sealer
+	name, note := h.add(cpemulator.ClientSpec{SignDelay: time.Second})
+	h.crashClaim("claim:before-claim", note)
+	h.p.Crash, h.p.Sealer = nil, nil
+	h.clk.advance(2 * h.p.Lease)
+	if err := h.claim(note, 2); err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	h.drain()
+	h.wantFailed(name, "could not read its own request")
+	if s := h.snap(name); s.SignDataCalls != 0 || s.SetFailureCalls != 1 {
+		t.Errorf("signData %d, setFailure %d; want 0 and 1", s.SignDataCalls, s.SetFailureCalls)
+	}
+	h.noViolations()
+}

@@ -509,10 +509,11 @@ func (p *Pipeline) callSignData(ctx context.Context, rec *progress.Record, attem
 	}
 	data, err := p.plain(rec.Key, rec.SignData)
 	if err != nil {
-		if rec, err = p.recordClaim(ctx, rec, true, "open the signData bytes: "+err.Error()); err != nil {
+		reason := "open the signData bytes: " + err.Error()
+		if rec, err = p.recordClaim(ctx, rec, true, reason); err != nil {
 			return nil, err
 		}
-		_, ferr := p.fail(ctx, rec, attempt, "open the signData bytes: "+err.Error(), "The adapter could not read its own request. Contact your administrator.")
+		_, ferr := p.fail(ctx, rec, attempt, reason, "The adapter could not read its own request. Contact your administrator.")
 		return nil, ferr
 	}
 	op, err := p.API.SignData(ctx, rec.ProcessName, data, rec.SignatureAlgorithm)
