@@ -187,15 +187,8 @@ func intended(rec *progress.Record) bool {
 // claimAndSign claims the process of rec (in RECEIVED with the signing
 // intent, under this delivery's lease) and calls signData.
 func (p *Pipeline) claimAndSign(ctx context.Context, rec *progress.Record, proc *cpapi.Process, attempt int) (*progress.Record, error) {
-	if err := p.crash(ctx, rec.Key, "claim:before-claim"); err != nil {
-		return nil, err
-	}
-	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
-		return p.claimFailed(ctx, rec, proc, attempt, err)
-	}
-	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
-	if err := p.crash(ctx, rec.Key, "claim:after-claim"); err != nil {
-		return nil, err
+	if ok, next, err := p.makeClaim(ctx, rec, proc, attempt); !ok {
+		return next, err
 	}
 	return p.callSignData(ctx, rec, attempt)
 }
@@ -271,7 +264,7 @@ func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record, attempt
 		return nil, errBusy
 	}
 	if intended(rec) {
-		return p.resumeIntent(ctx, rec, attempt)
+		return p.resumeSigning(ctx, rec, attempt)
 	}
 	holder := newHolder("claim")
 	rec, err := p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateReceived, func(r *progress.Record) error {
@@ -285,47 +278,6 @@ func (p *Pipeline) retryClaim(ctx context.Context, rec *progress.Record, attempt
 		return nil, err
 	}
 	return p.claimProcess(ctx, rec, nil, nil, attempt)
-}
-
-// resumeIntent takes over a record created with the signing intent whose
-// delivery died or lost an answer (its lease passed): that delivery may have
-// claimed the process and called signData. The process, not the client, tells
-// whether signData started (invariant 1); if not, the claim is made again
-// (a refusal is then the ambiguous one of a lost claim answer) and signData
-// called, under a fresh lease.
-func (p *Pipeline) resumeIntent(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
-	proc, err := p.API.Get(ctx, rec.ProcessName)
-	if err != nil {
-		return p.getFailed(ctx, rec, attempt, err)
-	}
-	if proc.FailureMessage != "" {
-		return p.apiFailed(ctx, rec, proc.FailureMessage)
-	}
-	if proc.SignData != "" || proc.Signature != "" {
-		// signData reached the client (so the claim went through): poll
-		// the process itself for the signature.
-		return p.transitionPath(ctx, rec.Key, []progress.State{progress.StateReceived}, []progress.State{progress.StateClaimed, progress.StateSigning, progress.StatePolling}, func(r *progress.Record) error {
-			progress.ReleaseLease(r)
-			r.LastError = "signData's answer was lost; polling the process"
-			return nil
-		})
-	}
-	now := p.Now().UTC()
-	holder := newHolder("sign")
-	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateReceived, func(r *progress.Record) error {
-		if err := p.takeLease(r, holder, now); err != nil {
-			return err
-		}
-		r.Attempts++
-		r.SignDataCalls++
-		// The client gets its whole deadline from the call that reaches it.
-		r.Deadline = now.Add(p.Schedule.Deadline)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return p.claimAndSign(ctx, rec, proc, attempt)
 }
 
 // planned is a plan made before the claim, or why it could not be made.
@@ -352,20 +304,31 @@ func (p *Pipeline) claimProcess(ctx context.Context, rec *progress.Record, proc 
 			return nil
 		})
 	}
-	if err := p.crash(ctx, rec.Key, "claim:before-claim"); err != nil {
-		return nil, err
-	}
-	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
-		return p.claimFailed(ctx, rec, proc, attempt, err)
-	}
-	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
-	if err := p.crash(ctx, rec.Key, "claim:after-claim"); err != nil {
-		return nil, err
+	if ok, next, err := p.makeClaim(ctx, rec, proc, attempt); !ok {
+		return next, err
 	}
 	// The process just read is the one to plan from: claiming it changes
 	// nothing the plan reads, so no second get. The claim and the signing
 	// intent are then one write (RECEIVED, CLAIMED, SIGNING).
 	return p.sign(ctx, rec, proc, pre, attempt)
+}
+
+// makeClaim claims the process of rec (in RECEIVED, under this delivery's
+// lease). ok is false when the claim did not go through (refused: next, in
+// CLAIMED_ELSEWHERE; or an error) or the delivery was made to die.
+func (p *Pipeline) makeClaim(ctx context.Context, rec *progress.Record, proc *cpapi.Process, attempt int) (ok bool, next *progress.Record, err error) {
+	if err := p.crash(ctx, rec.Key, "claim:before-claim"); err != nil {
+		return false, nil, err
+	}
+	if err := p.API.Claim(ctx, rec.ProcessName, p.CallerID); err != nil {
+		next, err := p.claimFailed(ctx, rec, proc, attempt, err)
+		return false, next, err
+	}
+	p.logger(ctx).Info("process claimed", processIdentity(proc)...)
+	if err := p.crash(ctx, rec.Key, "claim:after-claim"); err != nil {
+		return false, nil, err
+	}
+	return true, nil, nil
 }
 
 // getFailed handles a failed read of the process of rec (in RECEIVED): a
@@ -585,23 +548,38 @@ func (p *Pipeline) recordClaim(ctx context.Context, rec *progress.Record, over b
 	})
 }
 
-// resumeSigning handles a record left in SIGNING (a crash or a lost answer
-// around signData): it asks the process, not the client, whether signData
-// started.
+// resumeSigning takes over a record whose signData may have been called and
+// whose lease has passed: one in SIGNING (a crash or a lost answer around
+// signData), or one created with the signing intent (RECEIVED), whose
+// delivery may also have claimed the process or not. It asks the process, not
+// the client, whether signData started (invariant 1): if so, it polls the
+// process; if not, it calls signData under a fresh lease, claiming first when
+// the claim is not recorded (a refusal is then the ambiguous one of a lost
+// claim answer).
 func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record, attempt int) (*progress.Record, error) {
 	if rec.Leased(p.Now()) {
 		return nil, errBusy
 	}
+	claimed := rec.State == progress.StateSigning
 	proc, err := p.API.Get(ctx, rec.ProcessName)
 	if err != nil {
+		if !claimed {
+			return p.getFailed(ctx, rec, attempt, err)
+		}
 		return nil, p.apiError(ctx, rec, attempt, "get process", err)
 	}
 	if proc.FailureMessage != "" {
 		return p.apiFailed(ctx, rec, proc.FailureMessage)
 	}
+	from := []progress.State{rec.State}
 	if proc.SignData != "" || proc.Signature != "" {
-		// signData reached the client: poll the process itself for the signature.
-		return p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StatePolling, func(r *progress.Record) error {
+		// signData reached the client (so the claim went through): poll
+		// the process itself for the signature.
+		path := []progress.State{progress.StatePolling}
+		if !claimed {
+			path = []progress.State{progress.StateClaimed, progress.StateSigning, progress.StatePolling}
+		}
+		return p.transitionPath(ctx, rec.Key, from, path, func(r *progress.Record) error {
 			progress.ReleaseLease(r)
 			r.LastError = "signData's answer was lost; polling the process"
 			return nil
@@ -610,20 +588,29 @@ func (p *Pipeline) resumeSigning(ctx context.Context, rec *progress.Record, atte
 	// The call never reached the API: take the lease and call it.
 	now := p.Now().UTC()
 	holder := newHolder("sign")
-	rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StateSigning, func(r *progress.Record) error {
+	relet := func(r *progress.Record) error {
 		if err := p.takeLease(r, holder, now); err != nil {
 			return err
+		}
+		if !claimed {
+			r.Attempts++ // a claim attempt
 		}
 		r.SignDataCalls++
 		// The client gets its whole deadline from the call that reaches it,
 		// however late (a sweep may resume a process hours later).
 		r.Deadline = now.Add(p.Schedule.Deadline)
 		return nil
-	})
-	if err != nil {
+	}
+	if claimed {
+		if rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateSigning}, progress.StateSigning, relet); err != nil {
+			return nil, err
+		}
+		return p.callSignData(ctx, rec, attempt)
+	}
+	if rec, err = p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateReceived, relet); err != nil {
 		return nil, err
 	}
-	return p.callSignData(ctx, rec, attempt)
+	return p.claimAndSign(ctx, rec, proc, attempt)
 }
 
 // apiFailed records that the API has already failed the process.

@@ -249,18 +249,24 @@ func (p *Pipeline) checkpointEvery() time.Duration {
 	return max(min(p.SweepAfter/2, p.SweepAfter-2*p.Schedule.QuietestGap()), 0)
 }
 
-// enqueuePollTask enqueues poll tb.Poll of generation tb.Gen. Names differ
-// between generations: a chain lost with its numbers used does not keep the
-// re-driven one out.
+// enqueuePollTask enqueues poll tb.Poll of generation tb.Gen.
 func (p *Pipeline) enqueuePollTask(ctx context.Context, tb TaskBody, at time.Time) error {
+	return p.enqueueNamed(ctx, tasks.QueuePoll, "poll", tb, tb.Poll, at)
+}
+
+// enqueueNamed enqueues tb on q as the task named kind-<id>-<n>, and
+// kind-<id>-s<gen>-<n> for a chain of generation tb.Gen > 0 (one that a
+// re-drive started): names differ between generations, so a hand-off lost
+// with its name used does not keep the re-driven one out.
+func (p *Pipeline) enqueueNamed(ctx context.Context, q tasks.Queue, kind string, tb TaskBody, n int, at time.Time) error {
 	body, _ := json.Marshal(tb)
-	name := fmt.Sprintf("poll-%s-%d", taskID(tb.Key), tb.Poll)
+	name := fmt.Sprintf("%s-%s-%d", kind, taskID(tb.Key), n)
 	if tb.Gen > 0 {
-		name = fmt.Sprintf("poll-%s-s%d-%d", taskID(tb.Key), tb.Gen, tb.Poll)
+		name = fmt.Sprintf("%s-%s-s%d-%d", kind, taskID(tb.Key), tb.Gen, n)
 	}
-	t := tasks.Task{Queue: tasks.QueuePoll, Name: name, Body: body, ScheduleTime: at}
+	t := tasks.Task{Queue: q, Name: name, Body: body, ScheduleTime: at}
 	if err := p.Tasks.Enqueue(ctx, t); err != nil {
-		return fmt.Errorf("enqueue poll %d of %s: %w", tb.Poll, tb.Key, err)
+		return fmt.Errorf("enqueue %s %d of %s: %w", kind, n, tb.Key, err)
 	}
 	return nil
 }
@@ -280,21 +286,10 @@ func (p *Pipeline) enqueueIssue(ctx context.Context, r *progress.Record, at time
 	return p.enqueueIssueTask(ctx, TaskBody{Key: r.Key, Attempt: r.IssueAttempts}, at)
 }
 
-// enqueueIssueTask enqueues issue task tb. Its name is the record's issue
-// attempt, and for a signature found by a re-driven chain of polls
-// (tb.Gen > 0) that chain's generation: a hand-off lost with its name used
-// does not keep the re-driven one out.
+// enqueueIssueTask enqueues issue task tb, named for the record's issue
+// attempt (and the generation of the chain of polls that found the signature).
 func (p *Pipeline) enqueueIssueTask(ctx context.Context, tb TaskBody, at time.Time) error {
-	body, _ := json.Marshal(tb)
-	name := fmt.Sprintf("issue-%s-%d", taskID(tb.Key), tb.Attempt)
-	if tb.Gen > 0 {
-		name = fmt.Sprintf("issue-%s-s%d-%d", taskID(tb.Key), tb.Gen, tb.Attempt)
-	}
-	t := tasks.Task{Queue: tasks.QueueIssue, Name: name, Body: body, ScheduleTime: at}
-	if err := p.Tasks.Enqueue(ctx, t); err != nil {
-		return fmt.Errorf("enqueue issue of %s: %w", tb.Key, err)
-	}
-	return nil
+	return p.enqueueNamed(ctx, tasks.QueueIssue, "issue", tb, tb.Attempt, at)
 }
 
 // pollDelay is the wait before poll n (0-based) of r at now, by the schedule

@@ -50,13 +50,7 @@ func (p *Pipeline) Poll(ctx context.Context, d Delivery) error {
 		// whether it started. This task is then the record's first poll
 		// (enqueued under that poll's name), so it polls on itself:
 		// enqueuing "the current poll" would be a no-op.
-		var next *progress.Record
-		var err error
-		if rec.State == progress.StateSigning {
-			next, err = p.resumeSigning(ctx, rec, attempt)
-		} else {
-			next, err = p.retryClaim(ctx, rec, attempt)
-		}
+		next, err := p.resumeSigning(ctx, rec, attempt)
 		if cur, ok := stale(err); ok {
 			next, err = cur, nil
 		}
