@@ -366,12 +366,27 @@ func (p *Pipeline) claimFailed(ctx context.Context, rec *progress.Record, proc *
 
 // claimed records the claim alone (RECEIVED to CLAIMED), when the signing
 // intent cannot follow in the same write: planning met a transient failure.
-func (p *Pipeline) claimed(ctx context.Context, rec *progress.Record, proc *cpapi.Process) error {
-	_, err := p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
+func (p *Pipeline) claimed(ctx context.Context, rec *progress.Record, proc *cpapi.Process) (*progress.Record, error) {
+	return p.transition(ctx, rec.Key, []progress.State{progress.StateReceived}, progress.StateClaimed, func(r *progress.Record) error {
 		progress.ReleaseLease(r)
 		setSubject(r, proc)
 		return nil
 	})
+}
+
+// failAfterClaim fails rec for a permanent problem found after this delivery
+// claimed its process (rec still RECEIVED): the claim is recorded first, so
+// that the report does not claim again before setFailure (an API that
+// refuses a repeat claim by the same caller would leave the device untold).
+func (p *Pipeline) failAfterClaim(ctx context.Context, rec *progress.Record, proc *cpapi.Process, attempt int, reason, message string) error {
+	if rec.State == progress.StateReceived {
+		next, err := p.claimed(ctx, rec, proc)
+		if err != nil {
+			return fmt.Errorf("%s; and recording the claim: %w", reason, err)
+		}
+		rec = next
+	}
+	_, err := p.fail(ctx, rec, attempt, reason, message)
 	return err
 }
 
@@ -417,13 +432,12 @@ func (p *Pipeline) sign(ctx context.Context, rec *progress.Record, proc *cpapi.P
 	if perr != nil {
 		var pe *planError
 		if errors.As(perr, &pe) {
-			_, err := p.fail(ctx, rec, attempt, pe.reason, pe.message)
-			return nil, err
+			return nil, p.failAfterClaim(ctx, rec, proc, attempt, pe.reason, pe.message)
 		}
 		if rec.State == progress.StateReceived {
 			// The claim went through: record it (and free its lease), so
 			// that the retry plans again instead of claiming again.
-			if err := p.claimed(ctx, rec, proc); err != nil {
+			if _, err := p.claimed(ctx, rec, proc); err != nil {
 				return nil, fmt.Errorf("%v; and recording the claim: %w", perr, err)
 			}
 		}
@@ -431,8 +445,7 @@ func (p *Pipeline) sign(ctx context.Context, rec *progress.Record, proc *cpapi.P
 	}
 	stored, err := p.protect(rec.Key, plan.signData, plan.secret)
 	if err != nil {
-		_, ferr := p.fail(ctx, rec, attempt, err.Error(), "The adapter is not configured to keep enrollment challenges safe. Contact your administrator.")
-		return nil, ferr
+		return nil, p.failAfterClaim(ctx, rec, proc, attempt, err.Error(), "The adapter is not configured to keep enrollment challenges safe. Contact your administrator.")
 	}
 	now := p.Now().UTC()
 	holder := newHolder("sign")

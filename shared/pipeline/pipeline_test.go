@@ -296,7 +296,10 @@ func TestConfigurationErrorsReachTheDevice(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, cpemulator.Options{})
+			// An API that refuses a repeat claim by the same caller (it
+			// may): the failure must still reach the device, so the claim
+			// that setFailure needs is made once and recorded.
+			h := newHarness(t, cpemulator.Options{RefuseRepeatClaims: true})
 			name, note := h.add(tc.spec)
 			if err := h.claim(note, 1); err != nil {
 				t.Fatalf("Claim: %v (a permanent problem must be acknowledged)", err)
@@ -305,6 +308,9 @@ func TestConfigurationErrorsReachTheDevice(t *testing.T) {
 			h.wantFailed(name, tc.want)
 			if s := h.snap(name); s.SignDataCalls != 0 {
 				t.Error("signData was called for a process that cannot succeed")
+			}
+			if n := h.emu.Calls()["claim"]; n != 1 {
+				t.Errorf("%d claims, want 1", n)
 			}
 		})
 	}
