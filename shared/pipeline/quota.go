@@ -84,10 +84,11 @@ func (p *Pipeline) caQuotaLater(ctx context.Context, rec *progress.Record, err e
 }
 
 // deferClaim hands a notification whose claim met the quota (err, a 429) to
-// the claim queue and acknowledges it (nil): the record is RECEIVED or
-// CLAIMED (its lease freed by the failed call). In SIGNING the first poll
-// task, enqueued before signData, carries on. Otherwise, or when the record
-// cannot be read, err is returned and Pub/Sub delivers the message again.
+// the claim queue and acknowledges it (nil): the record is RECEIVED (with
+// or without the signing intent) or CLAIMED, its lease freed by the failed
+// call. In SIGNING (signData met the 429) the poll task that the failed call
+// enqueued carries on. Otherwise, or when the record cannot be read, err is
+// returned and Pub/Sub delivers the message again.
 func (p *Pipeline) deferClaim(ctx context.Context, data []byte, err error) error {
 	ev, _, derr := notification.Decode(data)
 	if derr != nil {
