@@ -213,7 +213,7 @@ func (v statusView) write(w io.Writer) {
 
 // meanings say where a process in each state stands.
 var meanings = map[progress.State]string{
-	progress.StateReceived:         "the notification was accepted; the process is being claimed",
+	progress.StateReceived:         "the notification was accepted; the process is being claimed, then asked to sign (signData at most once)",
 	progress.StateClaimed:          "claimed; the request to sign is being built",
 	progress.StateSigning:          "signData is being called (at most once)",
 	progress.StatePolling:          "waiting for the device to sign; polled until the deadline",
