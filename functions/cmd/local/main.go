@@ -21,6 +21,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -51,6 +52,17 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 	if fs.NArg() > 0 {
 		return 2, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if local.cpuProfile != "" {
+		f, err := os.Create(local.cpuProfile)
+		if err != nil {
+			return 2, fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 2, fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	o, err := sc.Options(os.LookupEnv, stderr)
 	if err != nil {
@@ -134,6 +146,7 @@ type localFlags struct {
 	config               string
 	compare              bool
 	keep                 string
+	cpuProfile           string
 	reconcile            bool
 	deprovision, suspend int
 	rolloutFlags
@@ -165,6 +178,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *scenario.Scenario, *localFlags) {
 	fs.StringVar(&l.config, "config", "", "adapter config JSON (CA connections, profiles, allowedCustomers); secrets it names are read from the environment; default: the built-in development CA")
 	l.rolloutFlags.declare(fs)
 	fs.BoolVar(&l.compare, "compare-schedules", false, "run the same clients once per poll schedule (default, fixed 10 s, alternatives) and print added latency against operations.get calls")
+	fs.StringVar(&l.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	fs.StringVar(&l.keep, "keep", "", "write the run's progress records to this JSON file, for the operator CLI: certprov status|find|list|timeline --records FILE")
 	fs.BoolVar(&l.reconcile, "reconcile", false, "end with the reconciliation (POST /reconcile on IssueCertificate): a dry run, then for real, against the emulator's directory and the inventory")
 	fs.IntVar(&l.deprovision, "deprovision", 0, "with -reconcile: deprovision this many simulated devices in the directory first")

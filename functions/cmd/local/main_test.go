@@ -101,3 +101,23 @@ func TestKeep(t *testing.T) {
 		t.Errorf("-keep with -compare-schedules: exit %d, %v; want 2 and an error", code, err)
 	}
 }
+
+// TestCPUProfile: -cpuprofile writes a profile pprof reads (its gzip header),
+// for finding where a benchmark spends its time.
+func TestCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	code, err := realMain(context.Background(), []string{"-clients", "6", "-quiet", "-fast-delay", "0s-50ms", "-cpuprofile", path}, io.Discard, io.Discard)
+	if code != 0 || err != nil {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
+		t.Errorf("the profile is not a gzipped pprof profile (%d bytes)", len(data))
+	}
+	if code, _ := realMain(context.Background(), []string{"-cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir")}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("an unwritable profile path: exit %d, want 2", code)
+	}
+}
