@@ -2,6 +2,10 @@ package pipeline_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -183,4 +187,23 @@ func TestQuotaOnAPollTaskBeforeTheClaim(t *testing.T) {
 	h.drain()
 	h.wantUploaded(name)
 	h.noViolations()
+}
+
+// terraform/tasks.tf sets the queues' rates from the same requests per
+// enrollment as QueueRates: the two numbers are one setting written twice
+// (HCL cannot import Go), so this holds them together.
+func TestTerraformCallsPerEnrollment(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join("..", "..", "terraform", "tasks.tf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*calls_per_enrollment\s*=\s*([0-9.]+)`).FindSubmatch(data)
+	if m == nil {
+		t.Fatal("terraform/tasks.tf has no calls_per_enrollment local")
+	}
+	got, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil || got != pipeline.CallsPerEnrollment {
+		t.Errorf("terraform/tasks.tf calls_per_enrollment = %s, want pipeline.CallsPerEnrollment %v", m[1], pipeline.CallsPerEnrollment)
+	}
 }
