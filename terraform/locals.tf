@@ -57,6 +57,7 @@ locals {
         POLL_MULTIPLIER    = var.poll_schedule.multiplier
         POLL_MAX_DELAY     = var.poll_schedule.max_delay
         POLL_JITTER        = var.poll_schedule.jitter
+        POLL_FAST_FOR      = var.poll_schedule.fast_for
         POLL_LATE_AFTER    = var.poll_schedule.late_after
         POLL_LATE_INTERVAL = var.poll_schedule.late_interval
         POLL_DEADLINE      = var.poll_schedule.deadline

@@ -265,12 +265,13 @@ variable "lease" {
 }
 
 variable "poll_schedule" {
-  description = "Poll schedule of PollSignature (POLL_INITIAL_DELAY, POLL_MULTIPLIER, POLL_MAX_DELAY, POLL_JITTER, POLL_LATE_AFTER, POLL_LATE_INTERVAL, POLL_DEADLINE; see the README). An attribute left null keeps the code's default."
+  description = "Poll schedule of PollSignature (POLL_INITIAL_DELAY, POLL_MULTIPLIER, POLL_MAX_DELAY, POLL_JITTER, POLL_FAST_FOR, POLL_LATE_AFTER, POLL_LATE_INTERVAL, POLL_DEADLINE; see the README). An attribute left null keeps the code's default."
   type = object({
     initial_delay = optional(string)
     multiplier    = optional(number)
     max_delay     = optional(string)
     jitter        = optional(number)
+    fast_for      = optional(string)
     late_after    = optional(string)
     late_interval = optional(string)
     deadline      = optional(string)
@@ -287,6 +288,10 @@ variable "poll_schedule" {
   validation {
     condition     = var.poll_schedule.late_after == null || can(regex("^(0|([0-9]+(\\.[0-9]+)?(h|m|s|ms))+)$", var.poll_schedule.late_after))
     error_message = "poll_schedule.late_after must be a Go duration such as 10m, or \"0\" for one phase to the deadline."
+  }
+  validation {
+    condition     = var.poll_schedule.fast_for == null || can(regex("^(0|([0-9]+(\\.[0-9]+)?(h|m|s|ms))+)$", var.poll_schedule.fast_for))
+    error_message = "poll_schedule.fast_for must be a Go duration such as 10s, or \"0\" to poll in the first phase until late_after."
   }
   validation {
     # The same ranges the functions accept (shared/config).

@@ -315,6 +315,7 @@ func functionEnv(target string, port int, d deployment, withSecret bool) []strin
 		"POLL_MULTIPLIER=1.5",
 		"POLL_MAX_DELAY=10s",
 		"POLL_JITTER=0.2",
+		"POLL_FAST_FOR=10s",
 		"POLL_LATE_AFTER=10m",
 		"POLL_LATE_INTERVAL=5m",
 		"SWEEP_AFTER=1h",

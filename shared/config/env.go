@@ -170,6 +170,8 @@ func (c *Config) settings() []Setting {
 			Doc: "each poll's delay times this"},
 		{Name: "POLL_MAX_DELAY", target: &c.Poll.Max, Default: duration(p.Max),
 			Doc: "cap of the delay in the first phase; at least `POLL_INITIAL_DELAY`"},
+		{Name: "POLL_FAST_FOR", target: &c.Poll.FastFor, Default: duration(p.FastFor), ZeroOff: true,
+			Doc: "after this time since signData, poll only just after the client's check-ins (30 s, 2 min and 8 min after the process's start, plus 5 s) and at least every `POLL_LATE_INTERVAL` (+jitter) until `POLL_LATE_AFTER`: a client that has not answered the push by then answers at a check-in; `0`: the first phase lasts until `POLL_LATE_AFTER`"},
 		{Name: "POLL_LATE_AFTER", target: &c.Poll.LateAfter, Default: duration(p.LateAfter), ZeroOff: true,
 			Doc: "after this time since signData, poll every `POLL_LATE_INTERVAL` instead (a client that has not signed by then is asleep or offline); `0`: one phase to the deadline"},
 		{Name: "POLL_LATE_INTERVAL", target: &c.Poll.LateInterval, Default: duration(p.LateInterval),
@@ -286,7 +288,7 @@ func number(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // Load reads the environment settings and the adapter config through env.
 func Load(env Lookup, connectorTypes []string) (*Config, error) {
-	c := &Config{}
+	c := newConfig()
 	errs := decode(env, c.settings())
 	errs = append(errs, c.derive()...)
 	errs = append(errs, c.validate()...)
@@ -306,10 +308,19 @@ func Load(env Lookup, connectorTypes []string) (*Config, error) {
 	return c, nil
 }
 
+// newConfig is a Config before its environment is read: the settings of the
+// poll schedule that no variable sets (the client's documented check-ins)
+// are the code's.
+func newConfig() *Config {
+	c := &Config{}
+	c.Poll.CheckIns, c.Poll.CheckInMargin = pipeline.DefaultPoll.CheckIns, pipeline.DefaultPoll.CheckInMargin
+	return c
+}
+
 // LoadPoll reads only the poll schedule (POLL_*) through env, for the local
 // runs, which fill in everything else themselves.
 func LoadPoll(env Lookup) (pipeline.PollSchedule, error) {
-	c := &Config{}
+	c := newConfig()
 	var poll []Setting
 	for _, s := range c.settings() {
 		if strings.HasPrefix(s.Name, "POLL_") {

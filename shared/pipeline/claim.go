@@ -170,12 +170,15 @@ func (p *Pipeline) setIntent(r *progress.Record, proc *cpapi.Process, pl *plan, 
 	r.CAConnectionRef, r.ProfileRef = pl.caRef, pl.profileRef
 	setSubject(r, proc) // also for a record claimed by an earlier release
 	r.SPKI, r.KeyType, r.SignatureAlgorithm = pl.spki, string(pl.keyType), pl.algorithm
+	if t, err := time.Parse(time.RFC3339Nano, proc.StartTime); err == nil {
+		r.ProcessStart = t.UTC()
+	}
 	r.SignData = stored
 	r.ChallengeExpiresAt = pl.challengeExpires
 	r.RequestID = RequestID(r.Key)
 	r.SignDataCalls++
 	r.Deadline = now.Add(p.Schedule.Deadline)
-	r.NextPollAt = now.Add(p.pollDelay(r, 0, now))
+	r.NextPollAt = p.nextPoll(r, 0, now)
 }
 
 // intended reports whether rec is a RECEIVED record created with the signing

@@ -186,8 +186,8 @@ type TaskBody struct {
 
 	// A poll task of a record in POLLING carries what its poll needs, so
 	// that a poll that finds the operation not done touches no record: the
-	// operation, when signData was asked for (the schedule counts from
-	// there), the poll deadline, when the record is next due a checkpoint
+	// operation, when signData was asked for and when the process started
+	// (the schedule counts from both; Start is absent before release 4), the poll deadline, when the record is next due a checkpoint
 	// write (the sweep's liveness signal; zero: never) and the generation
 	// of its chain of polls (the record's Sweeps when the chain started: a
 	// re-drive starts a new one under fresh names). Release names the code
@@ -195,6 +195,7 @@ type TaskBody struct {
 	// hand-offs) reads the record instead.
 	Op         string    `json:"op,omitempty"`
 	Since      time.Time `json:"since,omitzero"`
+	Start      time.Time `json:"start,omitzero"`
 	Deadline   time.Time `json:"deadline,omitzero"`
 	Checkpoint time.Time `json:"checkpoint,omitzero"`
 	Gen        int       `json:"gen,omitempty"`
@@ -211,8 +212,9 @@ type TaskBody struct {
 }
 
 // Release is the task body format's version: "2", poll tasks that carry
-// their operation; "3", issue tasks that carry the signature (issue 15).
-const Release = "3"
+// their operation; "3", issue tasks that carry the signature; "4", poll
+// tasks that carry the process's start (issue 15).
+const Release = "4"
 
 // taskID is a task-name-safe id for a record key.
 func taskID(key string) string {
@@ -233,7 +235,7 @@ func RequestID(key string) string {
 func (p *Pipeline) enqueuePoll(ctx context.Context, r *progress.Record, at time.Time) error {
 	tb := TaskBody{Key: r.Key, Poll: r.PollCount}
 	if r.State == progress.StatePolling && r.OperationName != "" {
-		tb.Op, tb.Since, tb.Deadline, tb.Gen, tb.Release = r.OperationName, signingSince(r), r.Deadline, r.Sweeps, Release
+		tb.Op, tb.Since, tb.Start, tb.Deadline, tb.Gen, tb.Release = r.OperationName, signingSince(r), processStart(r), r.Deadline, r.Sweeps, Release
 		if p.SweepAfter > 0 {
 			tb.Checkpoint = r.UpdatedAt.Add(p.checkpointEvery())
 		}
@@ -292,27 +294,32 @@ func (p *Pipeline) enqueueIssueTask(ctx context.Context, tb TaskBody, at time.Ti
 	return p.enqueueNamed(ctx, tasks.QueueIssue, "issue", tb, tb.Attempt, at)
 }
 
-// pollDelay is the wait before poll n (0-based) of r at now, by the schedule
-// (PollSchedule.Delay), counting from when signData was asked for.
-func (p *Pipeline) pollDelay(r *progress.Record, n int, now time.Time) time.Duration {
-	var elapsed time.Duration
-	for i := len(r.History) - 1; i >= 0; i-- {
-		if r.History[i].To == progress.StateSigning {
-			elapsed = now.Sub(r.History[i].At)
-			break
-		}
-	}
-	return p.Schedule.Delay(n, elapsed, p.Jitter())
+// nextPoll is when poll n of r comes after now, by the schedule
+// (PollSchedule.Next), counting from when signData was asked for and from
+// the process's start; never after r's deadline when it has one.
+func (p *Pipeline) nextPoll(r *progress.Record, n int, now time.Time) time.Time {
+	return p.nextPollAt(processStart(r), signingSince(r), r.Deadline, n, now)
 }
 
-// nextPollAt is when poll n comes after now, signData having been asked for
-// at since: by the schedule, and never after the deadline.
-func (p *Pipeline) nextPollAt(since, deadline time.Time, n int, now time.Time) time.Time {
-	at := now.Add(p.Schedule.Delay(n, now.Sub(since), p.Jitter()))
-	if at.After(deadline) {
+// nextPollAt is when poll n comes after now, the process having started at
+// start and signData having been asked for at since: by the schedule, and
+// never after the deadline (zero: none).
+func (p *Pipeline) nextPollAt(start, since, deadline time.Time, n int, now time.Time) time.Time {
+	at := p.Schedule.Next(n, start, since, now, p.Jitter())
+	if !deadline.IsZero() && at.After(deadline) {
 		at = deadline
 	}
 	return at
+}
+
+// processStart is when r's process started, as the API said when it was
+// read for the claim; a record of an earlier release does not say, and the
+// schedule then counts from signData.
+func processStart(r *progress.Record) time.Time {
+	if !r.ProcessStart.IsZero() {
+		return r.ProcessStart
+	}
+	return signingSince(r)
 }
 
 // transition advances rec and logs the change once.

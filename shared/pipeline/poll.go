@@ -125,7 +125,7 @@ func (p *Pipeline) pollTask(ctx context.Context, tb TaskBody, attempt int) (bool
 	next := tb
 	next.Poll++
 	next.Release = Release
-	return true, nil, p.enqueuePollTask(ctx, next, p.nextPollAt(tb.Since, tb.Deadline, next.Poll, now))
+	return true, nil, p.enqueuePollTask(ctx, next, p.nextPollAt(tb.Start, tb.Since, tb.Deadline, next.Poll, now))
 }
 
 // checkpoint writes the record of a chain of polls whose checkpoint is due
@@ -143,7 +143,7 @@ func (p *Pipeline) checkpoint(ctx context.Context, tb TaskBody, attempt int) err
 			return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StatePolling}, Current: r.Clone()}
 		}
 		r.PollCount = tb.Poll + 1
-		r.NextPollAt = p.nextPollAt(tb.Since, r.Deadline, r.PollCount, now)
+		r.NextPollAt = p.nextPollAt(tb.Start, tb.Since, r.Deadline, r.PollCount, now)
 		return nil
 	})
 	if err != nil {
@@ -340,10 +340,7 @@ func (p *Pipeline) pollOnce(ctx context.Context, rec *progress.Record, attempt i
 				return &progress.StateError{Key: r.Key, Want: []progress.State{progress.StatePolling}, Current: r.Clone()}
 			}
 			r.PollCount = n + 1
-			r.NextPollAt = now.Add(p.pollDelay(r, r.PollCount, now))
-			if r.NextPollAt.After(r.Deadline) {
-				r.NextPollAt = r.Deadline
-			}
+			r.NextPollAt = p.nextPoll(r, r.PollCount, now)
 			return nil
 		})
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
 	"github.com/chromeos-certprov/adapter/shared/tooling/cpemulator"
 )
@@ -43,6 +45,61 @@ func TestPollsFollowTheSchedule(t *testing.T) {
 				h.wantUploaded(name)
 			} else {
 				h.wantFailed(name, "did not answer")
+			}
+			if got := h.snap(name).Requests[cpemulator.MethodOperationsGet]; got != tc.wantPolls {
+				t.Errorf("operations.get %d times, want %d", got, tc.wantPolls)
+			}
+		})
+	}
+}
+
+// With the default schedule, a client that missed the push is found by the
+// poll just after its check-in, counted from the process's start (not from
+// signData), and costs a handful of polls instead of one every 10 s.
+func TestPollsAfterCheckIns(t *testing.T) {
+	t.Parallel()
+	if diff := cmp.Diff(cpemulator.DocumentedCheckIns, pipeline.ClientCheckIns); diff != "" {
+		t.Errorf("the schedule's check-ins are not the client's (api.md) (-client +schedule):\n%s", diff)
+	}
+	sched := pipeline.DefaultPoll
+	sched.Deadline = time.Hour
+	tests := []struct {
+		name      string
+		spec      cpemulator.ClientSpec
+		claimAt   time.Duration // after the process's start
+		wantPolls int
+		seenAt    time.Duration // after the process's start; 0: failed
+	}{
+		{"answers the push in 3 s", cpemulator.ClientSpec{SignDelay: 3 * time.Second}, 0, 2, 5 * time.Second},
+		// Polls at 2, 5, 9.5, 16.25 s, then 35 s.
+		{"checks in at 30 s", cpemulator.ClientSpec{CheckIns: []time.Duration{30 * time.Second}}, 0, 5, 35 * time.Second},
+		{"checks in a tenth early", cpemulator.ClientSpec{CheckIns: []time.Duration{27 * time.Second}}, 0, 5, 35 * time.Second},
+		{"checks in at 2 min", cpemulator.ClientSpec{CheckIns: []time.Duration{2 * time.Minute}}, 0, 6, 125 * time.Second},
+		{"checks in at 8 min", cpemulator.ClientSpec{CheckIns: []time.Duration{8 * time.Minute}}, 0, 7, 485 * time.Second},
+		// Claimed 100 s after the start: polls at 102, 105, 109.5, 116.25 s,
+		// then just after the 2 min check-in.
+		{"claimed 100 s late, checks in at 2 min", cpemulator.ClientSpec{CheckIns: []time.Duration{30 * time.Second, 2 * time.Minute}}, 100 * time.Second, 5, 125 * time.Second},
+		{"never", cpemulator.ClientSpec{Behaviour: cpemulator.Silent}, 0, sched.PollsUntil(time.Hour), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, cpemulator.Options{})
+			h.p.Schedule = sched
+			h.p.Jitter = func() float64 { return 0.5 }
+			name, note := h.add(tc.spec)
+			h.clk.advance(tc.claimAt)
+			if err := h.claim(note, 1); err != nil {
+				t.Fatal(err)
+			}
+			h.drain()
+			if tc.seenAt == 0 {
+				h.wantFailed(name, "did not answer")
+			} else {
+				h.wantUploaded(name)
+				if got := h.record(name).SignedAt.Sub(h.snap(name).Created).Round(time.Millisecond); got != tc.seenAt { // the API gives the start in µs
+					t.Errorf("signature seen %s after the start, want %s", got, tc.seenAt)
+				}
 			}
 			if got := h.snap(name).Requests[cpemulator.MethodOperationsGet]; got != tc.wantPolls {
 				t.Errorf("operations.get %d times, want %d", got, tc.wantPolls)

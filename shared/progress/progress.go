@@ -81,6 +81,10 @@ type Record struct {
 	// SignDataCalls counts signData calls made (at most one may reach the client).
 	SignDataCalls int    `firestore:"signDataCalls" json:"signDataCalls"`
 	OperationName string `firestore:"operationName,omitempty" json:"operationName,omitempty"`
+	// ProcessStart is the process's startTime, as the API said when it was
+	// read for the claim: the client's check-ins count from it (the poll
+	// schedule's). Zero on a record of an earlier release.
+	ProcessStart time.Time `firestore:"processStart" json:"processStart"`
 	// Deadline is when polling gives up and the process is failed.
 	Deadline   time.Time `firestore:"deadline" json:"deadline"`
 	PollCount  int       `firestore:"pollCount" json:"pollCount"`

@@ -97,7 +97,7 @@ func (s Stats) Sub(o Stats) Stats {
 // ExpireAt stays nil.
 func Normalize(r *progress.Record) {
 	for _, t := range []*time.Time{
-		&r.CreatedAt, &r.UpdatedAt, &r.Deadline, &r.NextPollAt, &r.SignedAt,
+		&r.CreatedAt, &r.UpdatedAt, &r.ProcessStart, &r.Deadline, &r.NextPollAt, &r.SignedAt,
 		&r.ChallengeExpiresAt, &r.IssuedAt, &r.UploadedAt, &r.LeaseUntil,
 		&r.CertificateNotBefore, &r.CertificateNotAfter,
 	} {

@@ -129,6 +129,43 @@ const (
 	defaultUserEmailTemplate = "user-%d@example.com"
 )
 
+// A client that misses the push of its signData (asleep, offline, behind a
+// network that drops it) checks in about 30 s, 2 min and 8 min after its
+// process started, then every 8 hours (the handbook's api.md). Chromium's
+// back-off jitter brings each check-in up to CheckInJitter earlier, never
+// later. CheckInsFrom builds a ClientSpec.CheckIns from them.
+var (
+	DocumentedCheckIns = []time.Duration{30 * time.Second, 2 * time.Minute, 8 * time.Minute}
+	CheckInEvery       = 8 * time.Hour
+)
+
+// CheckInJitter is the most by which a check-in comes early, as a fraction.
+const CheckInJitter = 0.1
+
+// CheckInsFrom is the check-ins of a client that is first online at
+// documented check-in k (0: 30 s) and then at every later one, up to and
+// including horizon after its start, each brought forward by CheckInJitter
+// times a draw of early (values in [0,1)); all divided by scale (a
+// time-scaled run; 0 or 1: real time).
+func CheckInsFrom(k int, horizon time.Duration, early func() float64, scale float64) []time.Duration {
+	if scale <= 0 {
+		scale = 1
+	}
+	var out []time.Duration
+	at := func(d time.Duration) {
+		d = time.Duration(float64(d) * (1 - CheckInJitter*early()) / scale)
+		out = append(out, d)
+	}
+	last := DocumentedCheckIns[len(DocumentedCheckIns)-1]
+	for _, c := range DocumentedCheckIns[min(max(k, 0), len(DocumentedCheckIns)):] {
+		at(c)
+	}
+	for d := last + CheckInEvery; d <= horizon; d += CheckInEvery {
+		at(d)
+	}
+	return out
+}
+
 // ClientSpec describes a simulated client and the process it starts.
 type ClientSpec struct {
 	// Customer is the obfuscated customer id. Required.
@@ -146,6 +183,11 @@ type ClientSpec struct {
 	// SignDelay is how long after signData the client answers (its
 	// check-in delay). 0: the signature is there at the next read.
 	SignDelay time.Duration
+	// CheckIns, when set, make a client that missed the push of signData:
+	// it answers at the first of these times (counted from the process's
+	// start) that is not before signData, and never when none is left
+	// (SignDelay is then not used). See DocumentedCheckIns.
+	CheckIns []time.Duration
 	// ClaimedBy pre-claims the process for another caller instance id
 	// ("claimed elsewhere").
 	ClaimedBy string
@@ -253,6 +295,7 @@ func (e *Emulator) newProcess(spec ClientSpec) (*process, error) {
 		kind:      spec.Kind,
 		behaviour: spec.Behaviour,
 		delay:     spec.SignDelay,
+		checkIns:  append([]time.Duration(nil), spec.CheckIns...),
 		claimedBy: spec.ClaimedBy,
 		created:   e.now(),
 		profileID: spec.ProvisioningProfileID,

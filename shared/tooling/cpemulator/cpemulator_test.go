@@ -390,3 +390,71 @@ func TestSCEPProcess(t *testing.T) {
 type badSigner struct{ ecdsa.PrivateKey }
 
 func (badSigner) Public() crypto.PublicKey { return "not a key" }
+
+// A client that missed the push answers at its first check-in not before
+// signData, counted from the process's start, and never when none is left.
+func TestCheckInClients(t *testing.T) {
+	t.Parallel()
+	checkIns := []time.Duration{30 * time.Second, 2 * time.Minute}
+	tests := []struct {
+		name     string
+		signData time.Duration // after the start
+		want     time.Duration // signed at, after the start; 0: never
+	}{
+		{"before the first check-in", 10 * time.Second, 30 * time.Second},
+		{"at a check-in", 30 * time.Second, 30 * time.Second},
+		{"between check-ins", time.Minute, 2 * time.Minute},
+		{"after the last check-in", 3 * time.Minute, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, Options{})
+			name := f.add(ClientSpec{Key: ECP256, SignDelay: time.Second, CheckIns: checkIns})
+			f.clock.Advance(tc.signData)
+			op := f.claimAndSign(name, sampleData)
+			if tc.want > tc.signData {
+				f.clock.Advance(tc.want - tc.signData - time.Millisecond)
+				o, err := f.op(op.Name)
+				f.must(err)
+				if o.Done {
+					t.Fatalf("operation done just before the check-in at %s", tc.want)
+				}
+			}
+			f.clock.Advance(10 * time.Hour)
+			o, err := f.op(op.Name)
+			f.must(err)
+			s := f.snap(name)
+			switch {
+			case tc.want == 0 && (o.Done || s.State != StateSigning):
+				t.Errorf("client without a check-in left answered: done=%v state=%s", o.Done, s.State)
+			case tc.want > 0 && !s.SignedAt.Equal(t0.Add(tc.want)):
+				t.Errorf("signed at %v, want %v (the check-in)", s.SignedAt.Sub(t0), tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckInsFrom(t *testing.T) {
+	t.Parallel()
+	never := func() float64 { return 0 }
+	most := func() float64 { return 1 }
+	tests := []struct {
+		name    string
+		k       int
+		horizon time.Duration
+		early   func() float64
+		scale   float64
+		want    []time.Duration
+	}{
+		{"from 30 s, an hour", 0, time.Hour, never, 0, []time.Duration{30 * time.Second, 2 * time.Minute, 8 * time.Minute}},
+		{"from 2 min, a day: every 8 h after 8 min", 1, 24 * time.Hour, never, 1,
+			[]time.Duration{2 * time.Minute, 8 * time.Minute, 8*time.Hour + 8*time.Minute, 16*time.Hour + 8*time.Minute}},
+		{"a tenth early, scaled by 60", 2, time.Hour, most, 60, []time.Duration{7200 * time.Millisecond}},
+	}
+	for _, tc := range tests {
+		if diff := cmp.Diff(tc.want, CheckInsFrom(tc.k, tc.horizon, tc.early, tc.scale)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}

@@ -23,6 +23,7 @@ type process struct {
 	signer        crypto.Signer
 	spki          []byte
 	delay         time.Duration
+	checkIns      []time.Duration // from created; none: the push reaches the client
 	created       time.Time
 	profileID     string
 	device        *deviceJSON
@@ -87,6 +88,23 @@ func (p *process) advance(now time.Time) {
 	}
 	p.signature, p.signedAt = p.pendingSig, due
 	p.pendingSig = nil
+}
+
+// answersAt is when the client answers a signData asked at now: SignDelay
+// later when the push reached it, else at its next check-in; ok false: never.
+func (p *process) answersAt(now time.Time) (time.Time, bool) {
+	if p.behaviour == Silent {
+		return time.Time{}, false
+	}
+	if len(p.checkIns) == 0 {
+		return now.Add(p.delay), true
+	}
+	for _, c := range p.checkIns {
+		if t := p.created.Add(c); !t.Before(now) {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (p *process) fail(at time.Time, state, msg, by string) {
@@ -349,8 +367,8 @@ func (e *Emulator) signData(p *process, body []byte, now time.Time) (any, *apiEr
 		return initial, nil
 	}
 	p.signData, p.algorithm, p.signDataAt = bytes.Clone(data), alg, now
-	if p.behaviour != Silent {
-		p.pendingSig, p.clientDue = sig, now.Add(p.delay)
+	if due, ok := p.answersAt(now); ok {
+		p.pendingSig, p.clientDue = sig, due
 	}
 	// The client never answers within the signData call itself.
 	return initial, nil

@@ -30,6 +30,10 @@ var Load = []struct{ Flag, Value string }{
 	{"time-scale", "60"}, {"deadline", "30m"}, {"arrival", "250"},
 }
 
+// SlowAtCheckIns is -slow-delay's value for slow clients that sign at the
+// documented check-ins (simulation.Options.SlowAtCheckIns).
+const SlowAtCheckIns = "checkins"
+
 // Scenario is a parsed scenario: the flags' values.
 type Scenario struct {
 	Clients                        int
@@ -54,14 +58,14 @@ func Flags(fs *flag.FlagSet) *Scenario {
 	s := &Scenario{fs: fs}
 	fs.IntVar(&s.Clients, "clients", 100, "number of simulated clients to enroll")
 	fs.StringVar(&s.Report, "report", "", "write the JSON report to this file")
-	fs.Float64Var(&s.Slow, "slow", 0, "share of slow clients, which sign within -slow-delay")
+	fs.Float64Var(&s.Slow, "slow", 0, "share of slow clients, which missed the push and sign as -slow-delay says")
 	fs.Float64Var(&s.Silent, "silent", 0, "share of silent clients, which never sign (failed at the poll deadline)")
 	fs.Float64Var(&s.Wrong, "wrong", 0, "share of clients that sign wrongly (failed: signature does not verify)")
 	fs.Float64Var(&s.Elsewhere, "elsewhere", 0, "share of processes already claimed by another adapter")
 	fs.Float64Var(&s.ErrorRate, "api-error-rate", 0, "share of API requests answered 429/503 before acting")
 	fs.Float64Var(&s.LostRate, "api-lost-rate", 0, "share of API requests that act but answer 503 (a timeout after the work)")
 	fs.StringVar(&s.FastDelay, "fast-delay", "1s-5s", "when online clients sign, a range MIN-MAX")
-	fs.StringVar(&s.SlowDelay, "slow-delay", "30s-10m", "when slow clients sign, a range MIN-MAX")
+	fs.StringVar(&s.SlowDelay, "slow-delay", SlowAtCheckIns, "when slow clients sign: "+SlowAtCheckIns+" (at a documented check-in, 30 s, 2 min or 8 min after the process's start, a third each, each up to a tenth early), or a range MIN-MAX after signData (uniform)")
 	fs.Float64Var(&s.TimeScale, "time-scale", 1, "divide every client delay and the poll schedule by this factor")
 	fs.DurationVar(&s.Deadline, "deadline", 0, fmt.Sprintf("poll deadline, after which silent clients are failed (default: POLL_DEADLINE, or %s on this machine; production's default is 24h)", LocalDeadline))
 	fs.Float64Var(&s.Arrival, "arrival", 0, "new clients per second (0: all at once)")
@@ -72,7 +76,7 @@ func Flags(fs *flag.FlagSet) *Scenario {
 	for _, l := range Load {
 		load = append(load, "-"+l.Flag+" "+l.Value)
 	}
-	fs.BoolVar(&s.Load, "load", false, "the load benchmark: defaults become "+strings.Join(load, " ")+" (80% sign in 1-5 s, 15% in 30 s-10 min, 5% never); flags given explicitly win")
+	fs.BoolVar(&s.Load, "load", false, "the load benchmark: defaults become "+strings.Join(load, " ")+" (80% sign in 1-5 s, 15% miss the push and sign at a check-in 30 s, 2 min or 8 min after the start, 5% never); flags given explicitly win")
 	fs.BoolVar(&s.CPUByFunction, "cpu-by-function", false, "sample a CPU profile to split this process's CPU by function")
 	return s
 }
@@ -121,9 +125,11 @@ func (s *Scenario) Options(env config.Lookup, progress io.Writer) (simulation.Op
 	if err != nil {
 		errs = append(errs, fmt.Errorf("-fast-delay: %w", err))
 	}
-	slow, err := ParseRange(s.SlowDelay)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("-slow-delay: %w", err))
+	var slow simulation.Range
+	if s.SlowDelay != SlowAtCheckIns {
+		if slow, err = ParseRange(s.SlowDelay); err != nil {
+			errs = append(errs, fmt.Errorf("-slow-delay: %w (or %s)", err, SlowAtCheckIns))
+		}
 	}
 	sched, err := config.LoadPoll(env)
 	if err != nil {
@@ -140,7 +146,7 @@ func (s *Scenario) Options(env config.Lookup, progress io.Writer) (simulation.Op
 	o := simulation.Options{
 		Clients: s.Clients, Slow: s.Slow, Silent: s.Silent, Wrong: s.Wrong, Elsewhere: s.Elsewhere,
 		ErrorRate: s.ErrorRate, LostRate: s.LostRate,
-		FastDelay: fast.Scale(s.TimeScale), SlowDelay: slow.Scale(s.TimeScale),
+		FastDelay: fast.Scale(s.TimeScale), SlowDelay: slow.Scale(s.TimeScale), SlowAtCheckIns: s.SlowDelay == SlowAtCheckIns,
 		Schedule: sched.Scale(s.TimeScale), TimeScale: s.TimeScale,
 		Arrival: s.Arrival, Seed: s.Seed,
 		ProgressEvery: time.Second,

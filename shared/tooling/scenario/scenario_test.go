@@ -61,20 +61,26 @@ func TestOptions(t *testing.T) {
 		{name: "defaults", want: func(o *simulation.Options) {}},
 		{name: "load", args: []string{"-load"}, want: func(o *simulation.Options) {
 			o.Clients, o.Slow, o.Silent, o.TimeScale, o.Arrival = 10000, 0.15, 0.05, 60, 250
+			o.FastDelay = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60)
+			o.Schedule = scaled(pipeline.DefaultPoll, 30*time.Minute, 60)
+		}},
+		{name: "load, slow clients uniform in a range", args: []string{"-load", "-slow-delay", "30s-10m"}, want: func(o *simulation.Options) {
+			o.Clients, o.Slow, o.Silent, o.TimeScale, o.Arrival = 10000, 0.15, 0.05, 60, 250
 			o.FastDelay, o.SlowDelay = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60), simulation.Range{Min: 30 * time.Second, Max: 10 * time.Minute}.Scale(60)
+			o.SlowAtCheckIns = false
 			o.Schedule = scaled(pipeline.DefaultPoll, 30*time.Minute, 60)
 		}},
 		{name: "load, explicit flags win", args: []string{"-load", "-clients", "1000", "-deadline", "10m"}, want: func(o *simulation.Options) {
 			o.Clients, o.Slow, o.Silent, o.TimeScale, o.Arrival = 1000, 0.15, 0.05, 60, 250
-			o.FastDelay, o.SlowDelay = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60), simulation.Range{Min: 30 * time.Second, Max: 10 * time.Minute}.Scale(60)
+			o.FastDelay = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60)
 			o.Schedule = scaled(pipeline.DefaultPoll, 10*time.Minute, 60)
 		}},
 		{name: "POLL_ settings", env: map[string]string{"POLL_INITIAL_DELAY": "50ms", "POLL_MAX_DELAY": "200ms", "POLL_DEADLINE": "30s"}, want: func(o *simulation.Options) {
 			o.Schedule.Initial, o.Schedule.Max, o.Schedule.Deadline = 50*time.Millisecond, 200*time.Millisecond, 30*time.Second
 		}},
-		{name: "every problem", args: []string{"-clients", "0", "-slow", "0.6", "-silent", "0.6", "-wrong", "2", "-time-scale", "0", "-fast-delay", "soon"},
+		{name: "every problem", args: []string{"-clients", "0", "-slow", "0.6", "-silent", "0.6", "-wrong", "2", "-time-scale", "0", "-fast-delay", "soon", "-slow-delay", "later"},
 			env:     map[string]string{"POLL_JITTER": "3"},
-			wantErr: []string{"-clients 0", "-wrong 2: want a share", "add up to more than 1", "-time-scale 0", "-fast-delay", "POLL_JITTER"}},
+			wantErr: []string{"-clients 0", "-wrong 2: want a share", "add up to more than 1", "-time-scale 0", "-fast-delay", "-slow-delay", "or checkins", "POLL_JITTER"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,7 +107,7 @@ func TestOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := simulation.Options{
-				Clients: 100, FastDelay: simulation.Range{Min: time.Second, Max: 5 * time.Second}, SlowDelay: simulation.Range{Min: 30 * time.Second, Max: 10 * time.Minute},
+				Clients: 100, FastDelay: simulation.Range{Min: time.Second, Max: 5 * time.Second}, SlowAtCheckIns: true,
 				Schedule: scaled(pipeline.DefaultPoll, LocalDeadline, 1), TimeScale: 1, Seed: 1, ProgressEvery: time.Second, Progress: io.Discard,
 			}
 			tc.want(&want)

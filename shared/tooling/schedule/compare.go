@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/pipeline"
@@ -32,24 +33,35 @@ func (s Spec) String() string {
 	if p.Jitter > 0 {
 		d += fmt.Sprintf(" ±%g%%", p.Jitter*100)
 	}
+	if p.FastFor > 0 && len(p.CheckIns) > 0 {
+		var c []string
+		for _, ci := range p.CheckIns {
+			c = append(c, ci.String())
+		}
+		d += fmt.Sprintf(" for %s, then %s after the check-ins at %s", p.FastFor, p.CheckInMargin, strings.Join(c, ", "))
+	}
 	if p.LateAfter > 0 {
 		d += fmt.Sprintf(", after %s every %s", p.LateAfter, p.LateInterval)
 	}
 	return d
 }
 
-// Specs are the schedules the local run compares: the default, a fixed
-// 10-second interval, the first phase of the default alone, and the
-// previous default (a single phase capped at a minute).
+// Specs are the schedules the local run compares: the default, the default
+// without its check-in phase (the default before it), a fixed 10-second
+// interval, the first phase of the default alone, and the first default (a
+// single phase capped at a minute).
 func Specs() []Spec {
 	d := pipeline.DefaultPoll
+	noCheckIns := d
+	noCheckIns.FastFor = 0
 	fixed := pipeline.PollSchedule{Initial: 10 * time.Second, Multiplier: 1, Max: 10 * time.Second, Deadline: d.Deadline}
-	firstPhase := d
+	firstPhase := noCheckIns
 	firstPhase.LateAfter, firstPhase.LateInterval = 0, 0
 	previous := firstPhase
 	previous.Max = time.Minute
 	return []Spec{
 		{Name: "default", Poll: d},
+		{Name: "no-check-ins", Poll: noCheckIns},
 		{Name: "fixed-10s", Poll: fixed},
 		{Name: "one-phase-10s", Poll: firstPhase},
 		{Name: "one-phase-60s", Poll: previous},

@@ -21,11 +21,14 @@ func TestSpecs(t *testing.T) {
 		names = append(names, s.Name)
 		desc[s.Name] = s.String()
 	}
-	if diff := cmp.Diff([]string{"default", "fixed-10s", "one-phase-10s", "one-phase-60s"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"default", "no-check-ins", "fixed-10s", "one-phase-10s", "one-phase-60s"}, names); diff != "" {
 		t.Errorf("schedules (-want +got):\n%s", diff)
 	}
 	if got := desc["fixed-10s"]; got != "every 10s" {
 		t.Errorf("fixed-10s described %q, want %q", got, "every 10s")
+	}
+	if got, want := desc["default"], "2s x1.5 to 10s ±20% for 10s, then 5s after the check-ins at 30s, 2m0s, 8m0s, after 10m0s every 5m0s"; got != want {
+		t.Errorf("default described %q, want %q", got, want)
 	}
 }
 

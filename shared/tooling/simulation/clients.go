@@ -83,7 +83,14 @@ func AddClients(ctx context.Context, emu *cpemulator.Emulator, customer string, 
 		case Online:
 			spec.SignDelay = o.FastDelay.Pick(rng)
 		case Slow:
-			spec.SignDelay = o.SlowDelay.Pick(rng)
+			if o.SlowAtCheckIns {
+				// First online at one of the documented check-ins, a third
+				// each, and at every one after it.
+				k := rng.IntN(len(cpemulator.DocumentedCheckIns))
+				spec.CheckIns = cpemulator.CheckInsFrom(k, 48*time.Hour, rng.Float64, o.TimeScale)
+			} else {
+				spec.SignDelay = o.SlowDelay.Pick(rng)
+			}
 		case Silent:
 			spec.Behaviour = cpemulator.Silent
 		case Wrong:

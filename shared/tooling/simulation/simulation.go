@@ -78,6 +78,12 @@ type Options struct {
 	ErrorRate, LostRate float64
 	// FastDelay and SlowDelay are when online and slow clients sign.
 	FastDelay, SlowDelay Range
+	// SlowAtCheckIns makes the slow clients ones that missed the push: they
+	// sign at a documented check-in instead (cpemulator.CheckInsFrom: the
+	// first one they are online for drawn evenly from 30 s, 2 min and 8 min
+	// after the process's start, each up to a tenth early); SlowDelay is
+	// then not used.
+	SlowAtCheckIns bool
 	// Schedule is the poll schedule; its Deadline ends silent clients.
 	Schedule pipeline.PollSchedule
 	// TimeScale is the factor by which the caller divided the client delays

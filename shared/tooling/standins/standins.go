@@ -208,7 +208,10 @@ func Start(ctx context.Context, h Hosts, o Options) (*Env, error) {
 	}
 	// The late phase of the schedule, when it has one ("0" turns it off;
 	// unset, the code's default would apply).
-	env["POLL_LATE_AFTER"] = "0"
+	env["POLL_LATE_AFTER"], env["POLL_FAST_FOR"] = "0", "0"
+	if o.Schedule.FastFor > 0 {
+		env["POLL_FAST_FOR"] = o.Schedule.FastFor.String()
+	}
 	if o.Schedule.LateAfter > 0 && o.Schedule.LateInterval > 0 {
 		env["POLL_LATE_AFTER"] = o.Schedule.LateAfter.String()
 		env["POLL_LATE_INTERVAL"] = o.Schedule.LateInterval.String()

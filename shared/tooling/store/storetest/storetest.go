@@ -94,6 +94,7 @@ func Full(key string) *progress.Record {
 		SignData:             []byte{0x30, 0x82, 0x01, 0x0a, 0x00, 0xff},
 		SignDataCalls:        1,
 		OperationName:        "operations/op-1",
+		ProcessStart:         base.Add(-time.Minute + 7),
 		Deadline:             base.Add(time.Hour + 3),
 		PollCount:            4,
 		NextPollAt:           base.Add(time.Minute + 5),
