@@ -58,6 +58,13 @@ resource "google_cloudfunctions2_function" "claim" {
     vpc_connector_egress_settings = local.vpc_egress_of.claim
   }
 
+  lifecycle {
+    precondition {
+      condition     = length(local.function_size_errors.claim) == 0
+      error_message = join("; ", local.function_size_errors.claim)
+    }
+  }
+
   depends_on = [
     google_project_service.enabled,
     google_artifact_registry_repository_iam_member.build_writer,

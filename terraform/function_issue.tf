@@ -56,6 +56,13 @@ resource "google_cloudfunctions2_function" "issue" {
     vpc_connector_egress_settings = local.vpc_egress_of.issue
   }
 
+  lifecycle {
+    precondition {
+      condition     = length(local.function_size_errors.issue) == 0
+      error_message = join("; ", local.function_size_errors.issue)
+    }
+  }
+
   depends_on = [
     google_project_service.enabled,
     google_artifact_registry_repository_iam_member.build_writer,

@@ -55,6 +55,13 @@ resource "google_cloudfunctions2_function" "poll" {
     }
   }
 
+  lifecycle {
+    precondition {
+      condition     = length(local.function_size_errors.poll) == 0
+      error_message = join("; ", local.function_size_errors.poll)
+    }
+  }
+
   depends_on = [
     google_project_service.enabled,
     google_artifact_registry_repository_iam_member.build_writer,

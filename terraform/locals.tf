@@ -65,13 +65,36 @@ locals {
     },
   )
 
-  # A function left out of var.function_limits gets the attribute defaults
-  # (variables.tf).
+  # Each function's size when var.function_limits leaves it out (variables.tf
+  # says why; shared/tooling/simulation's cost model prices the same sizes,
+  # DeployedSizes, and TestTerraformFunctionSizes holds the two together).
+  function_defaults = {
+    claim = { memory = "512Mi", cpu = "1", concurrency = 20, max_instances = 5, timeout_seconds = 60 }
+    poll  = { memory = "256Mi", cpu = "0.25", concurrency = 1, max_instances = 100, timeout_seconds = 60 }
+    issue = { memory = "512Mi", cpu = "1", concurrency = 20, max_instances = 5, timeout_seconds = 300 }
+  }
+  # The defaults with what var.function_limits sets on top, attribute by
+  # attribute.
   function_limits = {
-    for k in keys(local.names) : k => (
-      contains(keys(var.function_limits), k)
-      ? var.function_limits[k]
-      : { memory = "512Mi", cpu = "1", concurrency = 20, max_instances = 5, timeout_seconds = k == "issue" ? 300 : 60 }
+    for k, d in local.function_defaults : k => merge(d, {
+      for a, v in try(var.function_limits[k], {}) : a => v if v != null
+    })
+  }
+
+  # Cloud Run's rules for a function's size, checked at plan (function_*.tf
+  # preconditions) with the merged values: below one vCPU an instance serves
+  # one request at a time, and below 0.5 vCPU it gets at most 512Mi (below 1
+  # vCPU at most 1Gi).
+  function_size_errors = {
+    for k, l in local.function_limits : k => compact([
+      l.concurrency > 1 && tonumber(l.cpu) < 1 ? "function_limits.${k}: concurrency ${l.concurrency} needs cpu of at least \"1\" (cpu is \"${l.cpu}\"); more than 1 needs cpu of at least \"1\", or set concurrency = 1" : "",
+      tonumber(l.cpu) < 0.5 && local.memory_mib[k] > 512 ? "function_limits.${k}: memory ${l.memory} needs cpu of at least \"0.5\" (below it Cloud Run gives at most 512Mi)" : "",
+      tonumber(l.cpu) < 1 && local.memory_mib[k] > 1024 ? "function_limits.${k}: memory ${l.memory} needs cpu of at least \"1\" (below it Cloud Run gives at most 1Gi)" : "",
+    ])
+  }
+  memory_mib = {
+    for k, l in local.function_limits : k => (
+      endswith(l.memory, "Gi") ? tonumber(trimsuffix(l.memory, "Gi")) * 1024 : tonumber(trimsuffix(l.memory, "Mi"))
     )
   }
 }

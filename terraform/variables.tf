@@ -362,28 +362,31 @@ variable "log_level" {
 
 variable "function_limits" {
   description = <<-EOT
-    Per-function limits. max_instances bounds cost and the load on the API and
-    the CA; concurrency is how many requests one instance serves at once
-    (max_instance_request_concurrency); cpu is its vCPUs; timeout_seconds
-    bounds one invocation. Claims, polls and issues wait on the network, so by
-    default one vCPU serves 20 requests: cheaper than 20 instances of one, and
-    Cloud Run serves more than one request per instance only with at least one
-    vCPU. Every queue's max_concurrent_dispatches must fit in its function's
-    max_instances x concurrency (tasks.tf), or the excess is answered 429 and
-    spends task attempts.
+    Per-function limits; an attribute left out takes the function's default
+    (locals.tf, function_defaults). max_instances bounds cost and the load on
+    the API and the CA; concurrency is how many requests one instance serves at
+    once (max_instance_request_concurrency); cpu is its vCPUs; timeout_seconds
+    bounds one invocation. ClaimProcess and IssueCertificate default to one
+    vCPU and 512Mi serving 20 requests at once. PollSignature, whose requests
+    are one operations.get each (and under quota the claim step's), defaults to
+    0.25 vCPU and 256Mi serving one at a time, up to 100 instances (the 5 x 20
+    requests at once it served before; the poll and claim queues dispatch 20 +
+    20 at most by default): a quarter of the price per billed second, and at the dispatch rates the API quota allows
+    fewer requests overlap than would make a shared vCPU cheaper (README "What
+    it costs"). Cloud Run serves more than one request per instance only with
+    at least one vCPU, and below 0.5 vCPU gives at most 512Mi. Every queue's
+    max_concurrent_dispatches must fit in its function's max_instances x
+    concurrency (tasks.tf), or the excess is answered 429 and spends task
+    attempts.
   EOT
   type = map(object({
-    memory          = optional(string, "512Mi")
-    cpu             = optional(string, "1")
-    concurrency     = optional(number, 20)
-    max_instances   = optional(number, 5)
-    timeout_seconds = optional(number, 60)
+    memory          = optional(string)
+    cpu             = optional(string)
+    concurrency     = optional(number)
+    max_instances   = optional(number)
+    timeout_seconds = optional(number)
   }))
-  default = {
-    claim = {}
-    poll  = {}
-    issue = { timeout_seconds = 300 }
-  }
+  default = {}
 
   validation {
     condition     = length(setsubtract(keys(var.function_limits), ["claim", "poll", "issue"])) == 0
@@ -392,22 +395,36 @@ variable "function_limits" {
   validation {
     condition = alltrue([
       for l in values(var.function_limits) :
-      l.max_instances >= 1 && l.max_instances <= 1000 && l.timeout_seconds >= 1 && l.timeout_seconds <= 3600
+      (l.max_instances == null || (l.max_instances >= 1 && l.max_instances <= 1000)) &&
+      (l.timeout_seconds == null || (l.timeout_seconds >= 1 && l.timeout_seconds <= 3600))
     ])
     error_message = "max_instances must be 1-1000 and timeout_seconds 1-3600."
   }
   validation {
     condition = alltrue([
       for l in values(var.function_limits) :
-      l.concurrency >= 1 && l.concurrency <= 1000 && floor(l.concurrency) == l.concurrency &&
-      (l.concurrency == 1 || try(tonumber(l.cpu) >= 1, false))
+      l.concurrency == null || (l.concurrency >= 1 && l.concurrency <= 1000 && floor(l.concurrency) == l.concurrency)
     ])
-    error_message = "function_limits concurrency must be a whole number from 1 to 1000, and more than 1 needs cpu of at least \"1\"."
+    error_message = "function_limits concurrency must be a whole number from 1 to 1000."
+  }
+  validation {
+    condition = alltrue([
+      for l in values(var.function_limits) :
+      l.cpu == null || try(tonumber(l.cpu) >= 0.08 && (tonumber(l.cpu) <= 1 || floor(tonumber(l.cpu)) == tonumber(l.cpu)), false)
+    ])
+    error_message = "function_limits cpu must be a number of vCPUs: from 0.08 to 1, or a whole number above."
+  }
+  validation {
+    condition = alltrue([
+      for l in values(var.function_limits) :
+      l.memory == null || can(regex("^[1-9][0-9]*(Mi|Gi)$", l.memory))
+    ])
+    error_message = "function_limits memory must be a whole number of Mi or Gi, such as \"256Mi\" or \"1Gi\"."
   }
   validation {
     # The sweep (sweep.tf) runs inside one PollSignature invocation: a batch of
     # up to 200 records, one transaction and one enqueue each.
-    condition     = try(var.function_limits.poll.timeout_seconds, 60) >= 60
+    condition     = coalesce(try(var.function_limits.poll.timeout_seconds, null), 60) >= 60
     error_message = "function_limits.poll.timeout_seconds must be at least 60: one sweep batch (up to 200 processes) runs in one PollSignature invocation."
   }
 }

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/chromeos-certprov/adapter/shared/adapter"
@@ -236,7 +237,7 @@ func printSummary(w io.Writer, r *simulation.Report) {
 		fmt.Fprintln(w)
 	}
 	if c := r.Cost; c != nil {
-		fmt.Fprintf(w, "cost per 10,000 enrollments (list prices read %s, beyond free tiers; functions at %g vCPU, %g GiB):\n ", c.Prices.PricesRead, c.Size.VCPU, c.Size.GiB)
+		fmt.Fprintf(w, "cost per 10,000 enrollments (list prices read %s, beyond free tiers; functions at %s):\n ", c.Prices.PricesRead, sizes(c.Sizes))
 		for _, s := range simulation.CostServices {
 			fmt.Fprintf(w, " %s $%.4f;", s, c.Per10k[s])
 		}
@@ -269,3 +270,12 @@ func printSummary(w io.Writer, r *simulation.Report) {
 }
 
 func sortedKeys[K ~string, V any](m map[K]V) []K { return slices.Sorted(maps.Keys(m)) }
+
+// sizes describes the functions' sizes of the cost model, in name order.
+func sizes(m map[string]simulation.FunctionSize) string {
+	var out []string
+	for _, f := range sortedKeys(m) {
+		out = append(out, fmt.Sprintf("%s %g vCPU %g GiB", f, m[f].VCPU, m[f].GiB))
+	}
+	return strings.Join(out, ", ")
+}

@@ -53,22 +53,28 @@ type PriceTable struct {
 	LoggingPerGiB           float64 `json:"logging_per_gib"`
 }
 
-// FunctionSize is a function's configured size: terraform's default
-// function_limits (1 vCPU, 512 MiB; locals.tf).
+// FunctionSize is a function's configured size.
 type FunctionSize struct {
 	VCPU float64 `json:"vcpu"`
 	GiB  float64 `json:"gib"`
 }
 
-// DeployedSize is what terraform deploys each function with by default.
-var DeployedSize = FunctionSize{VCPU: 1, GiB: 0.5}
+// DeployedSizes are what terraform deploys each function with by default
+// (terraform/locals.tf, function_defaults; TestTerraformFunctionSizes holds
+// the two together): PollSignature, which serves one request at a time, at
+// a quarter of a vCPU and 256 MiB; the others at 1 vCPU and 512 MiB.
+var DeployedSizes = map[string]FunctionSize{
+	"ClaimProcess":     {VCPU: 1, GiB: 0.5},
+	"PollSignature":    {VCPU: 0.25, GiB: 0.25},
+	"IssueCertificate": {VCPU: 1, GiB: 0.5},
+}
 
 // Cost is what a run's enrollments cost at list prices: the usage per
 // enrollment it was computed from, and dollars per 10,000 enrollments by
 // service.
 type Cost struct {
-	Prices PriceTable   `json:"prices"`
-	Size   FunctionSize `json:"function_size"`
+	Prices PriceTable              `json:"prices"`
+	Sizes  map[string]FunctionSize `json:"function_sizes"`
 	// Per enrollment.
 	FirestoreReads   float64 `json:"firestore_reads"`
 	FirestoreWrites  float64 `json:"firestore_writes"`
@@ -76,15 +82,20 @@ type Cost struct {
 	RunRequests      float64 `json:"run_requests"`
 	// RunSeconds is the billed request time (each request's duration as
 	// measured here, rounded up to 100 ms), as if every request had its
-	// instance to itself: an upper bound, since an instance serves up to 20
-	// at once and is billed once for the time they overlap.
-	RunSeconds  float64            `json:"run_seconds"`
-	TaskOps     float64            `json:"task_ops"`
-	PubSubBytes float64            `json:"pubsub_bytes"`
-	LogBytes    float64            `json:"log_bytes"`
-	LogEntries  float64            `json:"log_entries"`
-	Per10k      map[string]float64 `json:"usd_per_10k"`
-	TotalPer10k float64            `json:"usd_per_10k_total"`
+	// instance to itself, and RunSecondsBy the same by function. An
+	// instance of a function that serves several requests at once is billed
+	// once for the time they overlap, so for those this is an upper bound;
+	// but the durations measured here have no network latency (the API, the
+	// store and the queues answer in process), which on Cloud Run a request
+	// waits for: there it lasts longer.
+	RunSeconds   float64            `json:"run_seconds"`
+	RunSecondsBy map[string]float64 `json:"run_seconds_by_function"`
+	TaskOps      float64            `json:"task_ops"`
+	PubSubBytes  float64            `json:"pubsub_bytes"`
+	LogBytes     float64            `json:"log_bytes"`
+	LogEntries   float64            `json:"log_entries"`
+	Per10k       map[string]float64 `json:"usd_per_10k"`
+	TotalPer10k  float64            `json:"usd_per_10k_total"`
 }
 
 // The services of the cost model, in the order they are printed.
@@ -107,7 +118,7 @@ func billed(d time.Duration) time.Duration {
 }
 
 // costOf prices the usage of one enrollment (fields of c already set) with
-// prices and size, filling Per10k and TotalPer10k.
+// its prices and each function's size, filling Per10k and TotalPer10k.
 func costOf(c Cost) Cost {
 	p := c.Prices
 	per := func(perEnrollment, unitPrice, unit float64) float64 { return perEnrollment * 10_000 * unitPrice / unit }
@@ -115,10 +126,14 @@ func costOf(c Cost) Cost {
 		CostFirestore: per(c.FirestoreReads, p.FirestoreReadsPer100k, 1e5) + per(c.FirestoreWrites, p.FirestoreWritesPer100k, 1e5) +
 			per(c.FirestoreDeletes, p.FirestoreDeletesPer100k, 1e5),
 		CostRunRequests: per(c.RunRequests, p.RunRequestsPerMillion, 1e6),
-		CostRunCompute:  per(c.RunSeconds, c.Size.VCPU*p.RunVCPUSecond+c.Size.GiB*p.RunGiBSecond, 1),
+		CostRunCompute:  0,
 		CostTasks:       per(c.TaskOps, p.TasksPerMillionOps, 1e6),
 		CostPubSub:      per(c.PubSubBytes, p.PubSubPerTiB, 1<<40),
 		CostLogging:     per(c.LogBytes, p.LoggingPerGiB, 1<<30),
+	}
+	for f, sec := range c.RunSecondsBy {
+		size := c.Sizes[f]
+		c.Per10k[CostRunCompute] += per(sec, size.VCPU*p.RunVCPUSecond+size.GiB*p.RunGiBSecond, 1)
 	}
 	c.TotalPer10k = 0
 	for _, v := range c.Per10k {

@@ -319,20 +319,22 @@ func (w *World) storeByScenario(r *Report) {
 }
 
 // cost is the cost model of the run r reports: its usage per enrollment at
-// Prices, with the functions at DeployedSize.
+// Prices, with the functions at DeployedSizes.
 func (w *World) cost(r *Report) *Cost {
 	n := float64(r.Clients)
 	if n == 0 {
 		return nil
 	}
 	var requests, billedNs int64
-	for i := range functionNames {
+	by := map[string]float64{}
+	for i, f := range functionNames {
 		requests += w.invoked[i].Load()
 		billedNs += w.billedNs[i].Load()
+		by[f] = time.Duration(w.billedNs[i].Load()).Seconds() / n
 	}
 	ended := r.Outcomes.Uploaded + r.Outcomes.Failed + r.Outcomes.ClaimedElsewhere
 	c := Cost{
-		Prices: Prices, Size: DeployedSize,
+		Prices: Prices, Sizes: DeployedSizes, RunSecondsBy: by,
 		FirestoreReads: float64(r.Store.Reads) / n, FirestoreWrites: float64(r.Store.Writes) / n,
 		// Every finished record expires through the TTL field: one delete.
 		FirestoreDeletes: float64(ended) / n,
