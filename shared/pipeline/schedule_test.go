@@ -33,14 +33,7 @@ func TestPollsFollowTheSchedule(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, cpemulator.Options{})
-			h.p.Schedule = sched
-			h.p.Jitter = func() float64 { return 0.5 }
-			name, note := h.add(tc.spec)
-			if err := h.claim(note, 1); err != nil {
-				t.Fatal(err)
-			}
-			h.drain()
+			h, name := runPolls(t, sched, tc.spec, 0)
 			if tc.uploaded {
 				h.wantUploaded(name)
 			} else {
@@ -84,15 +77,7 @@ func TestPollsAfterCheckIns(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, cpemulator.Options{})
-			h.p.Schedule = sched
-			h.p.Jitter = func() float64 { return 0.5 }
-			name, note := h.add(tc.spec)
-			h.clk.advance(tc.claimAt)
-			if err := h.claim(note, 1); err != nil {
-				t.Fatal(err)
-			}
-			h.drain()
+			h, name := runPolls(t, sched, tc.spec, tc.claimAt)
 			if tc.seenAt == 0 {
 				h.wantFailed(name, "did not answer")
 			} else {
@@ -106,4 +91,20 @@ func TestPollsAfterCheckIns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runPolls claims one client's process claimAt after its start under sched,
+// with the jitter at its middle, and runs it to its end.
+func runPolls(t *testing.T, sched pipeline.PollSchedule, spec cpemulator.ClientSpec, claimAt time.Duration) (*harness, string) {
+	t.Helper()
+	h := newHarness(t, cpemulator.Options{})
+	h.p.Schedule = sched
+	h.p.Jitter = func() float64 { return 0.5 }
+	name, note := h.add(spec)
+	h.clk.advance(claimAt)
+	if err := h.claim(note, 1); err != nil {
+		t.Fatal(err)
+	}
+	h.drain()
+	return h, name
 }
