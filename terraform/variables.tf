@@ -372,8 +372,8 @@ variable "function_limits" {
     0.25 vCPU and 256Mi serving one at a time, up to 100 instances (the 5 x 20
     requests at once it served before; the poll and claim queues dispatch 20 +
     20 at most by default): a quarter of the price per billed second, and at the dispatch rates the API quota allows
-    fewer requests overlap than would make a shared vCPU cheaper (README "What
-    it costs"). Cloud Run serves more than one request per instance only with
+    fewer requests overlap than would make a shared vCPU cheaper (README
+    "Polls at the client's check-ins and a quarter-vCPU poller"). Cloud Run serves more than one request per instance only with
     at least one vCPU, and below 0.5 vCPU gives at most 512Mi. Every queue's
     max_concurrent_dispatches must fit in its function's max_instances x
     concurrency (tasks.tf), or the excess is answered 429 and spends task
