@@ -48,7 +48,7 @@ func parse(args []string, stderr io.Writer) (co campaign.Options, report string,
 	fs.IntVar(&co.Enrollments, "enrollments", d.Enrollments, "number of simulated clients to enroll")
 	fs.Uint64Var(&co.Seed, "seed", d.Seed, "random seed of the client mix, the fault plans and the CA outage timeline")
 	fs.StringVar(&report, "report", "", "write the JSON report to this file")
-	fs.Float64Var(&co.Slow, "slow", d.Slow, "share of slow clients")
+	fs.Float64Var(&co.Slow, "slow", d.Slow, "share of slow clients (they sign 30 s to 5 min after signData)")
 	fs.Float64Var(&co.Silent, "silent", d.Silent, "share of silent clients (never sign: failed at the poll deadline)")
 	fs.Float64Var(&co.Wrong, "wrong", d.Wrong, "share of clients that sign wrongly (failed: signature does not verify)")
 	fs.Float64Var(&co.Elsewhere, "elsewhere", d.Elsewhere, "share of processes already claimed by another adapter")

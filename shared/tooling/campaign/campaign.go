@@ -164,10 +164,14 @@ func Default(enrollments int, seed uint64) Options {
 }
 
 // campaignPoll is the default poll schedule with a 30-minute deadline (24
-// hours in production): slow clients sign in its first phase, silent ones
-// reach its late phase and then the deadline. The deadline leaves room for
-// a sweep to resume a process whose task was dropped (sweepAfter) before
-// the CA's deadline, which also counts from the signature.
+// hours in production): slow clients sign 30 s to 5 min after signData,
+// before its late phase, and silent ones reach its late phase and then the
+// deadline. The slow clients sign at a uniform delay, not at the client's
+// check-ins: one whose signData came late through faults would have no
+// check-in left before this deadline (its next is 8 hours on), and the
+// campaign expects slow clients uploaded. The deadline leaves room for a
+// sweep to resume a process whose task was dropped (sweepAfter) before the
+// CA's deadline, which also counts from the signature.
 func campaignPoll() pipeline.PollSchedule {
 	p := pipeline.DefaultPoll
 	p.Deadline = 30 * time.Minute
@@ -236,10 +240,7 @@ func (co *Options) options(inj *injector) simulation.Options {
 		s = 1
 	}
 	t := campaignTiming
-	sched := t.poll
-	for _, d := range []*time.Duration{&sched.Initial, &sched.Max, &sched.LateAfter, &sched.LateInterval, &sched.Deadline} {
-		*d = time.Duration(float64(*d) / s)
-	}
+	sched := t.poll.Scale(s)
 	sweepAfter, sweepEvery := time.Duration(float64(t.sweepAfter)/s), time.Duration(float64(t.sweepEvery)/s)
 	timeout := co.Timeout
 	if timeout <= 0 {

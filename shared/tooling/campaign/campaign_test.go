@@ -3,6 +3,7 @@ package campaign
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -408,5 +409,39 @@ func TestFaultBound(t *testing.T) {
 	}
 	if n := inj.suppressed.Load(); n != 2 {
 		t.Errorf("suppressed %d, want 2", n)
+	}
+}
+
+// TestScheduleOnTheCampaignsClock: the campaign runs production's poll
+// schedule on its time scale, every duration of it divided alike (the fast
+// phase and the check-ins too, not only the intervals and the deadline).
+func TestScheduleOnTheCampaignsClock(t *testing.T) {
+	t.Parallel()
+	co := Default(10, 1)
+	o := co.options(newInjector(co))
+	want, got := reflect.ValueOf(campaignTiming.poll), reflect.ValueOf(o.Schedule)
+	durations := 0
+	for i := range want.NumField() {
+		name := want.Type().Field(i).Name
+		switch w := want.Field(i).Interface().(type) {
+		case time.Duration:
+			durations++
+			if g := got.Field(i).Interface().(time.Duration); g != time.Duration(float64(w)/co.TimeScale) {
+				t.Errorf("Schedule.%s = %s, want %s / %g", name, g, w, co.TimeScale)
+			}
+		case []time.Duration:
+			g := got.Field(i).Interface().([]time.Duration)
+			if len(g) != len(w) || len(w) == 0 {
+				t.Fatalf("Schedule.%s = %v, want %v scaled", name, g, w)
+			}
+			for k := range w {
+				if g[k] != time.Duration(float64(w[k])/co.TimeScale) {
+					t.Errorf("Schedule.%s[%d] = %s, want %s / %g", name, k, g[k], w[k], co.TimeScale)
+				}
+			}
+		}
+	}
+	if durations < 7 {
+		t.Errorf("checked %d duration fields of the schedule; the schedule has more", durations)
 	}
 }
