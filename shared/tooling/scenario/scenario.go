@@ -146,7 +146,7 @@ func (s *Scenario) Options(env config.Lookup, progress io.Writer) (simulation.Op
 	o := simulation.Options{
 		Clients: s.Clients, Slow: s.Slow, Silent: s.Silent, Wrong: s.Wrong, Elsewhere: s.Elsewhere,
 		ErrorRate: s.ErrorRate, LostRate: s.LostRate,
-		FastDelay: fast.Scale(s.TimeScale), SlowDelay: slow.Scale(s.TimeScale), SlowAtCheckIns: s.SlowDelay == SlowAtCheckIns,
+		FastDelay: fast.Scale(s.TimeScale), SlowDelay: slow.Scale(s.TimeScale), SlowAtCheckIns: s.SlowDelay == SlowAtCheckIns && s.Slow > 0,
 		Schedule: sched.Scale(s.TimeScale), TimeScale: s.TimeScale,
 		Arrival: s.Arrival, Seed: s.Seed,
 		ProgressEvery: time.Second,

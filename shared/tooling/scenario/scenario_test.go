@@ -61,8 +61,13 @@ func TestOptions(t *testing.T) {
 		{name: "defaults", want: func(o *simulation.Options) {}},
 		{name: "load", args: []string{"-load"}, want: func(o *simulation.Options) {
 			o.Clients, o.Slow, o.Silent, o.TimeScale, o.Arrival = 10000, 0.15, 0.05, 60, 250
-			o.FastDelay = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60)
+			o.FastDelay, o.SlowAtCheckIns = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60), true
 			o.Schedule = scaled(pipeline.DefaultPoll, 30*time.Minute, 60)
+		}},
+		// Without slow clients the check-ins are not asked for (the
+		// stand-ins refuse them), whatever -slow-delay says.
+		{name: "slow clients sign at the check-ins", args: []string{"-slow", "0.1"}, want: func(o *simulation.Options) {
+			o.Slow, o.SlowAtCheckIns = 0.1, true
 		}},
 		{name: "load, slow clients uniform in a range", args: []string{"-load", "-slow-delay", "30s-10m"}, want: func(o *simulation.Options) {
 			o.Clients, o.Slow, o.Silent, o.TimeScale, o.Arrival = 10000, 0.15, 0.05, 60, 250
@@ -72,7 +77,7 @@ func TestOptions(t *testing.T) {
 		}},
 		{name: "load, explicit flags win", args: []string{"-load", "-clients", "1000", "-deadline", "10m"}, want: func(o *simulation.Options) {
 			o.Clients, o.Slow, o.Silent, o.TimeScale, o.Arrival = 1000, 0.15, 0.05, 60, 250
-			o.FastDelay = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60)
+			o.FastDelay, o.SlowAtCheckIns = simulation.Range{Min: time.Second, Max: 5 * time.Second}.Scale(60), true
 			o.Schedule = scaled(pipeline.DefaultPoll, 10*time.Minute, 60)
 		}},
 		{name: "POLL_ settings", env: map[string]string{"POLL_INITIAL_DELAY": "50ms", "POLL_MAX_DELAY": "200ms", "POLL_DEADLINE": "30s"}, want: func(o *simulation.Options) {
@@ -107,7 +112,7 @@ func TestOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := simulation.Options{
-				Clients: 100, FastDelay: simulation.Range{Min: time.Second, Max: 5 * time.Second}, SlowAtCheckIns: true,
+				Clients: 100, FastDelay: simulation.Range{Min: time.Second, Max: 5 * time.Second},
 				Schedule: scaled(pipeline.DefaultPoll, LocalDeadline, 1), TimeScale: 1, Seed: 1, ProgressEvery: time.Second, Progress: io.Discard,
 			}
 			tc.want(&want)

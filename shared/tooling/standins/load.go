@@ -111,7 +111,7 @@ type Extra struct {
 // Tasks emulator's queues, the progress records live in the Firestore
 // emulator. It reports like simulation.Run.
 func Load(ctx context.Context, hosts Hosts, o LoadOptions) (*Result, error) {
-	if err := o.validate(); err != nil {
+	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	o.defaults()
@@ -252,7 +252,9 @@ var supported = map[string]bool{
 	"Progress": true, "ProgressEvery": true, "CPUByFunction": true,
 }
 
-func (o *LoadOptions) validate() error {
+// Validate refuses options a load run on the stand-ins cannot honour: no
+// clients, or a simulation option that acts only inside the in-process run.
+func (o *LoadOptions) Validate() error {
 	if o.Clients <= 0 {
 		return errors.New("standins: clients must be positive")
 	}
@@ -264,7 +266,13 @@ func (o *LoadOptions) validate() error {
 		}
 	}
 	if len(refused) > 0 {
-		return fmt.Errorf("standins: not supported on the stand-ins: %s", strings.Join(refused, ", "))
+		err := fmt.Errorf("standins: not supported on the stand-ins: %s", strings.Join(refused, ", "))
+		if slices.Contains(refused, "SlowAtCheckIns") {
+			// The functions take the check-ins from the code, not scaled to
+			// the run's time scale as the clients' would be.
+			err = fmt.Errorf("%w (slow clients that sign at the check-ins: give -slow-delay MIN-MAX on the stand-ins)", err)
+		}
+		return err
 	}
 	return nil
 }
