@@ -260,7 +260,8 @@ plan_refused 'function_limits={poll = {cpu = "0.5", concurrency = 10}}' "more th
 plan_refused 'function_limits={poll = {timeout_seconds = 30}}' "function_limits.poll.timeout_seconds must be at least 60"
 plan_refused 'function_limits={poll = {concurrency = 10}}' "function_limits.poll: concurrency 10 needs cpu of at least"
 plan_refused 'function_limits={poll = {memory = "1Gi"}}' "function_limits.poll: memory 1Gi needs cpu of at least"
-plan_refused 'function_limits={issue = {memory = "512MB"}}' "function_limits memory must be a whole number of Mi or Gi"
+plan_refused 'function_limits={issue = {memory = "512MB"}}' "function_limits memory must be a whole number with a unit of k, M, G, Mi or Gi"
+plan_refused 'function_limits={poll = {memory = "600M"}}' "function_limits.poll: memory 600M needs cpu of at least \"0.5\""
 plan_refused 'function_limits={claim = {cpu = "1.5"}}' "function_limits cpu must be a number of vCPUs"
 plan_refused 'queue_rate_limits={poll = {max_dispatches_per_second = 5, max_concurrent_dispatches = 500}, issue = {max_dispatches_per_second = 2, max_concurrent_dispatches = 5}}' \
   "queue_rate_limits.poll.max_concurrent_dispatches (500) must not exceed function_limits.poll.max_instances x concurrency (100)"

@@ -92,9 +92,13 @@ locals {
       tonumber(l.cpu) < 1 && local.memory_mib[k] > 1024 ? "function_limits.${k}: memory ${l.memory} needs cpu of at least \"1\" (below it Cloud Run gives at most 1Gi)" : "",
     ])
   }
+  # Memory in MiB, from the units the provider takes (k, M, G, Mi, Gi; none:
+  # bytes).
   memory_mib = {
     for k, l in local.function_limits : k => (
-      endswith(l.memory, "Gi") ? tonumber(trimsuffix(l.memory, "Gi")) * 1024 : tonumber(trimsuffix(l.memory, "Mi"))
+      tonumber(regex("^([0-9]+)", l.memory)[0]) * lookup({
+        "" = 1 / 1048576, k = 1000 / 1048576, M = 1000000 / 1048576, G = 1000000000 / 1048576, Mi = 1, Gi = 1024
+      }, regex("^[0-9]+([a-zA-Z]*)$", l.memory)[0], 0)
     )
   }
 }

@@ -417,9 +417,9 @@ variable "function_limits" {
   validation {
     condition = alltrue([
       for l in values(var.function_limits) :
-      l.memory == null || can(regex("^[1-9][0-9]*(Mi|Gi)$", l.memory))
+      l.memory == null || can(regex("^[1-9][0-9]*(k|M|G|Mi|Gi)?$", l.memory))
     ])
-    error_message = "function_limits memory must be a whole number of Mi or Gi, such as \"256Mi\" or \"1Gi\"."
+    error_message = "function_limits memory must be a whole number with a unit of k, M, G, Mi or Gi (none: bytes), such as \"256Mi\" or \"1Gi\"."
   }
   validation {
     # The sweep (sweep.tf) runs inside one PollSignature invocation: a batch of

@@ -37,6 +37,7 @@ log_level          = "debug"
 http_ingress       = "ALLOW_ALL"
 function_limits = {
   issue = { memory = "512Mi", cpu = "1", max_instances = 3, timeout_seconds = 120 }
+  poll  = { memory = "512M" } # 488 MiB: within the 512 MiB of a quarter vCPU
 }
 
 secret_env = {
