@@ -329,8 +329,9 @@ func (w *World) cost(r *Report) *Cost {
 	by := map[string]float64{}
 	for i, f := range functionNames {
 		requests += w.invoked[i].Load()
-		billedNs += w.billedNs[i].Load()
-		by[f] = time.Duration(w.billedNs[i].Load()).Seconds() / n
+		b := w.billedNs[i].Load()
+		billedNs += b
+		by[f] = time.Duration(b).Seconds() / n
 	}
 	ended := r.Outcomes.Uploaded + r.Outcomes.Failed + r.Outcomes.ClaimedElsewhere
 	c := Cost{
